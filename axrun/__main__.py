@@ -1,0 +1,5 @@
+"""``python -m axrun``."""
+
+from axrun.cli import main
+
+main()

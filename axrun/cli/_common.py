@@ -1,0 +1,63 @@
+"""What every command shares: global options, the stderr console, error handling."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from axrun.errors import AxrunError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    backend: str
+    debug: bool
+
+
+def stderr_console() -> Console:
+    """Logs, progress and summaries go here, never to stdout."""
+    return Console(stderr=True, highlight=False)
+
+
+def stdout_console() -> Console:
+    """For human-readable data on stdout; not wrapped at 80 columns when piped."""
+    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, GlobalOptions) else None
+    return obj or GlobalOptions(backend="auto", debug=False)
+
+
+def handle_errors(func: F) -> F:
+    """Turn axrun's exceptions into ``error: ...`` on stderr and the documented exit status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx")
+        debug = global_options(ctx).debug if isinstance(ctx, typer.Context) else False
+        try:
+            return func(*args, **kwargs)
+        except AxrunError as exc:
+            if debug:
+                stderr_console().print_exception()
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()

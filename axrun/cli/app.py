@@ -1,0 +1,64 @@
+"""The Typer application: global options and command registration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from axrun._version import __version__
+from axrun.cli import info as info_cmd
+from axrun.cli._common import GlobalOptions
+from axrun.runtime import BACKEND_CHOICES
+
+app = typer.Typer(
+    name="axrun",
+    help=(
+        "Batch INT8 inference on Axelera Metis, or on axrun's built-in emulator when no "
+        "card (no axelera.runtime) is present.\n\n"
+        "Exit status: 0 all inputs succeeded, 1 some inputs failed, 2 usage error, "
+        "3 model or device error, 130 interrupted."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"axrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            envvar="AXRUN_BACKEND",
+            help=f"Runtime backend: {', '.join(BACKEND_CHOICES)}. auto = the real "
+            "axelera.runtime when it imports, else the emulator.",
+            show_default=True,
+        ),
+    ] = "auto",
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    ctx.obj = GlobalOptions(backend=backend, debug=debug)
+
+
+info_cmd.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

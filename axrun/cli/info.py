@@ -1,0 +1,99 @@
+"""``axrun info`` and ``axrun devices``: inspect a model folder and the devices."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from axrun.cli._common import global_options, handle_errors, print_json, stdout_console
+from axrun.modelfolder import describe, load_model_folder
+from axrun.runtime import load_backend
+
+JSON_OPTION = typer.Option("--json", help="Print one JSON document (stable keys, see README).")
+
+
+def _tensor_table(title: str, tensors: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("name", "padded NHWC", "unpadded", "padding", "scale", "zero point", "bytes"):
+        table.add_column(col, justify="right" if col in ("bytes", "zero point") else "left")
+    for t in tensors:
+        table.add_row(
+            t["name"], str(tuple(t["shape"])), str(tuple(t["unpadded_shape"])),
+            " ".join(f"{lo},{hi}" for lo, hi in t["padding"]),
+            f"{t['scale']:.6g}", str(t["zero_point"]), f"{t['bytes']:,}",
+        )
+    return table
+
+
+def info(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="model.json, its folder, or a parent of one.")],
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
+    """Show a compiled model's tensors, padding, quantization, postamble and task."""
+    folder = load_model_folder(model)
+    data = describe(folder)
+    if as_json:
+        print_json(data)
+        return
+    out = stdout_console()
+    out.print(f"[bold]{data['model']}[/bold]")
+    out.print(
+        f"batch {data['batch']} · {data['instances_per_device']} instance(s) per 4-core device"
+        f" · task {data['task'] or 'not set (no axrun.json)'}"
+    )
+    out.print(_tensor_table("inputs", data["inputs"]))
+    out.print(_tensor_table("outputs", data["outputs"]))
+    post = data["postamble"]
+    if post:
+        out.print(f"postamble {post['path']}:")
+        for kind in ("inputs", "outputs"):
+            for v in post[kind]:
+                out.print(f"  {kind[:-1]:6} {v['name']} {v['shape']}")
+    else:
+        out.print("postamble: none")
+    if data["preprocess"]:
+        recipe = ", ".join(f"{k}={v}" for k, v in data["preprocess"].items())
+        out.print(f"preprocess: {recipe}")
+    if data["labels"]:
+        out.print(f"labels: {data['labels']['file']} ({data['labels']['count']} classes)")
+    if data["decoder"]:
+        out.print(f"decoder: {data['decoder']}")
+
+
+def devices(
+    ctx: typer.Context,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
+    """List the devices of the backend in use, with free and used cores."""
+    backend = load_backend(global_options(ctx).backend)
+    found = backend.list_devices()
+    if as_json:
+        print_json({
+            "backend": backend.name,
+            "emulator": backend.settings() or None,
+            "devices": [asdict(d) for d in found],
+        })
+        return
+    out = stdout_console()
+    out.print(f"backend: [bold]{backend.describe()}[/bold]")
+    if not found:
+        out.print("no devices found")
+        return
+    table = Table()
+    for col in ("device", "cores", "free", "in use", "held by", "board"):
+        table.add_column(col)
+    for d in found:
+        free = "?" if d.cores_free is None else str(d.cores_free)
+        used = "?" if d.cores_free is None else str(d.cores - d.cores_free)
+        table.add_row(d.name, str(d.cores), free, used, d.in_use_by or "-", d.board_type)
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(handle_errors(info))
+    app.command("devices")(handle_errors(devices))

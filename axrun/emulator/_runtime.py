@@ -1,0 +1,460 @@
+"""The emulated object model: Context → Model / Connection → ModelInstance.
+
+Behaves like ``axelera.runtime`` at the byte level: int8 NHWC padded buffers in
+and out, results written in place, double buffering returning results two calls
+late. The network itself is computed by ONNX Runtime from the device graph that
+``axrun compile`` wrote; a timing model (``AXRUN_EMULATOR_LATENCY_MS``,
+``AXRUN_EMULATOR_COMPUTE=0``) lets a benchmark stand in for real hardware.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from axrun.emulator import _exceptions as ex
+from axrun.emulator import _reservations as reservations
+
+EMULATOR_FORMAT = "axrun-emulator"
+INSTANCE_FLAGS = (
+    "aipu_cores",
+    "num_sub_devices",
+    "double_buffer",
+    "input_dmabuf",
+    "output_dmabuf",
+    "device_profiling",
+    "host_profiling",
+    "elf_in_ddr",
+)
+DEVICE_SETTINGS = (
+    "clock_profile",
+    *(f"{k}_{i}" for k in ("clock_profile_core", "mvm_utilisation_core") for i in range(4)),
+)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw.strip() else default
+    except ValueError:
+        raise ex.InvalidConfiguration(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """Read from the environment when a Context is created."""
+
+    devices: int
+    latency_ms: float
+    compute: bool
+    threads: int
+
+    @classmethod
+    def from_env(cls) -> EmulatorSettings:
+        devices = int(_env_float("AXRUN_EMULATOR_DEVICES", 1))
+        if devices < 0:
+            raise ex.InvalidConfiguration("AXRUN_EMULATOR_DEVICES must be 0 or more")
+        latency = _env_float("AXRUN_EMULATOR_LATENCY_MS", 0.0)
+        if latency < 0:
+            raise ex.InvalidConfiguration("AXRUN_EMULATOR_LATENCY_MS must be 0 or more")
+        compute = os.environ.get("AXRUN_EMULATOR_COMPUTE", "1").strip().lower()
+        threads = int(_env_float("AXRUN_EMULATOR_THREADS", 1))
+        return cls(
+            devices=devices,
+            latency_ms=latency,
+            compute=compute not in ("0", "false", "no", "off"),
+            threads=max(1, threads),
+        )
+
+
+class BoardType(enum.Enum):
+    alpha_pcie = 0
+    alpha_m2 = 1
+    pcie = 2
+    m2 = 3
+    devboard = 4
+    sbc = 5
+    unknown = 6
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """An available device, as ``Context.list_devices()`` reports it."""
+
+    name: str
+    subdevice_count: int
+    board_type: BoardType = BoardType.pcie
+    max_memory: int = 0
+    in_use: bool = False
+    in_use_by: str = ""
+    firmware_version: str = "emulator"
+    board_revision: int = 0
+    flashed_firmware_version: str = "emulator"
+    board_controller_firmware_version: str = "emulator"
+    board_controller_board_type: str = "emulator"
+    cores_free: int = 0
+
+
+@dataclass
+class TensorInfo:
+    """Shape, padding and quantization of one device tensor (NHWC, int8)."""
+
+    shape: tuple[int, ...]
+    dtype: Any = np.int8
+    name: str = ""
+    padding: list[tuple[int, int]] = field(default_factory=list)
+    scale: float = 1.0
+    zero_point: int = 0
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    @property
+    def unpadded_shape(self) -> tuple[int, ...]:
+        return tuple(d - lo - hi for d, (lo, hi) in zip(self.shape, self.padding, strict=True))
+
+
+def _device_name(index: int) -> str:
+    return f"metis-0:{index + 1}:0"
+
+
+class Object:
+    """Base of every runtime object: owned by a Context, released with its parent."""
+
+    def __init__(self, context: Context | None, parent: Object | None) -> None:
+        self._context = context
+        self._children: list[Object] = []
+        self._released = False
+        self._lock = threading.Lock()
+        if parent is not None:
+            parent._children.append(self)
+
+    @property
+    def context(self) -> Context:
+        assert self._context is not None
+        return self._context
+
+    def release(self) -> None:
+        """Release this object and all its children."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            children, self._children = self._children, []
+        for child in reversed(children):
+            child.release()
+        self._on_release()
+
+    def _on_release(self) -> None:
+        pass
+
+    def _check(self) -> None:
+        if self._released:
+            raise ex.InvalidArgument(f"{type(self).__name__} has been released")
+
+
+class Context(Object):
+    """The root object; create first, release last (or use ``with``)."""
+
+    def __init__(self) -> None:
+        super().__init__(None, None)
+        self._context = self
+        self.settings = EmulatorSettings.from_env()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def list_devices(self) -> list[DeviceInfo]:
+        """Every emulated device, with how many of its cores are free right now."""
+        self._check()
+        out = []
+        for d in range(self.settings.devices):
+            busy = [c for c in range(reservations.CORES_PER_DEVICE)
+                    if not reservations.is_free(d, c)]
+            holders = sorted({reservations.holder(d, c) for c in busy})
+            out.append(
+                DeviceInfo(
+                    name=_device_name(d),
+                    subdevice_count=reservations.CORES_PER_DEVICE,
+                    in_use=bool(busy),
+                    in_use_by=", ".join(holders),
+                    cores_free=reservations.CORES_PER_DEVICE - len(busy),
+                )
+            )
+        return out
+
+    def _device_index(self, device: int | str | DeviceInfo | None) -> int | None:
+        if isinstance(device, DeviceInfo):
+            device = device.name
+        if device is None:
+            return None
+        names = [_device_name(d) for d in range(self.settings.devices)]
+        if isinstance(device, bool) or not isinstance(device, int | str):
+            raise ex.InvalidArgument(f"device must be None, an index or a name, not {device!r}")
+        if isinstance(device, int):
+            if not 0 <= device < len(names):
+                raise ex.ConnectionError(f"no device {device}; {len(names)} device(s) present")
+            return device
+        if device not in names:
+            raise ex.ConnectionError(f"no device named {device!r}; present: {', '.join(names)}")
+        return names.index(device)
+
+    def device_connect(
+        self, device: int | str | DeviceInfo | None = None, num_sub_devices: int = 1, **kwargs: Any
+    ) -> Connection:
+        """Reserve ``num_sub_devices`` cores on a device, exclusively for this process."""
+        self._check()
+        if kwargs:
+            raise ex.InvalidArgument(f"unknown keyword argument(s): {', '.join(sorted(kwargs))}")
+        if not isinstance(num_sub_devices, int) or not 1 <= num_sub_devices <= 4:
+            raise ex.InvalidArgument(f"num_sub_devices must be 1-4, not {num_sub_devices!r}")
+        if self.settings.devices == 0:
+            raise ex.ConnectionError("no Metis device found (AXRUN_EMULATOR_DEVICES=0)")
+        index = self._device_index(device)
+        candidates = range(self.settings.devices) if index is None else [index]
+        for d in candidates:
+            held = reservations.reserve(d, num_sub_devices)
+            if held is not None:
+                return Connection(self, d, held)
+        d = candidates[0]
+        busy = [c for c in range(reservations.CORES_PER_DEVICE) if not reservations.is_free(d, c)]
+        holders = sorted({reservations.holder(d, c) for c in busy}) or ["unknown process"]
+        where = "any device" if index is None else _device_name(d)
+        raise ex.DeviceInUse(
+            f"{num_sub_devices} core(s) requested but not free on {where}; "
+            f"{_device_name(d)} cores {busy} held by {'; '.join(holders)}"
+        )
+
+    def load_model(self, path: str | os.PathLike[str]) -> Model:
+        """Load a compiled model from its ``model.json``."""
+        self._check()
+        return Model(self, Path(path))
+
+    def configure_device(self, device: int | str | DeviceInfo, **kwargs: Any) -> bool:
+        """Accept the documented device settings (the emulator has no clocks)."""
+        self._check()
+        self._device_index(device)
+        unknown = set(kwargs) - set(DEVICE_SETTINGS)
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise ex.InvalidConfiguration(f"unknown device setting(s): {names}")
+        return True
+
+    def device_ready(self, device: int | str | DeviceInfo) -> bool:
+        self._check()
+        self._device_index(device)
+        return True
+
+    def read_device_configuration(self, device: int | str | DeviceInfo) -> dict[str, str]:
+        self._check()
+        self._device_index(device)
+        return {"clock_profile": "800", "backend": "axrun-emulator"}
+
+
+class Model(Object):
+    """A compiled model: tensor metadata plus the device graph the emulator executes."""
+
+    def __init__(self, context: Context, path: Path) -> None:
+        from axrun.errors import ModelError
+        from axrun.modelfolder import read_manifest
+
+        super().__init__(context, context)
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ex.InvalidArgument(f"{path}: model file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ex.InvalidArgument(f"{path}: cannot read model file: {exc}") from exc
+        if not isinstance(spec, dict) or spec.get("format") != EMULATOR_FORMAT:
+            raise ex.NotImplemented(
+                f"{path} is not an axrun emulator model (compiled by the Voyager SDK for "
+                "real hardware?); running it needs a Metis device and the Voyager SDK. "
+                "The emulator runs model folders made by `axrun compile`."
+            )
+        graph = spec.get("device_graph")
+        if not isinstance(graph, str) or not (path.parent / graph).is_file():
+            raise ex.InvalidArgument(f"{path}: 'device_graph' must name an existing ONNX file")
+        try:
+            manifest = read_manifest(path.parent / "manifest.json")
+        except ModelError as exc:
+            raise ex.InvalidArgument(str(exc)) from exc
+        self.path = path
+        self.device_graph = path.parent / graph
+        self._inputs = [self._info(t) for t in manifest.inputs]
+        self._outputs = [self._info(t) for t in manifest.outputs]
+        self.postamble_graph = manifest.postprocess_graph
+        self.preamble_graph = manifest.preprocess_graph
+        self.input_tensor_layout = "NHWC"
+
+    @staticmethod
+    def _info(t: Any) -> TensorInfo:
+        return TensorInfo(
+            shape=tuple(t.shape), name=t.name, padding=[tuple(p) for p in t.padding],
+            scale=t.scale, zero_point=t.zero_point,
+        )
+
+    def inputs(self) -> list[TensorInfo]:
+        self._check()
+        return list(self._inputs)
+
+    def outputs(self) -> list[TensorInfo]:
+        self._check()
+        return list(self._outputs)
+
+
+class Connection(Object):
+    """Cores reserved on one device; released (and freed for others) with ``release()``."""
+
+    def __init__(self, context: Context, device: int, cores: list[reservations.CoreLock]) -> None:
+        super().__init__(context, context)
+        self.device_index = device
+        self.device_name = _device_name(device)
+        self._cores = cores
+
+    @property
+    def num_sub_devices(self) -> int:
+        return len(self._cores)
+
+    def _on_release(self) -> None:
+        for core in self._cores:
+            core.release()
+
+    def load_model_instance(self, model: Model, **kwargs: Any) -> ModelInstance:
+        """Load ``model`` on this connection's cores (flags as ``axelera.runtime``)."""
+        self._check()
+        model._check()
+        unknown = set(kwargs) - set(INSTANCE_FLAGS)
+        if unknown:
+            raise ex.InvalidArgument(
+                f"unknown keyword argument(s): {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(INSTANCE_FLAGS)}"
+            )
+        batch = model.inputs()[0].shape[0]
+        for key in ("num_sub_devices", "aipu_cores"):
+            value = kwargs.get(key, 0)
+            if value not in (0, batch):
+                raise ex.InvalidArgument(
+                    f"{key}={value} does not match the model's batch size {batch}"
+                )
+        if batch > self.num_sub_devices:
+            raise ex.InvalidArgument(
+                f"model batch {batch} needs {batch} cores; this connection has "
+                f"{self.num_sub_devices}"
+            )
+        for key in ("input_dmabuf", "output_dmabuf"):
+            if kwargs.get(key):
+                raise ex.NotImplemented(f"{key}: the emulator takes numpy arrays only")
+        return ModelInstance(self, model, double_buffer=bool(kwargs.get("double_buffer", False)))
+
+
+class ModelInstance(Object):
+    """A model loaded on cores; ``run()`` from one thread only."""
+
+    def __init__(self, connection: Connection, model: Model, double_buffer: bool) -> None:
+        super().__init__(connection.context, connection)
+        self.model = model
+        self.double_buffer = double_buffer
+        settings = connection.context.settings
+        self._latency_s = settings.latency_ms / 1000.0
+        self._compute = settings.compute
+        self._in_infos = model.inputs()
+        self._out_infos = model.outputs()
+        self._session = (
+            _open_session(model.device_graph, settings.threads) if self._compute else None
+        )
+        # Double buffering: (input arrays, time the device finishes them), oldest first.
+        self._pending: deque[tuple[list[np.ndarray], float]] = deque()
+        self._device_free_at = 0.0
+        self._running = threading.Lock()
+
+    def _on_release(self) -> None:
+        self._session = None
+        self._pending.clear()
+
+    def run(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        """Run one inference; blocks; writes results into ``outputs`` in place.
+
+        With ``double_buffer`` the results written are those of the input passed two
+        calls earlier (the first two calls return nothing useful).
+        """
+        self._check()
+        if not self._running.acquire(blocking=False):
+            raise ex.InvalidArgument("ModelInstance.run() called from two threads at once")
+        try:
+            _check_buffers("input", inputs, self._in_infos, writable=False)
+            _check_buffers("output", outputs, self._out_infos, writable=True)
+            now = time.perf_counter()
+            start = max(now, self._device_free_at)
+            self._device_free_at = start + self._latency_s
+            self._pending.append((list(inputs), self._device_free_at))
+            if self.double_buffer and len(self._pending) <= 2:
+                for out, info in zip(outputs, self._out_infos, strict=True):
+                    out.fill(info.zero_point)
+                return
+            due_inputs, done_at = self._pending.popleft()
+            delay = done_at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            # Inputs are read only now, at the end of the device time: a host that
+            # overwrites a buffer still in flight gets a wrong result, as on hardware.
+            self._compute_into(due_inputs, outputs)
+        finally:
+            self._running.release()
+
+    def _compute_into(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        if self._session is None:
+            for out, info in zip(outputs, self._out_infos, strict=True):
+                out.fill(info.zero_point)
+            return
+        feed = {info.name: arr for info, arr in zip(self._in_infos, inputs, strict=True)}
+        results = self._session.run(None, feed)
+        for out, res in zip(outputs, results, strict=True):
+            np.copyto(out, res)
+
+
+def _check_buffers(
+    kind: str, arrays: Any, infos: list[TensorInfo], *, writable: bool
+) -> None:
+    if not isinstance(arrays, list | tuple):
+        raise ex.InvalidArgument(f"{kind}s must be a list of numpy arrays")
+    if len(arrays) != len(infos):
+        raise ex.InvalidArgument(f"expected {len(infos)} {kind} buffer(s), got {len(arrays)}")
+    for i, (arr, info) in enumerate(zip(arrays, infos, strict=True)):
+        label = f"{kind} {i} ({info.name!r})"
+        if not isinstance(arr, np.ndarray):
+            raise ex.InvalidArgument(f"{label}: expected a numpy array, got {type(arr).__name__}")
+        if arr.dtype != np.int8:
+            raise ex.InvalidArgument(f"{label}: dtype {arr.dtype} is not int8")
+        if tuple(arr.shape) != tuple(info.shape):
+            raise ex.InvalidArgument(f"{label}: shape {arr.shape} is not the padded {info.shape}")
+        if not arr.flags.c_contiguous:
+            raise ex.InvalidArgument(f"{label}: buffer is not C-contiguous")
+        if writable and not arr.flags.writeable:
+            raise ex.InvalidArgument(f"{label}: buffer is read-only")
+
+
+def _open_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ex.InvalidArgument(f"{path}: cannot load device graph: {exc}") from exc

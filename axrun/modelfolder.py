@@ -1,0 +1,453 @@
+"""Compiled model folders: finding them and reading ``manifest.json`` and ``axrun.json``.
+
+A model folder holds ``model.json`` (what the runtime loads), ``manifest.json``
+(tensor shapes, padding and quantization, Voyager field names), optionally
+``postprocess_graph.onnx`` (the float postamble) and axrun's own sidecar
+``axrun.json`` (task, preprocessing recipe, labels file, decoder settings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from axrun.errors import ModelError
+from axrun.preprocess import PreprocessRecipe
+
+MANIFEST = "manifest.json"
+MODEL_JSON = "model.json"
+SIDECAR = "axrun.json"
+TASKS = ("classify", "detect")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One device tensor as the manifest describes it (NHWC, int8).
+
+    ``padding`` is ``np.pad`` style, one ``(start, end)`` pair per dimension,
+    batch first; ``unpadded_shape`` is ``shape`` minus that padding.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    scale: float
+    zero_point: int
+
+    @property
+    def unpadded_shape(self) -> tuple[int, ...]:
+        return tuple(d - lo - hi for d, (lo, hi) in zip(self.shape, self.padding, strict=True))
+
+    @property
+    def size(self) -> int:
+        """Bytes of the padded int8 tensor."""
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json`` of a compiled model."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    model_lib_file: str
+    postprocess_graph: str
+    preprocess_graph: str
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def batch(self) -> int:
+        return self.inputs[0].shape[0]
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """axrun's ``axrun.json``: what the compiled folder alone does not say."""
+
+    task: str | None
+    preprocess: PreprocessRecipe | None
+    labels_file: str | None
+    decoder: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A located and parsed model folder."""
+
+    root: Path
+    manifest: Manifest
+    sidecar: Sidecar | None
+    labels: tuple[str, ...] | None
+
+    @property
+    def model_json(self) -> Path:
+        return self.root / (self.manifest.model_lib_file or MODEL_JSON)
+
+    @property
+    def postamble_path(self) -> Path | None:
+        rel = self.manifest.postprocess_graph
+        return self.root / rel if rel else None
+
+    @property
+    def task(self) -> str | None:
+        return self.sidecar.task if self.sidecar else None
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+
+def find_model_json(path: str | os.PathLike[str]) -> Path:
+    """Resolve *path* to a ``model.json``.
+
+    Accepts the file itself, its folder, or a parent holding exactly one compiled
+    folder (the Voyager ``build/<net>/<model>/<cores>/`` layout).
+
+    Raises:
+        ModelError: nothing found, or several candidates (they are listed).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model path not found: {p}")
+    if p.is_file():
+        if p.name == MANIFEST:
+            p = p.parent
+        else:
+            return p
+    if (p / MODEL_JSON).is_file():
+        return p / MODEL_JSON
+    candidates = sorted(q for q in p.rglob(MODEL_JSON) if (q.parent / MANIFEST).is_file())
+    if not candidates:
+        raise ModelError(f"no compiled model (model.json + manifest.json) under {p}")
+    if len(candidates) > 1:
+        listed = ", ".join(str(c.parent) for c in candidates[:10])
+        raise ModelError(f"{p} holds {len(candidates)} compiled models; pick one: {listed}")
+    return candidates[0]
+
+
+def load_model_folder(path: str | os.PathLike[str]) -> ModelFolder:
+    """Locate and parse a model folder (see :func:`find_model_json`).
+
+    Raises:
+        ModelError: a missing or malformed file or field, named in the message.
+    """
+    model_json = find_model_json(path)
+    root = model_json.parent
+    manifest = read_manifest(root / MANIFEST)
+    sidecar = read_sidecar(root / SIDECAR) if (root / SIDECAR).is_file() else None
+    labels = None
+    if sidecar and sidecar.labels_file:
+        labels = read_labels(root / sidecar.labels_file)
+    return ModelFolder(root=root, manifest=manifest, sidecar=sidecar, labels=labels)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    """Read a labels file: one class name per line (blank lines at the end ignored)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read labels file ({exc.strerror})") from exc
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise ModelError(f"{path}: labels file is empty")
+    return tuple(line.strip() for line in lines)
+
+
+class _Fields:
+    """Typed access to the fields of one JSON file, with errors naming file and field."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    def fail(self, key: str, why: str) -> ModelError:
+        return ModelError(f"{self.path}: field '{key}' {why}")
+
+    def get(self, key: str, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, "is missing")
+            return default
+        return self.data[key]
+
+    def shapes(self, key: str) -> list[tuple[int, ...]]:
+        value = self.get(key)
+        if not isinstance(value, list) or not value or not all(_is_int_list(s) for s in value):
+            raise self.fail(key, "must be a non-empty list of integer shape lists")
+        return [tuple(int(d) for d in s) for s in value]
+
+    def params(self, key: str, count: int) -> list[tuple[float, int]]:
+        value = self.get(key)
+        ok = isinstance(value, list) and len(value) == count
+        ok = ok and all(isinstance(p, list | tuple) and len(p) == 2 for p in value)
+        if not ok:
+            raise self.fail(key, f"must be a list of {count} [scale, zero_point] pairs")
+        out = []
+        for scale, zp in value:
+            if not isinstance(scale, int | float) or not scale > 0 or not math.isfinite(scale):
+                raise self.fail(key, f"has an invalid scale {scale!r} (must be > 0)")
+            if not isinstance(zp, int | float) or int(zp) != zp or not -128 <= zp <= 127:
+                raise self.fail(key, f"has an invalid zero point {zp!r} (int8 expected)")
+            out.append((float(scale), int(zp)))
+        return out
+
+    def text(self, key: str, default: str = "") -> str:
+        value = self.get(key, default)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise self.fail(key, "must be a string")
+        return value
+
+
+def _is_int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(d, int) and d > 0 for d in value)
+
+
+def _padding_from_manifest(
+    fields: _Fields, key: str, index: int, shape: tuple[int, ...], original: tuple[int, ...]
+) -> tuple[tuple[int, int], ...]:
+    """Per-dimension padding of one tensor from ``n_padded_ch_*`` (8- or legacy 4-tuple)."""
+    rank = len(shape)
+    unpadded_nhwc = _original_as_nhwc(original, rank)
+    entries = fields.get(key, None)
+    entry = None
+    if entries is not None:
+        if not isinstance(entries, list) or len(entries) <= index:
+            raise fields.fail(key, f"has no entry for tensor {index}")
+        entry = entries[index]
+        if not _is_padding_tuple(entry):
+            raise fields.fail(key, f"entry {index} must be 8 or 4 non-negative integers")
+    if entry is not None and len(entry) == 2 * rank:
+        pads = tuple((int(entry[2 * i]), int(entry[2 * i + 1])) for i in range(rank))
+    elif entry is not None and len(entry) == 4 and rank == 4:
+        top, left, bottom, right = (int(v) for v in entry)
+        channel = shape[3] - unpadded_nhwc[3] if unpadded_nhwc else 0
+        pads = ((0, 0), (top, bottom), (left, right), (0, max(channel, 0)))
+    elif entry is not None:
+        raise fields.fail(key, f"entry {index} has {len(entry)} values for a rank-{rank} tensor")
+    else:
+        if unpadded_nhwc is None:
+            raise fields.fail(key, f"is missing and tensor {index}'s original shape is unclear")
+        pads = tuple((0, p - u) for p, u in zip(shape, unpadded_nhwc, strict=True))
+    unpadded = tuple(d - lo - hi for d, (lo, hi) in zip(shape, pads, strict=True))
+    if any(d <= 0 for d in unpadded):
+        raise fields.fail(key, f"entry {index} pads away the whole of shape {list(shape)}")
+    if unpadded_nhwc is not None and unpadded != unpadded_nhwc:
+        raise fields.fail(
+            key,
+            f"entry {index}: shape {list(shape)} minus padding gives {list(unpadded)}, "
+            f"but the original shape {list(original)} is {list(unpadded_nhwc)} in NHWC",
+        )
+    if unpadded_nhwc is None and math.prod(unpadded) != math.prod(original):
+        raise fields.fail(key, f"entry {index} does not match original shape {list(original)}")
+    return pads
+
+
+def _is_padding_tuple(entry: Any) -> bool:
+    return (
+        isinstance(entry, list | tuple)
+        and len(entry) in (4, 8)
+        and all(isinstance(v, int) and v >= 0 for v in entry)
+    )
+
+
+def _original_as_nhwc(original: tuple[int, ...], rank: int) -> tuple[int, ...] | None:
+    """The unpadded NHWC shape an original (NCHW or N,C) shape stands for, if clear."""
+    if rank != 4:
+        return original if len(original) == rank else None
+    if len(original) == 4:
+        n, c, h, w = original
+        return (n, h, w, c)
+    if len(original) == 2:
+        n, c = original
+        return (n, 1, 1, c)
+    return None
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Parse a Voyager ``manifest.json``.
+
+    Raises:
+        ModelError: naming the file and the field that is missing or malformed.
+    """
+    f = _Fields(path, _read_json(path))
+    specs: dict[str, tuple[TensorSpec, ...]] = {}
+    for kind in ("input", "output"):
+        shapes = f.shapes(f"{kind}_shapes")
+        originals = f.shapes(f"{kind}_shapes_original")
+        if len(originals) != len(shapes):
+            raise f.fail(f"{kind}_shapes_original", f"must have {len(shapes)} entries")
+        params_key = "quantize_params" if kind == "input" else "dequantize_params"
+        params = f.params(params_key, len(shapes))
+        names = f.get(f"{kind}_names", None)
+        if names is not None and (
+            not isinstance(names, list) or len(names) != len(shapes)
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise f.fail(f"{kind}_names", f"must be a list of {len(shapes)} strings")
+        dtypes = f.get(f"{kind}_dtypes", None)
+        if dtypes is not None and any(str(d).lower() not in ("int8", "np.int8") for d in dtypes):
+            raise f.fail(f"{kind}_dtypes", "must be int8 for every tensor")
+        tensors = []
+        for i, shape in enumerate(shapes):
+            if len(shape) != 4:
+                raise f.fail(f"{kind}_shapes", f"entry {i} must be a 4-D NHWC shape")
+            pads = _padding_from_manifest(f, f"n_padded_ch_{kind}s", i, shape, originals[i])
+            name = names[i] if names else f"{kind}{i}"
+            scale, zp = params[i]
+            tensors.append(TensorSpec(name, shape, pads, scale, zp))
+        specs[kind] = tuple(tensors)
+    batches = {t.shape[0] for t in specs["input"]} | {t.shape[0] for t in specs["output"]}
+    if len(batches) != 1:
+        raise f.fail("input_shapes", f"tensors disagree on the batch size: {sorted(batches)}")
+    postamble = f.text("postprocess_graph") or f.text("postamble_graph")
+    preamble = f.text("preprocess_graph") or f.text("preamble_graph")
+    for key, rel in (("postprocess_graph", postamble), ("preprocess_graph", preamble)):
+        if rel and not (path.parent / rel).is_file():
+            raise f.fail(key, f"names {rel!r}, which does not exist in {path.parent}")
+    return Manifest(
+        inputs=specs["input"],
+        outputs=specs["output"],
+        model_lib_file=f.text("model_lib_file", MODEL_JSON) or MODEL_JSON,
+        postprocess_graph=postamble,
+        preprocess_graph=preamble,
+        raw=f.data,
+    )
+
+
+def read_sidecar(path: Path) -> Sidecar:
+    """Parse axrun's ``axrun.json`` sidecar.
+
+    Raises:
+        ModelError: naming the file and the field that is malformed.
+    """
+    f = _Fields(path, _read_json(path))
+    task = f.get("task", None)
+    if task is not None and task not in TASKS:
+        raise f.fail("task", f"must be one of {', '.join(TASKS)}, not {task!r}")
+    recipe = None
+    if f.get("preprocess", None) is not None:
+        try:
+            recipe = PreprocessRecipe.from_dict(f.get("preprocess"))
+        except (TypeError, ValueError) as exc:
+            raise f.fail("preprocess", f"is invalid: {exc}") from exc
+    labels = f.text("labels") or None
+    if labels and not (path.parent / labels).is_file():
+        raise f.fail("labels", f"names {labels!r}, which does not exist in {path.parent}")
+    decoder = f.get("decoder", {})
+    if not isinstance(decoder, dict):
+        raise f.fail("decoder", "must be an object")
+    return Sidecar(task=task, preprocess=recipe, labels_file=labels, decoder=decoder)
+
+
+def manifest_dict(
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    *,
+    originals_nchw: tuple[Sequence[Sequence[int]], Sequence[Sequence[int]]],
+    postprocess_graph: str = "",
+    quantized_model_file: str = "",
+) -> dict[str, Any]:
+    """Build a ``manifest.json`` document (Voyager field names) for the given tensors."""
+
+    def pads8(t: TensorSpec) -> list[int]:
+        return [v for pair in t.padding for v in pair]
+
+    return {
+        "manifest_version": 1,
+        "model_lib_file": MODEL_JSON,
+        "quantized_model_file": quantized_model_file,
+        "input_names": [t.name for t in inputs],
+        "output_names": [t.name for t in outputs],
+        "input_shapes": [list(t.shape) for t in inputs],
+        "output_shapes": [list(t.shape) for t in outputs],
+        "input_shapes_original": [list(s) for s in originals_nchw[0]],
+        "output_shapes_original": [list(s) for s in originals_nchw[1]],
+        "input_dtypes": ["int8"] * len(inputs),
+        "output_dtypes": ["int8"] * len(outputs),
+        "quantize_params": [[t.scale, t.zero_point] for t in inputs],
+        "dequantize_params": [[t.scale, t.zero_point] for t in outputs],
+        "n_padded_ch_inputs": [pads8(t) for t in inputs],
+        "n_padded_ch_outputs": [pads8(t) for t in outputs],
+        "postprocess_graph": postprocess_graph,
+        "preprocess_graph": "",
+    }
+
+
+def _graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read ONNX graph ({exc})") from exc
+
+    def dims(v: Any) -> list[int | str]:
+        return [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+
+    inits = {i.name for i in model.graph.initializer}
+    return {
+        "inputs": [{"name": v.name, "shape": dims(v)} for v in model.graph.input
+                   if v.name not in inits],
+        "outputs": [{"name": v.name, "shape": dims(v)} for v in model.graph.output],
+    }
+
+
+def describe(folder: ModelFolder, cores_per_device: int = 4) -> dict[str, Any]:
+    """Everything ``axrun info`` reports, as a JSON-ready dict (layout documented)."""
+
+    def tensor(t: TensorSpec) -> dict[str, Any]:
+        return {
+            "name": t.name,
+            "shape": list(t.shape),
+            "unpadded_shape": list(t.unpadded_shape),
+            "padding": [list(p) for p in t.padding],
+            "scale": t.scale,
+            "zero_point": t.zero_point,
+            "bytes": t.size,
+        }
+
+    batch = folder.manifest.batch
+    side = folder.sidecar
+    return {
+        "model": str(folder.root),
+        "model_json": str(folder.model_json),
+        "batch": batch,
+        "instances_per_device": cores_per_device // batch,
+        "inputs": [tensor(t) for t in folder.manifest.inputs],
+        "outputs": [tensor(t) for t in folder.manifest.outputs],
+        "postamble": (
+            {"path": folder.manifest.postprocess_graph, **_graph_io(folder.postamble_path)}
+            if folder.postamble_path else None
+        ),
+        "task": side.task if side else None,
+        "preprocess": side.preprocess.to_dict() if side and side.preprocess else None,
+        "labels": (
+            {"file": side.labels_file, "count": len(folder.labels)}
+            if side and side.labels_file and folder.labels else None
+        ),
+        "decoder": side.decoder if side else None,
+    }

@@ -1,0 +1,213 @@
+"""Host preprocessing: resize/crop/letterbox, then normalize + quantize + pad in one pass.
+
+The recipe (:class:`PreprocessRecipe`) says how a network wants its pixels; the
+:class:`Preprocessor` turns a decoded BGR ``uint8`` image into the int8 NHWC padded
+device layout. Normalization and quantization are fused into one 256-entry lookup
+table per channel (the colour swap folded in), applied by OpenCV straight into the
+interior of the padded buffer. The padding itself is written once, when the buffer
+is allocated (:meth:`Preprocessor.new_buffer`), with the zero point.
+
+The tables are computed with exactly the seed's float32 formulas
+(:func:`axrun.tensors.quantize`), so the result is bit-identical to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:
+    from axrun.modelfolder import TensorSpec
+
+MODES = ("crop", "letterbox", "stretch")
+COLORS = ("rgb", "bgr")
+ALIGNS = ("center", "topleft")
+
+
+@dataclass(frozen=True)
+class PreprocessRecipe:
+    """How a network wants its input pixels.
+
+    ``mode``: ``crop`` (resize the short side to ``resize``, centre-crop to the input
+    size), ``letterbox`` (fit inside, pad with ``pad_value``; ``align`` centre or
+    top-left) or ``stretch`` (resize to the input size, aspect ignored).
+    ``mean``/``std`` are in 0–255 pixel units, in the network's channel order
+    (``color``): ``normalized = (pixel - mean) / std``.
+    """
+
+    mode: str = "crop"
+    resize: int | None = None
+    color: str = "rgb"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pad_value: int = 114
+    align: str = "center"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.color not in COLORS:
+            raise ValueError(f"color must be rgb or bgr, not {self.color!r}")
+        if self.align not in ALIGNS:
+            raise ValueError(f"align must be center or topleft, not {self.align!r}")
+        if self.resize is not None and self.resize < 1:
+            raise ValueError(f"resize must be a positive size, not {self.resize}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std need three values (one per channel)")
+        if any(s == 0 for s in self.std):
+            raise ValueError("std values must be non-zero")
+        if not 0 <= self.pad_value <= 255:
+            raise ValueError("pad_value must be a pixel value 0-255")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessRecipe:
+        """Build from the ``preprocess`` object of ``axrun.json`` (unknown keys rejected)."""
+        if not isinstance(data, dict):
+            raise TypeError("expected an object")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        kw = dict(data)
+        for key in ("mean", "std"):
+            if key in kw:
+                kw[key] = tuple(float(v) for v in kw[key])
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Maps network-input pixel coordinates back to the original image.
+
+    ``model = original * scale + offset`` per axis.
+    """
+
+    width: int
+    height: int
+    scale_x: float
+    scale_y: float
+    offset_x: float
+    offset_y: float
+
+    def to_original(self, xyxy: np.ndarray) -> np.ndarray:
+        """Boxes ``(N, 4)`` x1,y1,x2,y2 in network pixels → original pixels, clipped."""
+        out = np.empty_like(xyxy, dtype=np.float32)
+        out[:, 0::2] = (xyxy[:, 0::2] - self.offset_x) / self.scale_x
+        out[:, 1::2] = (xyxy[:, 1::2] - self.offset_y) / self.scale_y
+        np.clip(out[:, 0::2], 0, self.width, out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0, self.height, out=out[:, 1::2])
+        return out
+
+
+def fit(image: np.ndarray, recipe: PreprocessRecipe, size_hw: tuple[int, int]) -> tuple[
+    np.ndarray, Geometry, tuple[int, int]
+]:
+    """Resize/crop/letterbox a BGR image for a network input of ``size_hw``.
+
+    Returns the resized pixels, the geometry back to the original image, and the
+    ``(y, x)`` place of those pixels inside the network input (non-zero only for
+    letterbox; the rest of the input is ``pad_value``).
+    """
+    h, w = image.shape[:2]
+    th, tw = size_hw
+    if recipe.mode == "stretch":
+        out = cv2.resize(image, (tw, th), interpolation=cv2.INTER_LINEAR)
+        return out, Geometry(w, h, tw / w, th / h, 0.0, 0.0), (0, 0)
+    if recipe.mode == "letterbox":
+        s = min(th / h, tw / w)
+        nw, nh = min(tw, max(1, round(w * s))), min(th, max(1, round(h * s)))
+        out = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        if recipe.align == "center":
+            y0, x0 = (th - nh) // 2, (tw - nw) // 2
+        else:
+            y0, x0 = 0, 0
+        return out, Geometry(w, h, nw / w, nh / h, float(x0), float(y0)), (y0, x0)
+    short = recipe.resize or max(th, tw)
+    s = short / min(h, w)
+    nw, nh = max(tw, round(w * s)), max(th, round(h * s))
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    y0, x0 = (nh - th) // 2, (nw - tw) // 2
+    out = resized[y0 : y0 + th, x0 : x0 + tw]
+    return out, Geometry(w, h, nw / w, nh / h, -float(x0), -float(y0)), (0, 0)
+
+
+def quantize_table(recipe: PreprocessRecipe, scale: float, zero_point: int) -> np.ndarray:
+    """The ``(3, 256)`` int8 table: network channel *c*, source pixel value *v*.
+
+    Computed with the seed's float32 formulas so that table lookups are bit-exact.
+    """
+    from axrun.tensors import quantize
+
+    values = np.arange(256, dtype=np.float32)
+    rows = []
+    for c in range(3):
+        normalized = (values - np.float32(recipe.mean[c])) / np.float32(recipe.std[c])
+        rows.append(quantize(normalized, scale, zero_point))
+    return np.stack(rows)
+
+
+class Preprocessor:
+    """Writes decoded BGR images into int8 padded input buffers for one network input.
+
+    Thread-safe: holds only read-only tables.
+    """
+
+    def __init__(self, recipe: PreprocessRecipe, spec: TensorSpec) -> None:
+        if spec.unpadded_shape[3] != 3:
+            raise ValueError(f"input {spec.name!r} has {spec.unpadded_shape[3]} channels; 3 needed")
+        self.recipe = recipe
+        self.spec = spec
+        (_, _), (self._y0, _), (self._x0, _), (self._c0, _) = spec.padding
+        _, self.height, self.width, _ = spec.unpadded_shape
+        self._table = quantize_table(recipe, spec.scale, spec.zero_point)
+        # Network channel c comes from source (BGR) channel _src[c].
+        self._src = (2, 1, 0) if recipe.color == "rgb" else (0, 1, 2)
+        padded_c = spec.shape[3]
+        self._fast = self._c0 == 0 and padded_c == 4
+        self._to4 = cv2.COLOR_BGR2RGBA if recipe.color == "rgb" else cv2.COLOR_BGR2BGRA
+        self._lut4 = np.full((1, 256, 4), spec.zero_point, np.int8)
+        self._lut4[0, :, :3] = self._table.T
+        self._fill = np.full(padded_c, spec.zero_point, np.int8)
+        self._fill[self._c0 : self._c0 + 3] = self._table[:, recipe.pad_value]
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def new_buffer(self) -> np.ndarray:
+        """A padded input buffer (whole batch) with every element set to the zero point."""
+        return np.full(self.spec.shape, self.spec.zero_point, np.int8)
+
+    def __call__(self, image: np.ndarray, dest: np.ndarray) -> Geometry:
+        """Preprocess one BGR ``uint8`` image into one batch slot ``dest`` (padded H,W,C).
+
+        Only the interior of ``dest`` is written; its padding keeps the zero point.
+        """
+        pixels, geometry, (py, px) = fit(image, self.recipe, self.size_hw)
+        interior = dest[self._y0 : self._y0 + self.height, self._x0 : self._x0 + self.width]
+        ph, pw = pixels.shape[:2]
+        if (ph, pw) != (self.height, self.width):
+            interior[:] = self._fill  # letterbox border: the pad value, pre-quantized
+            interior = interior[py : py + ph, px : px + pw]
+        self.write_pixels(pixels, interior)
+        return geometry
+
+    def write_pixels(self, pixels: np.ndarray, interior: np.ndarray) -> None:
+        """Quantize BGR ``uint8`` pixels into ``interior`` (``(h, w, padded C)`` int8 view)."""
+        if self._fast:
+            # Colour swap + 4th channel in one OpenCV pass; the 4th channel's table
+            # maps every value to the zero point, so padding stays intact.
+            four = cv2.cvtColor(pixels, self._to4)
+            written = cv2.LUT(four, self._lut4, dst=interior)
+            if not np.shares_memory(written, interior):
+                interior[:] = written
+            return
+        for c, src in enumerate(self._src):
+            interior[..., self._c0 + c] = self._table[c][pixels[..., src]]
