@@ -1,0 +1,179 @@
+"""Planning and opening the device side: ``cores // batch`` instances per device.
+
+:func:`open_session` creates one Context, loads the model, and for every instance
+one Connection + ModelInstance. :class:`DeviceSession` owns them and releases them
+all (through the Context) on :meth:`DeviceSession.close`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from axrun.errors import UsageError
+from axrun.modelfolder import ModelFolder
+from axrun.runtime import Backend
+
+CORES_PER_DEVICE = 4
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to use the device and the host.
+
+    ``aipu_cores``: cores to use per device (``cores // batch`` instances each).
+    ``devices``: indices or names; ``None`` for all. ``decode_threads``: decode +
+    preprocess pool size (``None``: the number of CPUs). ``queue_depth``: jobs queued
+    per instance beyond those on the device.
+    """
+
+    aipu_cores: int = CORES_PER_DEVICE
+    devices: tuple[int | str, ...] | None = None
+    double_buffer: bool = True
+    decode_threads: int | None = None
+    queue_depth: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.aipu_cores <= CORES_PER_DEVICE:
+            raise UsageError(f"--aipu-cores must be 1-{CORES_PER_DEVICE}, not {self.aipu_cores}")
+        if self.decode_threads is not None and self.decode_threads < 1:
+            raise UsageError("--decode-threads must be at least 1")
+        if self.queue_depth < 1:
+            raise UsageError("queue depth must be at least 1")
+
+    @property
+    def threads(self) -> int:
+        return self.decode_threads or os.cpu_count() or 1
+
+
+def parse_devices(spec: str | None) -> tuple[int | str, ...] | None:
+    """``all``/empty → None; ``0,1`` → indices; names kept as strings."""
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return None
+    out: list[int | str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if part:
+            out.append(int(part) if part.isdigit() else part)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which instances run where."""
+
+    backend: str
+    batch: int
+    devices: tuple[str, ...]
+    instances: tuple[str, ...]  # device name of each instance, in worker order
+    cores_per_device: int
+    double_buffer: bool
+
+    def describe(self) -> str:
+        per = len(self.instances) // max(1, len(self.devices))
+        where = ", ".join(self.devices)
+        return (
+            f"{len(self.instances)} instance(s) × batch {self.batch} "
+            f"({per} per device on {where}, {per * self.batch} of {CORES_PER_DEVICE} cores each), "
+            f"double buffering {'on' if self.double_buffer else 'off'}, backend {self.backend}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "batch": self.batch,
+            "devices": list(self.devices),
+            "instances": len(self.instances),
+            "cores_per_device": self.cores_per_device,
+            "double_buffer": self.double_buffer,
+        }
+
+
+class DeviceSession:
+    """The opened device side: Context, Model, and one ModelInstance per worker."""
+
+    def __init__(self, backend: Backend, ctx: Any, model: Any, instances: list[Any],
+                 plan: Plan) -> None:
+        self.backend = backend
+        self.ctx = ctx
+        self.model = model
+        self.instances = instances
+        self.plan = plan
+        self.input_infos = list(model.inputs())
+        self.output_infos = list(model.outputs())
+
+    def close(self) -> None:
+        """Release everything (idempotent)."""
+        if self.ctx is not None:
+            ctx, self.ctx = self.ctx, None
+            with self.backend.translating("releasing the device"):
+                ctx.release()
+
+    def __enter__(self) -> DeviceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _select_devices(infos: Sequence[Any], wanted: tuple[int | str, ...] | None) -> list[str]:
+    names = [str(i.name) for i in infos]
+    if not names:
+        raise UsageError("no devices found")
+    if wanted is None:
+        return names
+    chosen = []
+    for w in wanted:
+        if isinstance(w, int):
+            if not 0 <= w < len(names):
+                raise UsageError(f"no device {w}; present: {', '.join(names)}")
+            chosen.append(names[w])
+        elif w in names:
+            chosen.append(w)
+        else:
+            raise UsageError(f"no device named {w!r}; present: {', '.join(names)}")
+    return list(dict.fromkeys(chosen))
+
+
+def open_session(backend: Backend, folder: ModelFolder, config: EngineConfig) -> DeviceSession:
+    """Load the model and open ``aipu_cores // batch`` instances on each chosen device.
+
+    Raises:
+        ModelError: the runtime cannot load the model.
+        DeviceBusy: cores are held by another process (the holder is named).
+        DeviceError, UsageError: other device or option problems.
+    """
+    batch = folder.manifest.batch
+    if batch > config.aipu_cores:
+        raise UsageError(
+            f"the model's batch size {batch} needs {batch} cores; --aipu-cores is "
+            f"{config.aipu_cores}"
+        )
+    per_device = config.aipu_cores // batch
+    ctx = backend.context()
+    try:
+        with backend.translating(f"loading {folder.model_json}", model_error=True):
+            model = ctx.load_model(str(folder.model_json))
+        with backend.translating("listing devices"):
+            devices = _select_devices(ctx.list_devices(), config.devices)
+        instances = []
+        for name in devices:
+            for _ in range(per_device):
+                with backend.translating(f"connecting to {name} ({batch} core(s))"):
+                    conn = ctx.device_connect(device=name, num_sub_devices=batch)
+                with backend.translating(f"loading the model on {name}"):
+                    instances.append(conn.load_model_instance(
+                        model, num_sub_devices=batch, aipu_cores=batch,
+                        double_buffer=config.double_buffer,
+                    ))
+        plan = Plan(
+            backend=backend.name, batch=batch, devices=tuple(devices),
+            instances=tuple(n for n in devices for _ in range(per_device)),
+            cores_per_device=per_device * batch, double_buffer=config.double_buffer,
+        )
+        return DeviceSession(backend, ctx, model, instances, plan)
+    except BaseException:
+        ctx.release()
+        raise

@@ -1,0 +1,76 @@
+"""Scheduling bookkeeping, as plain code that tests can drive without threads.
+
+- :func:`batches` packs items into batches of the model's batch size.
+- :class:`LagTracker` keeps the double-buffer books of one instance: which job's
+  result the output of each ``run()`` call holds, and how many filler calls drain it.
+- Jobs go to instances round-robin (job *j* → instance ``j % n``); because every
+  instance returns its jobs in the order it got them, collecting round-robin in the
+  same order yields results strictly in input order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+J = TypeVar("J")
+
+DOUBLE_BUFFER_LAG = 2
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items; the last may be shorter."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def instance_for(job_index: int, instances: int) -> int:
+    """Round-robin: which instance runs job ``job_index``."""
+    return job_index % instances
+
+
+class LagTracker(Generic[J]):
+    """Double-buffer books of one instance.
+
+    With lag *L*, the output written by call *c* holds the result of the input of call
+    *c - L*; the first *L* calls return nothing useful. Jobs that skip the device (all
+    their frames failed) are kept in order with the rest.
+    """
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self._calls = 0
+        self._queue: deque[tuple[J, int | None]] = deque()  # (job, call whose output holds it)
+
+    def submit(self, job: J) -> None:
+        """Record a ``run()`` call carrying ``job``; call before the matching :meth:`ran`."""
+        self._calls += 1
+        self._queue.append((job, self._calls + self.lag))
+
+    def skip(self, job: J) -> None:
+        """Record a job that does not go to the device."""
+        self._queue.append((job, None))
+
+    def filler(self) -> None:
+        """Record a ``run()`` call with a filler input (drains the pipeline)."""
+        self._calls += 1
+
+    def ran(self) -> J | None:
+        """The job whose result the output of the latest call holds, if any."""
+        if self._queue and self._queue[0][1] == self._calls:
+            return self._queue.popleft()[0]
+        return None
+
+    def ready_skipped(self) -> Iterator[J]:
+        """Skipped jobs now at the front (everything before them has been returned)."""
+        while self._queue and self._queue[0][1] is None:
+            yield self._queue.popleft()[0]
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs submitted to the device whose results have not come back yet."""
+        return sum(1 for _, due in self._queue if due is not None)

@@ -1,0 +1,228 @@
+"""The engine end to end on the emulator: order, correctness, batching, faults, memory."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import numpy as np
+import pytest
+from modelgen import reference_outputs
+from reference import reference_input
+
+from axrun import emulator as axr
+from axrun.engine import Engine, EngineConfig, StageTimes
+from axrun.errors import DeviceBusy, DeviceError, PipelineError, UsageError
+from axrun.modelfolder import load_model_folder
+from axrun.preprocess import PreprocessRecipe
+from axrun.sources import Item
+from axrun.tasks.raw import RawTask
+
+RECIPE = PreprocessRecipe(mode="stretch", color="rgb", mean=(127, 127, 127),
+                          std=(128, 128, 128))
+pytestmark = pytest.mark.timeout(60)
+
+
+def images(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (12 + i % 5, 9 + i % 7, 3), dtype=np.uint8) for i in range(n)]
+
+
+def items_of(imgs: list[np.ndarray]) -> list[Item]:
+    return [Item(f"img{i}", image=im) for i, im in enumerate(imgs)]
+
+
+def expected_for(gen, image: np.ndarray) -> list[np.ndarray]:
+    folder = load_model_folder(gen.path)
+    spec_in = folder.manifest.inputs[0]
+    x = reference_input(image, RECIPE, spec_in)[None].repeat(spec_in.shape[0], 0)
+    out = reference_outputs(gen, spec_in, folder.manifest.outputs, x)
+    return [o[0] for o in out]
+
+
+def no_axrun_threads() -> bool:
+    return not [t for t in threading.enumerate() if t.name.startswith("axrun-")]
+
+
+def assert_matches(gen, imgs, results) -> None:
+    assert [r.item.source for r in results] == [f"img{i}" for i in range(len(imgs))]
+    for r, im in zip(results, imgs, strict=True):
+        assert r.error is None
+        for got, ref in zip(r.result, expected_for(gen, im), strict=True):
+            assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1, r.item.source
+
+
+@pytest.mark.parametrize("double_buffer", [True, False], ids=["db", "no-db"])
+@pytest.mark.parametrize(("batch", "count"), [(1, 13), (2, 7), (4, 9), (4, 3)])
+def test_every_result_matches_its_own_input_under_slow_run(
+    tiny, monkeypatch, batch, count, double_buffer
+) -> None:
+    """run() is slow (inputs read at its end), frames arrive out of step: any buffer
+    reuse while a run() may still read it would show up as a wrong result."""
+    monkeypatch.setenv("AXRUN_EMULATOR_LATENCY_MS", "3")
+    gen = tiny(kind="classifier", batch=batch, size=8)
+    imgs = images(count)
+    with Engine(gen.path, backend="emulator",
+                config=EngineConfig(double_buffer=double_buffer, decode_threads=3)) as engine:
+        assert len(engine.plan.instances) == 4 // batch
+        results = list(engine.run(RawTask(engine.folder, RECIPE), items_of(imgs)))
+    assert_matches(gen, imgs, results)
+    assert no_axrun_threads()
+
+
+def test_double_buffering_on_and_off_give_identical_results(tiny) -> None:
+    gen = tiny(kind="twohead", batch=2, size=8, spatial=(1, 1, 1, 15))
+    imgs = images(11, seed=5)
+    runs = []
+    for db in (True, False):
+        with Engine(gen.path, config=EngineConfig(double_buffer=db)) as engine:
+            runs.append(list(engine.run(RawTask(engine.folder, RECIPE), items_of(imgs))))
+    for a, b in zip(*runs, strict=True):
+        for x, y in zip(a.result, b.result, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_several_devices_and_aipu_cores(tiny, monkeypatch) -> None:
+    monkeypatch.setenv("AXRUN_EMULATOR_DEVICES", "2")
+    gen = tiny(kind="classifier", batch=1, size=8)
+    with Engine(gen.path, config=EngineConfig(aipu_cores=3)) as engine:
+        assert engine.plan.instances == ("metis-0:1:0",) * 3 + ("metis-0:2:0",) * 3
+        imgs = images(10)
+        assert_matches(gen, imgs, list(engine.run(RawTask(engine.folder, RECIPE),
+                                                  items_of(imgs))))
+    with Engine(gen.path, config=EngineConfig(devices=("metis-0:2:0",))) as engine:
+        assert engine.plan.devices == ("metis-0:2:0",) and len(engine.plan.instances) == 4
+    with pytest.raises(UsageError, match="batch size 4 needs 4 cores"):
+        Engine(tiny(kind="classifier", batch=4, size=8).path,
+               config=EngineConfig(aipu_cores=2)).open()
+
+
+def test_bad_frames_get_errors_and_the_run_goes_on(tiny, tmp_path) -> None:
+    gen = tiny(kind="classifier", batch=2, size=8)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    imgs = images(4)
+    items = [Item("img0", image=imgs[0]), Item(str(bad)), Item(str(tmp_path / "gone.png")),
+             Item(str(bad)), Item("img1", image=imgs[1])]
+    with Engine(gen.path) as engine:
+        results = list(engine.run(RawTask(engine.folder, RECIPE), items))
+    assert [r.error.kind if r.error else None for r in results] == [
+        None, "decode", "not_found", "decode", None]
+    assert results[0].result is not None and results[4].result is not None
+
+
+class ExplodingTask(RawTask):
+    def __init__(self, folder, where: str, at: int) -> None:
+        super().__init__(folder, RECIPE)
+        self.where, self.at, self.count = where, at, itertools.count()
+
+    def preprocess(self, image, slots):
+        if self.where == "pre" and next(self.count) == self.at:
+            raise RuntimeError("boom in preprocess")
+        return super().preprocess(image, slots)
+
+    def postprocess(self, outputs, metas):
+        if self.where == "post" and next(self.count) == self.at:
+            raise ValueError("boom in postprocess")
+        return super().postprocess(outputs, metas)
+
+
+@pytest.mark.parametrize(("where", "message"), [("pre", "preprocessing failed"),
+                                                ("post", "postprocessing failed")])
+def test_unexpected_failure_stops_fast_and_names_the_frame(tiny, where, message) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    engine = Engine(gen.path).open()
+    endless = (Item(f"img{i}", image=np.zeros((8, 8, 3), np.uint8)) for i in itertools.count())
+    start = time.perf_counter()
+    with pytest.raises(PipelineError, match=message) as info:
+        for _ in engine.run(ExplodingTask(engine.folder, where, 5), endless):
+            pass
+    assert time.perf_counter() - start < 5
+    assert info.value.source and info.value.source.startswith("img")
+    assert no_axrun_threads()
+    engine.close()
+    with axr.Context() as ctx:
+        assert ctx.list_devices()[0].cores_free == 4
+
+
+class FailingInstance:
+    def __init__(self, inner, after: int) -> None:
+        self.inner, self.after, self.calls = inner, after, 0
+
+    def run(self, inputs, outputs):
+        self.calls += 1
+        if self.calls > self.after:
+            raise axr.InternalError("DMA timeout")
+        return self.inner.run(inputs, outputs)
+
+
+def test_run_failure_reaches_caller_with_frame_and_done_frames_are_kept(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    done = []
+    with Engine(gen.path, config=EngineConfig(double_buffer=False)) as engine:
+        engine.session.instances[2] = FailingInstance(engine.session.instances[2], after=3)
+        # worker 2 runs jobs 2, 6, 10, then fails on 14
+        with pytest.raises(DeviceError, match=r"run\(\) failed on frame img14.*DMA timeout"):
+            for r in engine.run(RawTask(engine.folder, RECIPE), items_of(images(40))):
+                done.append(r.item.source)
+    assert done == [f"img{i}" for i in range(len(done))] and len(done) < 14
+    assert no_axrun_threads()
+
+
+def test_keyboard_interrupt_joins_threads_and_releases(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    endless = (Item(f"i{i}", image=np.zeros((8, 8, 3), np.uint8)) for i in itertools.count())
+    with pytest.raises(KeyboardInterrupt), Engine(gen.path) as engine:
+        for n, _ in enumerate(engine.run(RawTask(engine.folder, RECIPE), endless)):
+            if n == 20:
+                raise KeyboardInterrupt
+    assert no_axrun_threads()
+    with axr.Context() as ctx:
+        assert ctx.list_devices()[0].cores_free == 4
+
+
+def test_in_flight_frames_are_bounded(tiny) -> None:
+    gen = tiny(kind="classifier", batch=2, size=8)
+    pulled = itertools.count()
+
+    def stream():
+        for i in itertools.count():
+            next(pulled)
+            yield Item(f"i{i}", image=np.zeros((8, 8, 3), np.uint8))
+
+    with Engine(gen.path) as engine:
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+        bound = pipeline.max_in_flight * 2
+        for n, _ in enumerate(pipeline.run(stream())):
+            time.sleep(0.002)  # a slow consumer
+            if n == 300:
+                break
+        # consumed + in flight + one batch the dispatcher holds while waiting for a buffer
+        assert next(pulled) <= 301 + bound + 2 + 1
+
+
+def test_request_stop_finishes_in_flight_frames(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    endless = (Item(f"i{i}", image=np.zeros((8, 8, 3), np.uint8)) for i in itertools.count())
+    stats = StageTimes()
+    with Engine(gen.path) as engine:
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE), stats)
+        out = []
+        for r in pipeline.run(endless):
+            out.append(r)
+            if len(out) == 10:
+                pipeline.request_stop()
+    assert len(out) >= 10 and [r.item.source for r in out] == [f"i{i}" for i in range(len(out))]
+    assert all(r.result is not None for r in out)
+    assert stats.frames == len(out) and stats.seconds["device"] > 0
+
+
+def test_cores_held_elsewhere_give_device_busy(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    with axr.Context() as other:
+        other.device_connect(None, num_sub_devices=2)
+        with pytest.raises(DeviceBusy, match="held by pid"):
+            Engine(gen.path).open()
+    with axr.Context() as ctx:
+        assert ctx.list_devices()[0].cores_free == 4
