@@ -189,3 +189,23 @@ def reference_outputs(gen: Generated, info_in, infos_out, x: np.ndarray) -> list
             o = o[:, :, None, None]
         result.append(quantize(o.transpose(0, 2, 3, 1), info.scale, info.zero_point))
     return result
+
+
+def tiny_detector_network(size: int = 16, seed: int = 0, batch: int | str = 1) -> onnx.ModelProto:
+    """A whole float 'detector': two conv heads, then a sigmoid/flatten/concat tail.
+
+    Cut at ``head_a``/``head_b`` to move the tail into the postamble.
+    """
+    body = two_head_network(1, size, seed)
+    tail = two_head_postamble(1, size)
+    graph = body.graph
+    graph.node.extend(tail.graph.node)
+    del graph.output[:]
+    graph.output.extend(tail.graph.output)
+    graph.input[0].type.tensor_type.shape.dim[0].Clear()
+    if isinstance(batch, str):
+        graph.input[0].type.tensor_type.shape.dim[0].dim_param = batch
+        graph.output[0].type.tensor_type.shape.dim[0].dim_param = batch
+    else:
+        graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
+    return body

@@ -1,0 +1,128 @@
+"""``axrun compile``: a float ONNX model → a model folder the emulator runs.
+
+    prepare (static shapes, opset ≥ 13, cut at --postamble-from, op check)
+      → calibrate on real images through the preprocessing recipe
+      → quantize the device part (static QDQ INT8, per-channel weights)
+      → wrap it in the device interface (int8 NHWC padded in and out)
+      → write the folder atomically (model.json, manifest.json, model.onnx,
+        postprocess_graph.onnx, axrun.json, labels)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from axrun.compiler.graph import load, prepare
+from axrun.compiler.interface import nhwc_spec, wrap_device_graph
+from axrun.compiler.quantize import (
+    boundary_params,
+    calibration_images,
+    load_calibration,
+    quantize_device,
+)
+from axrun.compiler.writer import FolderContents, write_model_folder
+from axrun.errors import CompileError, ModelError
+from axrun.modelfolder import TASKS, read_labels
+from axrun.preprocess import PreprocessRecipe
+
+__all__ = ["CompileOptions", "compile_model"]
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything ``axrun compile`` needs (see ``axrun compile --help``)."""
+
+    model: Path
+    output: Path
+    calibration: Path
+    recipe: PreprocessRecipe
+    task: str | None = None
+    labels: Path | None = None
+    decoder: dict[str, Any] = field(default_factory=dict)
+    postamble_from: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] | None = None
+    channel_multiple: int = 4
+    output_channel_multiple: int = 64
+    spatial_pad: tuple[int, int, int, int] = (0, 0, 0, 0)
+    calibration_limit: int = 200
+
+    def __post_init__(self) -> None:
+        if self.task is not None and self.task not in TASKS:
+            raise CompileError(f"--task must be one of {', '.join(TASKS)}")
+        if self.channel_multiple < 1 or self.output_channel_multiple < 1:
+            raise CompileError("channel multiples must be at least 1")
+        if any(p < 0 for p in self.spatial_pad):
+            raise CompileError("--spatial-pad values must be 0 or more")
+        if self.calibration_limit < 1:
+            raise CompileError("--calibration-limit must be at least 1")
+
+
+def _smoke_test(device: Any, shape: Sequence[int]) -> None:
+    """The wrapped graph must load and run in ONNX Runtime, as the emulator will."""
+    try:
+        sess = ort.InferenceSession(device.SerializeToString(), providers=["CPUExecutionProvider"])
+        sess.run(None, {sess.get_inputs()[0].name: np.zeros(shape, np.int8)})
+    except Exception as exc:
+        raise CompileError(f"the compiled device graph does not run: {exc}") from exc
+
+
+def compile_model(
+    options: CompileOptions, on_progress: Callable[[int, int], None] | None = None
+) -> Path:
+    """Compile ``options.model`` into a model folder at ``options.output``.
+
+    ``on_progress(done, total)`` is called per calibration image. Nothing is written
+    unless everything succeeds.
+
+    Raises:
+        CompileError: one line saying what is wrong (shapes, cut names, calibration
+            folder, unsupported operators...).
+    """
+    labels = None
+    if options.labels is not None:
+        try:
+            labels = read_labels(options.labels)
+        except ModelError as exc:
+            raise CompileError(str(exc)) from exc
+    graph = prepare(load(options.model), input_shape=options.input_shape,
+                    postamble_from=options.postamble_from)
+    paths = calibration_images(options.calibration, options.calibration_limit)
+    batches = load_calibration(paths, options.recipe, graph.input_shape, on_progress)
+    qdq = quantize_device(graph.device, graph.input_name, batches)
+    q_in, q_outs = boundary_params(qdq, graph.input_name, graph.output_names)
+    in_spec = nhwc_spec(graph.input_name, graph.input_shape, q_in.scale, q_in.zero_point,
+                        channel_multiple=options.channel_multiple, spatial=options.spatial_pad)
+    out_specs = [
+        nhwc_spec(name, shape, q.scale, q.zero_point,
+                  channel_multiple=options.output_channel_multiple)
+        for name, shape, q in zip(graph.output_names, graph.output_shapes, q_outs, strict=True)
+    ]
+    device = wrap_device_graph(qdq, [in_spec], out_specs, [len(s) for s in graph.output_shapes])
+    _smoke_test(device, in_spec.shape)
+    if labels is not None and options.task == "classify":
+        classes = graph.output_shapes[0][1] if graph.postamble is None else None
+        if classes is not None and classes != len(labels):
+            raise CompileError(f"--labels has {len(labels)} names but the model outputs "
+                               f"{classes} classes")
+    sidecar = {
+        "task": options.task,
+        "preprocess": options.recipe.to_dict(),
+        "decoder": options.decoder,
+        "source_model": options.model.name,
+        "calibration_images": len(paths),
+    }
+    return write_model_folder(options.output, FolderContents(
+        device_graph=device,
+        inputs=[in_spec],
+        outputs=out_specs,
+        originals_nchw=([graph.input_shape], graph.output_shapes),
+        postamble=graph.postamble,
+        sidecar=sidecar,
+        labels=labels,
+    ))

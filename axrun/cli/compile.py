@@ -1,0 +1,143 @@
+"""``axrun compile``: a float ONNX model → a model folder the emulator runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from axrun.cli._common import handle_errors, stderr_console
+from axrun.compiler import CompileOptions, compile_model
+from axrun.errors import UsageError
+from axrun.preprocess import PreprocessRecipe
+
+PREPROCESS_HELP = (
+    "Preprocessing recipe as key=value pairs: mode=crop|letterbox|stretch, resize=N "
+    "(short side, crop mode), color=rgb|bgr, mean=M or M1/M2/M3, std=S or S1/S2/S3 "
+    "(0-255 units), pad_value=114, align=center|topleft. "
+    "Example: mode=crop,resize=256,color=rgb,mean=127,std=128"
+)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets: ``a=1,b=[2,3]`` → ``a=1``, ``b=[2,3]``."""
+    parts, depth, current = [], 0, []
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_pairs(text: str, option: str) -> dict[str, str]:
+    """``key=value,key=value`` (values may hold bracketed lists) → a dict of strings."""
+    out = {}
+    for part in filter(None, (p.strip() for p in _split_top_level(text))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option}: expected key=value, got {part!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_recipe(text: str) -> PreprocessRecipe:
+    """``mode=crop,resize=256,mean=127,std=128`` → a recipe (usage errors explained)."""
+    pairs: dict[str, Any] = parse_pairs(text, "--preprocess")
+    try:
+        for key in ("mean", "std"):
+            if key in pairs:
+                values = [float(v) for v in pairs[key].split("/")]
+                pairs[key] = tuple(values * 3 if len(values) == 1 else values)
+        for key in ("resize", "pad_value"):
+            if key in pairs:
+                pairs[key] = int(pairs[key])
+        return PreprocessRecipe.from_dict(pairs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--preprocess: {exc}") from exc
+
+
+def parse_ints(text: str | None, option: str, count: int | None = None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"{option}: expected comma-separated integers, got {text!r}") from None
+    if count is not None and len(values) != count:
+        raise UsageError(f"{option}: expected {count} integers, got {len(values)}")
+    return values
+
+
+def _decoder(text: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in parse_pairs(text or "", "--decoder").items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def compile_command(
+    model: Annotated[Path, typer.Argument(help="The float ONNX model.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
+    calibration: Annotated[Path, typer.Option(
+        "--calibration", help="Folder of real images to calibrate INT8 ranges on.")],
+    preprocess: Annotated[str, typer.Option("--preprocess", help=PREPROCESS_HELP)] = "mode=crop",
+    postamble_from: Annotated[list[str] | None, typer.Option(
+        "--postamble-from",
+        help="Cut here: the device part ends at these tensors, everything after them runs "
+        "as a float postprocess_graph.onnx on the host. Repeat for several.")] = None,
+    task: Annotated[str | None, typer.Option(
+        "--task", help="classify or detect (written to axrun.json).")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Class names, one per line (copied into the folder).")] = None,
+    decoder: Annotated[str | None, typer.Option(
+        "--decoder", help="Decoder settings as key=value pairs, e.g. format=yolox.")] = None,
+    input_shape: Annotated[str | None, typer.Option(
+        "--input-shape", help="Fix a dynamic input shape, e.g. 1,3,224,224.")] = None,
+    channel_multiple: Annotated[int, typer.Option(
+        "--channel-multiple", help="Pad input channels to a multiple of this.")] = 4,
+    output_channel_multiple: Annotated[int, typer.Option(
+        "--output-channel-multiple", help="Pad output channels to a multiple of this.")] = 64,
+    spatial_pad: Annotated[str | None, typer.Option(
+        "--spatial-pad", help="Extra input rows/columns: top,bottom,left,right.")] = None,
+    calibration_limit: Annotated[int, typer.Option(
+        "--calibration-limit", help="Use at most this many calibration images.")] = 200,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Quantize a float ONNX model to INT8 and write a model folder the emulator runs."""
+    options = CompileOptions(
+        model=model, output=output, calibration=calibration,
+        recipe=parse_recipe(preprocess), task=task, labels=labels, decoder=_decoder(decoder),
+        postamble_from=tuple(postamble_from or ()),
+        input_shape=parse_ints(input_shape, "--input-shape"),
+        channel_multiple=channel_multiple, output_channel_multiple=output_channel_multiple,
+        spatial_pad=parse_ints(spatial_pad, "--spatial-pad", 4) or (0, 0, 0, 0),
+        calibration_limit=calibration_limit,
+    )
+    console = stderr_console()
+    progress = Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=console, redirect_stdout=False,
+                        redirect_stderr=False, disable=quiet or not console.is_terminal)
+    with progress:
+        bar = progress.add_task("calibrating", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(bar, completed=done, total=total)
+
+        path = compile_model(options, on_progress)
+    if not quiet:
+        console.print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compile")(handle_errors(compile_command))

@@ -1,0 +1,174 @@
+"""Static INT8 quantization of the device part (QDQ, per-channel weights), calibrated
+on real images through the model's own preprocessing recipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from axrun.errors import CompileError, InputError
+from axrun.preprocess import PreprocessRecipe, fit
+from axrun.sources import decode_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def calibration_images(folder: Path, limit: int) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted), at most ``limit``."""
+    if not folder.is_dir():
+        raise CompileError(f"--calibration {folder}: not a folder")
+    try:
+        found = sorted(p for p in folder.rglob("*")
+                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise CompileError(f"--calibration {folder}: cannot list ({exc.strerror})") from exc
+    if not found:
+        raise CompileError(f"--calibration {folder}: no images (.jpg, .png, ...) found")
+    return found[:limit]
+
+
+def float_input(image: np.ndarray, recipe: PreprocessRecipe, shape_nchw: Sequence[int]) -> \
+        np.ndarray:
+    """One image as the float network sees it: ``(1, 3, H, W)`` float32."""
+    _, _, h, w = shape_nchw
+    pixels, _, (py, px) = fit(image, recipe, (h, w))
+    canvas = np.full((h, w, 3), recipe.pad_value, np.uint8)
+    canvas[py:py + pixels.shape[0], px:px + pixels.shape[1]] = pixels
+    if recipe.color == "rgb":
+        canvas = canvas[..., ::-1]
+    x = (canvas.astype(np.float32) - np.array(recipe.mean, np.float32)) / np.array(
+        recipe.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def load_calibration(
+    paths: Sequence[Path],
+    recipe: PreprocessRecipe,
+    shape_nchw: Sequence[int],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[np.ndarray]:
+    """Decode and preprocess calibration images into batches of the model's batch size.
+
+    Unreadable files are skipped with a warning; none readable is an error.
+    """
+    log = logging.getLogger("axrun")
+    samples = []
+    for i, path in enumerate(paths):
+        try:
+            samples.append(float_input(decode_image(path), recipe, shape_nchw))
+        except InputError as exc:
+            log.warning("calibration: skipping %s", exc)
+        if on_progress:
+            on_progress(i + 1, len(paths))
+    if not samples:
+        raise CompileError("--calibration: none of the images could be read")
+    batch = shape_nchw[0]
+    out = []
+    for start in range(0, len(samples), batch):
+        chunk = samples[start:start + batch]
+        chunk += [chunk[-1]] * (batch - len(chunk))
+        out.append(np.concatenate(chunk))
+    return out
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    scale: float
+    zero_point: int
+
+
+def _param_value(model: onnx.ModelProto, name: str) -> np.ndarray:
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    raise CompileError(f"quantized model: no constant {name!r}")
+
+
+def boundary_params(
+    qdq: onnx.ModelProto, input_name: str, output_names: Sequence[str]
+) -> tuple[QuantParams, list[QuantParams]]:
+    """Scale/zero point the quantizer chose for the graph input and each device output."""
+
+    def params(node: onnx.NodeProto) -> QuantParams:
+        scale = _param_value(qdq, node.input[1])
+        zp = _param_value(qdq, node.input[2]) if len(node.input) > 2 else np.array(0)
+        if scale.size != 1 or zp.dtype != np.int8:
+            raise CompileError(f"{node.name}: per-tensor int8 quantization expected at the "
+                               "device boundary")
+        return QuantParams(float(scale.reshape(())), int(zp.reshape(())))
+
+    q_in = [n for n in qdq.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == input_name]
+    if not q_in:
+        raise CompileError(f"the quantizer did not quantize input {input_name!r}")
+    outs = []
+    for name in output_names:
+        dq = [n for n in qdq.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == name]
+        if not dq:
+            raise CompileError(f"the quantizer did not quantize device output {name!r}; "
+                               "cut at a tensor produced by a quantizable operator")
+        outs.append(params(dq[0]))
+    return params(q_in[0]), outs
+
+
+class _Reader:
+    """ONNX Runtime calibration data reader over preprocessed batches."""
+
+    def __init__(self, name: str, batches: list[np.ndarray]) -> None:
+        self._it: Iterator[np.ndarray] = iter(batches)
+        self._name = name
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._it, None)
+        return None if x is None else {self._name: x}
+
+    def rewind(self) -> None:  # pragma: no cover - not used by MinMax
+        raise NotImplementedError
+
+
+def quantize_device(
+    device: onnx.ModelProto, input_name: str, batches: list[np.ndarray]
+) -> onnx.ModelProto:
+    """Static QDQ INT8: per-channel symmetric int8 weights, asymmetric int8 activations."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="axrun-compile-") as tmp:
+        src, dst = Path(tmp) / "device.onnx", Path(tmp) / "device.int8.onnx"
+        onnx.save_model(device, src)
+        cwd = os.getcwd()
+        root = logging.getLogger()
+        level = root.level
+        try:
+            root.setLevel(logging.ERROR)  # ORT's quantizer logs advice to the root logger
+            os.chdir(tmp)  # the calibrator writes an augmented model to the cwd
+            quantize_static(
+                str(src), str(dst), _Reader(input_name, batches),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+        except Exception as exc:
+            raise CompileError(f"quantization failed: {exc}") from exc
+        finally:
+            os.chdir(cwd)
+            root.setLevel(level)
+        return onnx.load(str(dst))

@@ -1,0 +1,213 @@
+"""``axrun compile`` end to end on tiny synthetic models, and every error path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from modelgen import classifier_network, tiny_detector_network
+from onnx import TensorProto, helper
+from typer.testing import CliRunner
+
+from axrun import emulator as axr
+from axrun.cli import app
+from axrun.compiler import CompileOptions, compile_model
+from axrun.errors import CompileError
+from axrun.modelfolder import load_model_folder
+from axrun.preprocess import Preprocessor, PreprocessRecipe
+from axrun.tensors import depad, dequantize
+
+runner = CliRunner()
+RECIPE = PreprocessRecipe(mode="letterbox", color="bgr", std=(255.0, 255.0, 255.0))
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("calib")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        base = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        image = cv2.resize(base, (40 + 7 * i, 30 + 5 * i), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"img{i}.png"), image)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def detector_onnx(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("src") / "tinydet.onnx"
+    onnx.save(tiny_detector_network(16), path)
+    return path
+
+
+def options(src: Path, out: Path, calib: Path, **kw) -> CompileOptions:
+    return CompileOptions(model=src, output=out, calibration=calib, recipe=RECIPE, **kw)
+
+
+def test_compile_with_cut_runs_on_emulator_close_to_float(detector_onnx, calib, tmp_path) -> None:
+    out = compile_model(options(detector_onnx, tmp_path / "m", calib, task="detect",
+                                postamble_from=("head_a", "head_b"), spatial_pad=(1, 1, 1, 15)))
+    folder = load_model_folder(out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "axrun.json", "manifest.json", "model.json", "model.onnx", "postprocess_graph.onnx"]
+    assert folder.manifest.inputs[0].shape == (1, 18, 32, 4)
+    assert [o.name for o in folder.manifest.outputs] == ["head_a", "head_b"]
+    assert folder.sidecar.task == "detect" and folder.sidecar.preprocess == RECIPE
+
+    image = cv2.imread(str(calib / "img3.png"))
+    pre = Preprocessor(RECIPE, folder.manifest.inputs[0])
+    with axr.Context() as ctx:
+        model = ctx.load_model(str(folder.model_json))
+        inst = ctx.device_connect().load_model_instance(model)
+        x = pre.new_buffer()
+        pre(image, x[0])
+        outs = [np.zeros(i.shape, np.int8) for i in model.outputs()]
+        inst.run([x], outs)
+    heads = {
+        spec.name: dequantize(depad(o, spec.padding), spec.scale, spec.zero_point)
+        .transpose(0, 3, 1, 2)
+        for o, spec in zip(outs, folder.manifest.outputs, strict=True)
+    }
+    post = ort.InferenceSession(str(folder.postamble_path), providers=["CPUExecutionProvider"])
+    (scores,) = post.run(None, heads)
+    full = ort.InferenceSession(str(detector_onnx), providers=["CPUExecutionProvider"])
+    fx = dequantize(depad(x, folder.manifest.inputs[0].padding), folder.manifest.inputs[0].scale,
+                    folder.manifest.inputs[0].zero_point).transpose(0, 3, 1, 2)
+    (expected,) = full.run(None, {"images": fx})
+    assert np.abs(scores - expected).max() < 0.05
+
+
+def test_manifest_round_trips_quantizer_parameters(detector_onnx, calib, tmp_path) -> None:
+    out = compile_model(options(detector_onnx, tmp_path / "m", calib,
+                                postamble_from=("head_a", "head_b")))
+    manifest = json.loads((out / "manifest.json").read_text())
+    folder = load_model_folder(out)
+    for key in ("input_shapes", "output_shapes", "input_shapes_original",
+                "output_shapes_original", "quantize_params", "dequantize_params",
+                "n_padded_ch_inputs", "n_padded_ch_outputs", "postprocess_graph",
+                "preprocess_graph", "model_lib_file", "input_dtypes", "output_dtypes",
+                "manifest_version", "quantized_model_file"):
+        assert key in manifest, key
+    assert manifest["input_shapes_original"] == [[1, 3, 16, 16]]
+    assert manifest["output_shapes_original"] == [[1, 5, 16, 16], [1, 7, 8, 8]]
+    assert [list(p) for p in manifest["dequantize_params"]] == [
+        [o.scale, o.zero_point] for o in folder.manifest.outputs]
+    assert manifest["n_padded_ch_outputs"][0] == [0, 0, 0, 0, 0, 0, 0, 59]
+
+
+def test_whole_network_on_device_without_cut(calib, tmp_path) -> None:
+    src = tmp_path / "cls.onnx"
+    onnx.save(classifier_network(1, 16, 10), src)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"c{i}" for i in range(10)))
+    out = compile_model(options(src, tmp_path / "cls", calib, task="classify", labels=labels))
+    folder = load_model_folder(out)
+    assert folder.postamble_path is None and folder.labels[9] == "c9"
+    assert folder.manifest.outputs[0].shape == (1, 1, 1, 64)
+    wrong = tmp_path / "five.txt"
+    wrong.write_text("a\nb\nc\nd\ne\n")
+    with pytest.raises(CompileError, match="--labels has 5 names but the model outputs 10"):
+        compile_model(options(src, tmp_path / "cls2", calib, task="classify", labels=wrong))
+
+
+def test_opset_11_is_upgraded(calib, tmp_path) -> None:
+    net = classifier_network(1, 16, 10)
+    net.opset_import[0].version = 11
+    src = tmp_path / "old.onnx"
+    onnx.save(net, src)
+    out = compile_model(options(src, tmp_path / "m", calib))
+    model = onnx.load(str(out / "model.onnx"))
+    assert model.opset_import[0].version >= 13
+
+
+def test_dynamic_batch_needs_input_shape(calib, tmp_path) -> None:
+    src = tmp_path / "dyn.onnx"
+    onnx.save(tiny_detector_network(16, batch="N"), src)
+    with pytest.raises(CompileError, match=r"dynamic shape \['N', 3, 16, 16\].*--input-shape"):
+        compile_model(options(src, tmp_path / "m", calib))
+    assert not (tmp_path / "m").exists()
+    out = compile_model(options(src, tmp_path / "m", calib, input_shape=(2, 3, 16, 16),
+                                postamble_from=("head_a", "head_b")))
+    assert load_model_folder(out).manifest.batch == 2
+
+
+def test_unknown_cut_lists_candidates(detector_onnx, calib, tmp_path) -> None:
+    with pytest.raises(CompileError, match="no tensor named 'head_c'.*candidates:.*head_a"):
+        compile_model(options(detector_onnx, tmp_path / "m", calib, postamble_from=("head_c",)))
+    assert not (tmp_path / "m").exists()
+
+
+def test_cut_that_leaves_the_postamble_incomplete(detector_onnx, calib, tmp_path) -> None:
+    with pytest.raises(CompileError, match="after the cut still needs 'r1'.*Conv"):
+        compile_model(options(detector_onnx, tmp_path / "m", calib, postamble_from=("head_a",)))
+
+
+def test_unsupported_ops_are_named(calib, tmp_path) -> None:
+    net = classifier_network(1, 16, 10)
+    k = helper.make_tensor("k", TensorProto.INT64, [1], [3])
+    net.graph.initializer.append(k)
+    net.graph.node.append(helper.make_node("TopK", ["logits", "k"], ["vals", "idx"], axis=1,
+                                           name="top3"))
+    del net.graph.output[:]
+    net.graph.output.extend([helper.make_tensor_value_info("vals", TensorProto.FLOAT, [1, 3])])
+    src = tmp_path / "topk.onnx"
+    onnx.save(net, src)
+    with pytest.raises(CompileError,
+                       match=r"unsupported operators.*TopK \(top3\).*--postamble-from"):
+        compile_model(options(src, tmp_path / "m", calib))
+    out = compile_model(options(src, tmp_path / "m", calib, postamble_from=("logits",)))
+    assert load_model_folder(out).postamble_path is not None
+
+
+def test_calibration_folder_errors(detector_onnx, tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CompileError, match="no images"):
+        compile_model(options(detector_onnx, tmp_path / "m", empty))
+    with pytest.raises(CompileError, match="not a folder"):
+        compile_model(options(detector_onnx, tmp_path / "m", tmp_path / "missing"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"garbage")
+    with pytest.raises(CompileError, match="none of the images could be read"):
+        compile_model(options(detector_onnx, tmp_path / "m", broken))
+    assert not (tmp_path / "m").exists()
+
+
+def test_rerun_replaces_atomically_and_failure_keeps_old(detector_onnx, calib, tmp_path) -> None:
+    dest = tmp_path / "m"
+    compile_model(options(detector_onnx, dest, calib, postamble_from=("head_a", "head_b")))
+    (dest / "stale.txt").write_text("from before")
+    compile_model(options(detector_onnx, dest, calib))
+    assert not (dest / "stale.txt").exists() and not (dest / "postprocess_graph.onnx").exists()
+    before = sorted(p.name for p in dest.iterdir())
+    with pytest.raises(CompileError):
+        compile_model(options(detector_onnx, dest, calib, postamble_from=("nope",)))
+    assert sorted(p.name for p in dest.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_errors_are_one_line(detector_onnx, calib, tmp_path) -> None:
+    result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(tmp_path / "m"),
+                                 "--calibration", str(calib), "--postamble-from", "zzz"])
+    assert result.exit_code == 3 and len(result.stderr.strip().splitlines()) == 1
+    result = runner.invoke(app, ["compile", str(tmp_path / "missing.onnx"), "-o",
+                                 str(tmp_path / "m"), "--calibration", str(calib)])
+    assert result.exit_code == 3 and "no such file" in result.stderr
+    result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(tmp_path / "m"),
+                                 "--calibration", str(calib), "--preprocess", "mode"])
+    assert result.exit_code == 2 and "expected key=value" in result.stderr
+    ok = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(tmp_path / "m"),
+                             "--calibration", str(calib), "--postamble-from", "head_a",
+                             "--postamble-from", "head_b", "--task", "detect",
+                             "--preprocess", "mode=letterbox,color=bgr,std=255",
+                             "--decoder", "format=yolox,strides=[8,16]"])
+    assert ok.exit_code == 0, ok.output
+    side = json.loads((tmp_path / "m" / "axrun.json").read_text())
+    assert side["decoder"] == {"format": "yolox", "strides": [8, 16]}
+    assert side["preprocess"]["std"] == [255.0, 255.0, 255.0]
