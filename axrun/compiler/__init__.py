@@ -95,7 +95,7 @@ def compile_model(
     paths = calibration_images(options.calibration, options.calibration_limit)
     batches = load_calibration(paths, options.recipe, graph.input_shape, on_progress)
     qdq = quantize_device(graph.device, graph.input_name, batches)
-    q_in, q_outs = boundary_params(qdq, graph.input_name, graph.output_names)
+    q_in, q_outs = boundary_params(qdq, graph.input_name, graph.output_names, batches)
     in_spec = nhwc_spec(graph.input_name, graph.input_shape, q_in.scale, q_in.zero_point,
                         channel_multiple=options.channel_multiple, spatial=options.spatial_pad)
     out_specs = [

@@ -96,10 +96,23 @@ def _param_value(model: onnx.ModelProto, name: str) -> np.ndarray:
     raise CompileError(f"quantized model: no constant {name!r}")
 
 
+def params_from_range(lo: float, hi: float) -> QuantParams:
+    """Asymmetric int8 parameters covering ``[lo, hi]`` (and 0)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0 or 1.0
+    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return QuantParams(float(np.float32(scale)), zp)
+
+
 def boundary_params(
-    qdq: onnx.ModelProto, input_name: str, output_names: Sequence[str]
+    qdq: onnx.ModelProto, input_name: str, output_names: Sequence[str],
+    batches: Sequence[np.ndarray],
 ) -> tuple[QuantParams, list[QuantParams]]:
-    """Scale/zero point the quantizer chose for the graph input and each device output."""
+    """Scale/zero point the quantizer chose for the graph input and each device output.
+
+    When the quantizer left the input float (e.g. it feeds only Slice/Concat), the
+    input's parameters come from the calibration data's range.
+    """
 
     def params(node: onnx.NodeProto) -> QuantParams:
         scale = _param_value(qdq, node.input[1])
@@ -110,8 +123,11 @@ def boundary_params(
         return QuantParams(float(scale.reshape(())), int(zp.reshape(())))
 
     q_in = [n for n in qdq.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == input_name]
-    if not q_in:
-        raise CompileError(f"the quantizer did not quantize input {input_name!r}")
+    if q_in:
+        p_in = params(q_in[0])
+    else:
+        p_in = params_from_range(min(float(b.min()) for b in batches),
+                                 max(float(b.max()) for b in batches))
     outs = []
     for name in output_names:
         dq = [n for n in qdq.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == name]
@@ -119,7 +135,7 @@ def boundary_params(
             raise CompileError(f"the quantizer did not quantize device output {name!r}; "
                                "cut at a tensor produced by a quantizable operator")
         outs.append(params(dq[0]))
-    return params(q_in[0]), outs
+    return p_in, outs
 
 
 class _Reader:

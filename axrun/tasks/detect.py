@@ -1,0 +1,337 @@
+"""Detection: postamble, decoders (YOLOX, Ultralytics, DFL head), NMS, original pixels.
+
+Device outputs are depadded, transposed to NCHW and dequantized, fed to the float
+``postprocess_graph.onnx`` (inputs matched by name, else by shape), and its output is
+decoded by the configured format:
+
+- ``yolox``: ``[N, anchors, 5 + classes]`` — raw box (cx, cy offsets and log w, h per
+  grid cell), objectness and class scores (already sigmoided by the postamble).
+- ``ultralytics``: ``[N, 4 + classes, anchors]`` — cx, cy, w, h in input pixels, then
+  class scores (YOLOv8/YOLO11 exports).
+- ``dfl``: no postamble; the device returns per-stride box-distribution maps
+  ``[N, 4 * reg_max, H, W]`` and class logits ``[N, classes, H, W]`` (the Ultralytics head).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from axrun.errors import ModelError, UsageError
+from axrun.modelfolder import ModelFolder, TensorSpec
+from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
+from axrun.tasks.classify import label_names, recipe_for
+from axrun.tensors import depad, dequantize
+
+FORMATS = ("yolox", "ultralytics", "dfl")
+DEFAULT_STRIDES = (8, 16, 32)
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """NMS and filtering settings (``classes``: ids to keep, None for all)."""
+
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 300
+    agnostic: bool = False
+    classes: frozenset[int] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
+            raise UsageError("--conf and --iou must be between 0 and 1")
+        if self.max_det < 1:
+            raise UsageError("--max-det must be at least 1")
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes of one image, one row per detection, best first.
+
+    ``xyxy`` (N, 4) float32 in original-image pixels, clipped; ``confidence`` (N,);
+    ``class_id`` (N,) int; ``labels`` the class names.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    labels: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        if self.xyxy.shape != (n, 4) or self.confidence.shape != (n,) or \
+                self.class_id.shape != (n,):
+            raise ValueError("xyxy (N,4), confidence (N,), class_id (N,) must agree")
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+def grid_points(input_hw: tuple[int, int], strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cell (x, y) of every anchor, level after level, row-major; and each anchor's stride."""
+    points, per_anchor = [], []
+    for s in strides:
+        h, w = input_hw[0] // s, input_hw[1] // s
+        ys, xs = np.mgrid[0:h, 0:w]
+        points.append(np.stack([xs.ravel(), ys.ravel()], 1))
+        per_anchor.append(np.full(h * w, s))
+    return np.concatenate(points).astype(np.float32), np.concatenate(per_anchor).astype(np.float32)
+
+
+def cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    half = b[:, 2:4] / 2
+    return np.concatenate([b[:, :2] - half, b[:, :2] + half], 1)
+
+
+def decode_yolox(pred: np.ndarray, input_hw: tuple[int, int],
+                 strides: Sequence[int] = DEFAULT_STRIDES) -> tuple[np.ndarray, np.ndarray]:
+    """``[anchors, 5 + C]`` → boxes xyxy (input pixels) and class scores ``[anchors, C]``."""
+    grid, stride = grid_points(input_hw, strides)
+    if len(grid) != len(pred):
+        raise ModelError(f"yolox output has {len(pred)} anchors; strides {list(strides)} on a "
+                         f"{input_hw[1]}x{input_hw[0]} input give {len(grid)}")
+    xy = (pred[:, :2] + grid) * stride[:, None]
+    wh = np.exp(np.minimum(pred[:, 2:4], 20.0)) * stride[:, None]
+    boxes = cxcywh_to_xyxy(np.concatenate([xy, wh], 1))
+    return boxes, pred[:, 5:] * pred[:, 4:5]
+
+
+def decode_ultralytics(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[4 + C, anchors]`` (cx, cy, w, h in input pixels) → boxes xyxy and scores."""
+    return cxcywh_to_xyxy(pred[:4].T), pred[4:].T
+
+
+def decode_dfl(
+    boxes: Sequence[np.ndarray], logits: Sequence[np.ndarray], input_hw: tuple[int, int],
+    strides: Sequence[int] = DEFAULT_STRIDES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Ultralytics head in numpy: per level ``[4 * reg_max, H, W]`` distributions and
+    ``[C, H, W]`` class logits → boxes xyxy (input pixels) and sigmoid scores."""
+    all_boxes, all_scores = [], []
+    for box, cls, s in zip(boxes, logits, strides, strict=True):
+        reg_max = box.shape[0] // 4
+        h, w = box.shape[1:]
+        dist = box.reshape(4, reg_max, h * w)
+        dist = np.exp(dist - dist.max(1, keepdims=True))
+        dist /= dist.sum(1, keepdims=True)
+        ltrb = (dist * np.arange(reg_max, dtype=np.float32)[None, :, None]).sum(1)  # (4, HW)
+        ys, xs = np.mgrid[0:h, 0:w]
+        ax, ay = xs.ravel() + 0.5, ys.ravel() + 0.5
+        xyxy = np.stack([ax - ltrb[0], ay - ltrb[1], ax + ltrb[2], ay + ltrb[3]], 1) * s
+        all_boxes.append(xyxy.astype(np.float32))
+        all_scores.append(1 / (1 + np.exp(-cls.reshape(cls.shape[0], -1).T)))
+    return np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32)
+
+
+def iou_one_to_many(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[2], others[:, 2])
+    y2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float,
+        agnostic: bool, max_det: int) -> np.ndarray:
+    """Greedy NMS; class-aware unless ``agnostic``. Returns kept indices, best first."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    shifted = boxes
+    if not agnostic:
+        offset = float(boxes.max()) + 1.0
+        shifted = boxes + (class_id[:, None] * offset)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while len(order) and len(keep) < max_det:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        order = rest[iou_one_to_many(shifted[best], shifted[rest]) <= iou]
+    return np.array(keep, np.int64)
+
+
+def select(boxes: np.ndarray, scores: np.ndarray, options: DetectOptions) -> Detections:
+    """Best class per anchor, confidence and class filters, NMS (input pixels)."""
+    class_id = scores.argmax(1)
+    conf = scores[np.arange(len(scores)), class_id]
+    mask = conf >= options.conf
+    if options.classes is not None:
+        mask &= np.isin(class_id, list(options.classes))
+    boxes, conf, class_id = boxes[mask], conf[mask], class_id[mask]
+    keep = nms(boxes, conf, class_id, options.iou, options.agnostic, options.max_det)
+    return Detections(boxes[keep].astype(np.float32), conf[keep].astype(np.float32),
+                      class_id[keep].astype(np.int64))
+
+
+def match_postamble_inputs(
+    names: Sequence[str], shapes: Sequence[Sequence[int | str]], outputs: Sequence[TensorSpec]
+) -> list[int]:
+    """For each postamble input, the index of the device output that feeds it.
+
+    By name first; otherwise by unpadded NCHW shape, which must be unambiguous.
+
+    Raises:
+        ModelError: no device output fits an input, or several do.
+    """
+    by_name = {o.name: i for i, o in enumerate(outputs)}
+    nchw = [(o.unpadded_shape[0], o.unpadded_shape[3], *o.unpadded_shape[1:3]) for o in outputs]
+    chosen: list[int] = []
+    for name, shape in zip(names, shapes, strict=True):
+        if name in by_name:
+            chosen.append(by_name[name])
+            continue
+        fits = [i for i, s in enumerate(nchw) if len(s) == len(shape) and all(
+            not isinstance(d, int) or d == e for d, e in zip(shape, s, strict=True))]
+        free = [i for i in fits if i not in chosen]
+        if not free:
+            raise ModelError(f"postamble input {name!r} {list(shape)}: no device output has "
+                             "that name or shape")
+        if len(free) > 1:
+            listed = ", ".join(outputs[i].name for i in free)
+            raise ModelError(f"postamble input {name!r} {list(shape)} could be fed by several "
+                             f"device outputs ({listed}); name them alike to disambiguate")
+        chosen.append(free[0])
+    return chosen
+
+
+class Postamble:
+    """The float postamble graph, fed from the device outputs (thread-safe)."""
+
+    def __init__(self, folder: ModelFolder) -> None:
+        import onnxruntime as ort
+
+        path = folder.postamble_path
+        assert path is not None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelError(f"{path}: cannot load the postamble graph: {exc}") from exc
+        inputs = self.session.get_inputs()
+        self.names = [i.name for i in inputs]
+        self.specs = folder.manifest.outputs
+        self.sources = match_postamble_inputs(self.names, [i.shape for i in inputs], self.specs)
+
+    def __call__(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Whole-batch padded int8 outputs → the postamble's float outputs."""
+        feed = {}
+        for name, src in zip(self.names, self.sources, strict=True):
+            spec = self.specs[src]
+            x = depad(outputs[src], spec.padding).transpose(0, 3, 1, 2)
+            feed[name] = dequantize(x, spec.scale, spec.zero_point)
+        return self.session.run(None, feed)
+
+
+def detect_format(pred_shape: Sequence[int], classes: int | None) -> str:
+    """Guess ``yolox`` or ``ultralytics`` from the postamble output's shape."""
+    _, a, b = pred_shape
+    if classes is not None:
+        if b == 5 + classes:
+            return "yolox"
+        if a == 4 + classes:
+            return "ultralytics"
+    return "yolox" if b < a else "ultralytics"
+
+
+class Detector:
+    """The detection task for the engine."""
+
+    def __init__(
+        self,
+        folder: ModelFolder,
+        *,
+        recipe: PreprocessRecipe | None = None,
+        options: DetectOptions | None = None,
+        labels: tuple[str, ...] | None = None,
+    ) -> None:
+        self.options = options or DetectOptions()
+        recipe = recipe_for(folder, recipe)
+        spec_in = folder.manifest.inputs[0]
+        self.preprocessor = Preprocessor(recipe, spec_in)
+        self.input_hw = (spec_in.unpadded_shape[1], spec_in.unpadded_shape[2])
+        decoder = dict(folder.sidecar.decoder) if folder.sidecar else {}
+        self.strides = tuple(decoder.get("strides", DEFAULT_STRIDES))
+        self.postamble = Postamble(folder) if folder.postamble_path else None
+        self.specs = folder.manifest.outputs
+        fmt = decoder.get("format")
+        if fmt is None:
+            fmt = "dfl" if self.postamble is None else None
+        if fmt is not None and fmt not in FORMATS:
+            raise ModelError(f"axrun.json decoder.format must be one of {', '.join(FORMATS)}")
+        if fmt == "dfl" and self.postamble is not None:
+            raise ModelError("decoder.format dfl is for models compiled without a postamble")
+        if fmt in ("yolox", "ultralytics") and self.postamble is None:
+            raise ModelError(f"decoder.format {fmt} needs a postprocess_graph.onnx")
+        classes = len(folder.labels) if folder.labels else None
+        if fmt is None:
+            shape = self.postamble.session.get_outputs()[0].shape  # type: ignore[union-attr]
+            fmt = detect_format([d if isinstance(d, int) else 0 for d in shape], classes)
+        self.format = fmt
+        if fmt == "dfl":
+            self._dfl_levels = self._dfl_layout()
+            classes = self.specs[self._dfl_levels[0][1]].unpadded_shape[3]
+        self.labels = label_names(folder, labels, classes or 0) if classes else (labels or ())
+
+    def _dfl_layout(self) -> list[tuple[int, int]]:
+        """(box output, class output) per stride, matched by spatial size and channels."""
+        levels = []
+        for s in self.strides:
+            hw = (self.input_hw[0] // s, self.input_hw[1] // s)
+            here = [i for i, o in enumerate(self.specs) if o.unpadded_shape[1:3] == hw]
+            if len(here) != 2:
+                raise ModelError(f"dfl decode: expected 2 device outputs of {hw[0]}x{hw[1]} "
+                                 f"for stride {s}, found {len(here)}")
+            a, b = here
+            ca, cb = (self.specs[i].unpadded_shape[3] for i in here)
+            if ca % 4 == 0 and (cb % 4 != 0 or ca < cb):
+                levels.append((a, b))
+            elif cb % 4 == 0:
+                levels.append((b, a))
+            else:
+                raise ModelError(f"dfl decode: no box output (4 x reg_max channels) at stride {s}")
+        return levels
+
+    def preprocess(self, image: np.ndarray, slots: list[np.ndarray]) -> Geometry:
+        return self.preprocessor(image, slots[0])
+
+    def _decode_slot(self, slot: int, outputs: list[np.ndarray],
+                     post: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.format == "dfl":
+            boxes, logits = [], []
+            for b, c in self._dfl_levels:
+                for idx, acc in ((b, boxes), (c, logits)):
+                    spec = self.specs[idx]
+                    x = depad(outputs[idx][slot], spec.padding[1:]).transpose(2, 0, 1)
+                    acc.append(dequantize(x, spec.scale, spec.zero_point))
+            return decode_dfl(boxes, logits, self.input_hw, self.strides)
+        assert post is not None
+        if self.format == "yolox":
+            return decode_yolox(post[0][slot], self.input_hw, self.strides)
+        return decode_ultralytics(post[0][slot])
+
+    def postprocess(self, outputs: list[np.ndarray], metas: list[Any | None]) -> list[Any]:
+        post = self.postamble(outputs) if self.postamble is not None else None
+        results: list[Any] = []
+        for slot, meta in enumerate(metas):
+            if meta is None:
+                results.append(None)
+                continue
+            boxes, scores = self._decode_slot(slot, outputs, post)
+            found = select(boxes, scores, self.options)
+            labels = tuple(self.labels[i] if i < len(self.labels) else f"class_{i}"
+                           for i in found.class_id)
+            results.append(Detections(meta.to_original(found.xyxy), found.confidence,
+                                      found.class_id, labels))
+        return results
