@@ -102,6 +102,32 @@ class ModelFolder:
         return self.root.name
 
 
+BUNDLED = {"classify": "efficientnet-lite0-imagenet", "detect": "yolox-nano-coco"}
+
+
+def model_search_path() -> list[Path]:
+    """Where bundled model folders are looked for, in order: ``AXRUN_MODELS``
+    (``os.pathsep``-separated), the checkout's ``models/``, then
+    ``<prefix>/share/axrun/models`` of an installed package."""
+    import sys
+
+    paths = [Path(p) for p in os.environ.get("AXRUN_MODELS", "").split(os.pathsep) if p]
+    paths.append(Path(__file__).resolve().parent.parent / "models")
+    paths.append(Path(sys.prefix) / "share" / "axrun" / "models")
+    return paths
+
+
+def bundled_model(task: str) -> Path:
+    """The bundled model folder for a task, from :func:`model_search_path`."""
+    name = BUNDLED[task]
+    for base in model_search_path():
+        if (base / name / MODEL_JSON).is_file():
+            return base / name
+    where = ", ".join(str(p) for p in model_search_path())
+    raise ModelError(f"bundled model {name!r} not found (looked in {where}); pass -m MODEL "
+                     "or set AXRUN_MODELS")
+
+
 def find_model_json(path: str | os.PathLike[str]) -> Path:
     """Resolve *path* to a ``model.json``.
 

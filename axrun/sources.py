@@ -8,13 +8,27 @@ cannot be read becomes an item carrying its error, so it still gets a record.
 from __future__ import annotations
 
 import errno
+import glob
+import itertools
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 
-from axrun.errors import InputError
+from axrun.errors import InputError, UsageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif",
+                            ".tiff", ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".sr", ".ras",
+                            ".exr", ".hdr", ".pic", ".avif"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
+                            ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv", ".gif"})
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*",
+                b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ")
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,8 @@ class Item:
     time_s: float | None = None
     image: np.ndarray | None = None
     error: InputError | None = None
+    fps: float | None = None
+    decode_s: float = 0.0
 
     def load(self) -> np.ndarray:
         """The BGR ``uint8`` pixels (H, W, 3). Raises :class:`InputError`."""
@@ -72,3 +88,158 @@ def decode_image(path: Path) -> np.ndarray:
     if image is None:
         raise InputError(f"{path}: not a decodable image", "decode")
     return image
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How inputs are expanded: ``vid_stride`` keeps every n-th video frame,
+    ``limit`` stops after that many items, ``null`` reads NUL-separated stdin paths."""
+
+    vid_stride: int = 1
+    limit: int | None = None
+    null: bool = False
+
+    def __post_init__(self) -> None:
+        if self.vid_stride < 1:
+            raise UsageError("--vid-stride must be at least 1")
+        if self.limit is not None and self.limit < 0:
+            raise UsageError("--limit must be 0 or more")
+
+
+def looks_like_image(path: Path) -> bool:
+    """Whether a file's first bytes are those of a common image format."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Files under ``folder``, recursively, sorted; symlinked folders are not followed
+    (no loops), symlinked files are kept (a broken one fails as an input)."""
+    def on_error(exc: OSError) -> None:
+        raise InputError(f"{exc.filename}: cannot list folder ({exc.strerror})", "read")
+
+    for root, dirs, files in os.walk(folder, onerror=on_error):
+        dirs.sort()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
+            yield Path(root) / name
+
+
+def _folder_items(folder: Path, options: SourceOptions) -> Iterator[Item]:
+    try:
+        for path in _walk(folder):
+            if path.is_dir():
+                continue  # a symlink to a folder: not followed
+            suffix = path.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                yield Item(str(path))
+            elif suffix in VIDEO_SUFFIXES:
+                yield from video_frames(path, options.vid_stride)
+            elif path.is_symlink() and not path.exists():
+                if not suffix:
+                    yield Item(str(path))  # broken link: we cannot tell what it was
+            elif looks_like_image(path):
+                yield Item(str(path))  # an image by content, whatever its name
+    except InputError as exc:
+        yield Item(str(folder), error=exc)
+
+
+def video_frames(path: Path, stride: int = 1) -> Iterator[Item]:
+    """Every ``stride``-th frame of a video, decoded in order; failures become items."""
+    if not path.exists():
+        yield Item(str(path), error=InputError(f"{path}: no such file", "not_found"))
+        return
+    if not os.access(path, os.R_OK):
+        yield Item(str(path), error=InputError(f"{path}: permission denied", "permission"))
+        return
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            yield Item(str(path), error=InputError(f"{path}: cannot open video", "video"))
+            return
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        fps = fps if 0 < fps < 1000 else None
+        index = 0
+        while True:
+            t0 = time.perf_counter()
+            if index % stride == 0:
+                ok, frame = cap.read()
+            else:
+                ok, frame = cap.grab(), None
+            elapsed = time.perf_counter() - t0
+            if not ok:
+                break
+            if frame is not None:
+                yield Item(str(path), frame=index,
+                           time_s=round(index / fps, 6) if fps else None,
+                           image=frame, fps=fps, decode_s=elapsed)
+            index += 1
+        if index == 0:
+            yield Item(str(path), error=InputError(f"{path}: video has no readable frames",
+                                                   "video"))
+    finally:
+        cap.release()
+
+
+def _path_items(spec: str, options: SourceOptions) -> Iterator[Item]:
+    path = Path(spec)
+    if path.is_dir():
+        yield from _folder_items(path, options)
+    elif path.exists() or path.is_symlink():
+        if is_video(path):
+            yield from video_frames(path, options.vid_stride)
+        else:
+            yield Item(spec)  # named explicitly: always an input, even if not an image
+    elif glob.has_magic(spec):
+        matches = sorted(glob.glob(spec, recursive=True))
+        if not matches:
+            yield Item(spec, error=InputError(f"{spec}: no files match", "not_found"))
+        for match in matches:
+            if Path(match).is_dir():
+                continue
+            yield from _path_items(match, options)
+    else:
+        yield Item(spec, error=InputError(f"{spec}: no such file or folder", "not_found"))
+
+
+def stdin_paths(stream: BinaryIO, null: bool) -> Iterator[str]:
+    """Paths from a byte stream, one per line (or NUL-separated); names are kept
+    byte-exact (spaces, unicode) and decoded like the file system does."""
+    if null:
+        chunks = stream.read().split(b"\0")
+    else:
+        chunks = (line.rstrip(b"\n").rstrip(b"\r") for line in stream)
+    for chunk in chunks:
+        if chunk:
+            yield os.fsdecode(chunk)
+
+
+def expand(specs: Sequence[str], options: SourceOptions | None = None,
+           stdin: BinaryIO | None = None) -> Iterator[Item]:
+    """The items for command-line inputs: files, folders (recursive, sorted, images by
+    extension or content, other files skipped), globs, videos (one item per kept frame)
+    and ``-`` (paths from ``stdin``, themselves expanded). Lazy; ``limit`` applies last.
+    """
+    options = options or SourceOptions()
+
+    def all_items() -> Iterator[Item]:
+        for spec in specs:
+            if spec == "-":
+                if stdin is None:
+                    raise UsageError("'-' given but there is no standard input to read")
+                for line in stdin_paths(stdin, options.null):
+                    yield from _path_items(line, options)
+            else:
+                yield from _path_items(spec, options)
+
+    items: Iterable[Item] = all_items()
+    if options.limit is not None:
+        items = itertools.islice(items, options.limit)
+    return iter(items)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from axrun._version import __version__
+from axrun.cli import classify as classify_cmd
 from axrun.cli import compile as compile_cmd
 from axrun.cli import info as info_cmd
 from axrun.cli._common import GlobalOptions
@@ -57,6 +58,7 @@ def _root(
     ctx.obj = GlobalOptions(backend=backend, debug=debug)
 
 
+classify_cmd.register(app)
 info_cmd.register(app)
 compile_cmd.register(app)
 

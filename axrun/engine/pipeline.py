@@ -171,7 +171,7 @@ class Pipeline:
         try:
             image = item.load()
             t1 = time.perf_counter()
-            self.stats.add("decode", t1 - t0)
+            self.stats.add("decode", t1 - t0 + item.decode_s)
             meta = self.task.preprocess(image, [buf[slot] for buf in inputs])
         except InputError as exc:
             return exc

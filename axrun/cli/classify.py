@@ -1,0 +1,83 @@
+"""``axrun classify``: images and video frames → top-k classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from axrun.cli import run as common
+from axrun.cli._common import global_options, handle_errors
+from axrun.engine import Engine
+from axrun.modelfolder import read_labels
+from axrun.preprocess import PreprocessRecipe
+from axrun.tasks.classify import Classifier
+
+# Without axrun.json: the common torchvision ImageNet convention.
+DEFAULT_RECIPE = PreprocessRecipe(mode="crop", color="rgb", mean=(123.675, 116.28, 103.53),
+                                  std=(58.395, 57.12, 57.375))
+CLASSIFY = "Classification"
+
+
+def _row(record: dict[str, Any]) -> list[str]:
+    if "error" in record:
+        return [common.source_cell(record), common.error_cell(record)]
+    top = record["top"]
+    best = f"[bold]{top[0]['label']}[/bold] {top[0]['score']:.2f}" if top else "-"
+    rest = ", ".join(f"{t['label']} {t['score']:.2f}" for t in top[1:])
+    return [common.source_cell(record), best + (f"  [dim]{rest}[/dim]" if rest else "")]
+
+
+def classify(
+    ctx: typer.Context,
+    inputs: common.Inputs,
+    model: common.ModelOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per input.",
+                                       rich_help_panel=CLASSIFY)] = 5,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Class names file (one per line), overriding the model's.",
+        rich_help_panel=CLASSIFY)] = None,
+    scores: Annotated[str | None, typer.Option(
+        "--scores", help="What the network outputs: logits (softmax applied) or "
+        "probabilities (default: from axrun.json, else logits).",
+        rich_help_panel=CLASSIFY)] = None,
+    output: common.OutputOpt = None,
+    null: common.NullOpt = False,
+    limit: common.LimitOpt = None,
+    vid_stride: common.StrideOpt = 1,
+    quiet: common.QuietOpt = False,
+    max_errors: common.MaxErrorsOpt = None,
+    fail_fast: common.FailFastOpt = False,
+    aipu_cores: common.CoresOpt = 4,
+    devices: common.DevicesOpt = "all",
+    double_buffer: common.DoubleBufferOpt = True,
+    decode_threads: common.ThreadsOpt = None,
+    resize: common.ResizeOpt = None,
+    crop: common.CropOpt = None,
+    mean: common.MeanOpt = None,
+    std: common.StdOpt = None,
+    color: common.ColorOpt = None,
+) -> None:
+    """Classify images and video frames; one JSON record per input, in input order.
+
+    Exit status: 0 all inputs succeeded, 1 some failed (each has an error record),
+    2 usage error, 3 model or device error, 130 interrupted.
+    """
+    args = common.CommonArgs(inputs, model, output, null, limit, vid_stride, quiet, max_errors,
+                             fail_fast, aipu_cores, devices, double_buffer, decode_threads)
+    folder = common.resolve_model(model, "classify")
+    recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=resize, crop=crop,
+                                    mean=mean, std=std, color=color)
+    names = read_labels(labels) if labels else None
+    task = Classifier(folder, recipe=recipe, top_k=top_k, labels=names, scores=scores)
+    table = common.TableSink(Console(highlight=False), ["input", "top classes"], _row)
+    with Engine(folder, backend=global_options(ctx).backend,
+                config=args.engine_config()) as engine:
+        code = common.execute(args, engine, task, "classify", task.top_k, table)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("classify")(handle_errors(classify))

@@ -1,0 +1,316 @@
+"""What ``axrun classify`` and ``axrun detect`` share: inputs, engine options, outputs,
+progress, the summary and signal handling."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from axrun.engine import Engine, EngineConfig, FrameResult, parse_devices
+from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
+from axrun.preprocess import PreprocessRecipe
+from axrun.runner import Run, RunPolicy, RunSummary
+from axrun.sinks import JsonLinesSink, Sink, open_file_sink, stdout_is_terminal
+from axrun.sources import SourceOptions, expand
+
+INPUT = "Inputs"
+DEVICE = "Device"
+OUTPUT = "Output"
+PRE = "Preprocessing (for model folders without axrun.json)"
+
+Inputs = Annotated[list[str], typer.Argument(
+    help="Image/video files, folders (recursive), globs, or - to read paths from stdin.",
+    show_default=False)]
+ModelOpt = Annotated[Path | None, typer.Option(
+    "-m", "--model", help="Model folder, its model.json, or a parent of one "
+    "(default: the bundled model).", rich_help_panel=INPUT)]
+NullOpt = Annotated[bool, typer.Option(
+    "-0", "--null", help="Paths on stdin are NUL-separated (find -print0).",
+    rich_help_panel=INPUT)]
+LimitOpt = Annotated[int | None, typer.Option(
+    "--limit", help="Stop after this many inputs (video frames count one each).",
+    rich_help_panel=INPUT)]
+StrideOpt = Annotated[int, typer.Option(
+    "--vid-stride", help="Use every n-th video frame.", rich_help_panel=INPUT)]
+OutputOpt = Annotated[str | None, typer.Option(
+    "-o", "--output", help="Write records to FILE.jsonl, FILE.json (one array) or FILE.csv; "
+    "- for JSON lines on stdout. Default: JSON lines when stdout is not a terminal, "
+    "else a table.", rich_help_panel=OUTPUT)]
+QuietOpt = Annotated[bool, typer.Option(
+    "-q", "--quiet", help="No progress bar, no summary.", rich_help_panel=OUTPUT)]
+MaxErrorsOpt = Annotated[int | None, typer.Option(
+    "--max-errors", help="Stop after this many failed inputs.", rich_help_panel=OUTPUT)]
+FailFastOpt = Annotated[bool, typer.Option(
+    "--fail-fast", help="Stop at the first failed input.", rich_help_panel=OUTPUT)]
+CoresOpt = Annotated[int, typer.Option(
+    "--aipu-cores", help="Cores to use per device (instances = cores // batch).",
+    rich_help_panel=DEVICE)]
+DevicesOpt = Annotated[str, typer.Option(
+    "--devices", help="all, or device indices/names separated by commas.",
+    rich_help_panel=DEVICE)]
+DoubleBufferOpt = Annotated[bool, typer.Option(
+    "--double-buffer/--no-double-buffer", help="DMA double buffering (results two calls "
+    "late, more throughput).", rich_help_panel=DEVICE)]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--decode-threads", help="Decode + preprocess threads (default: CPU count).",
+    rich_help_panel=DEVICE)]
+ResizeOpt = Annotated[int | None, typer.Option(
+    "--resize", help="Resize the short side to N, then centre-crop to the input size.",
+    rich_help_panel=PRE)]
+CropOpt = Annotated[float | None, typer.Option(
+    "--crop", help="Centre-crop fraction instead of --resize: resize = input / FRACTION "
+    "(0.875 = 224 of 256).", rich_help_panel=PRE)]
+MeanOpt = Annotated[str | None, typer.Option(
+    "--mean", help="Per-channel mean in 0-255 units, one value or R,G,B.", rich_help_panel=PRE)]
+StdOpt = Annotated[str | None, typer.Option(
+    "--std", help="Per-channel std in 0-255 units, one value or R,G,B.", rich_help_panel=PRE)]
+ColorOpt = Annotated[str | None, typer.Option(
+    "--color", help="Channel order the network expects: rgb or bgr.", rich_help_panel=PRE)]
+
+
+@dataclass(frozen=True)
+class CommonArgs:
+    inputs: list[str]
+    model: Path | None
+    output: str | None
+    null: bool
+    limit: int | None
+    vid_stride: int
+    quiet: bool
+    max_errors: int | None
+    fail_fast: bool
+    aipu_cores: int
+    devices: str
+    double_buffer: bool
+    decode_threads: int | None
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(aipu_cores=self.aipu_cores, devices=parse_devices(self.devices),
+                            double_buffer=self.double_buffer,
+                            decode_threads=self.decode_threads)
+
+    def source_options(self) -> SourceOptions:
+        return SourceOptions(vid_stride=self.vid_stride, limit=self.limit, null=self.null)
+
+
+def _floats(text: str, option: str) -> tuple[float, float, float]:
+    try:
+        values = [float(v) for v in text.replace("/", ",").split(",")]
+    except ValueError:
+        raise UsageError(f"{option}: expected numbers, got {text!r}") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise UsageError(f"{option}: give one value or three (R,G,B)")
+    return (values[0], values[1], values[2])
+
+
+def recipe_override(folder: ModelFolder, default: PreprocessRecipe, *, resize: int | None,
+                    crop: float | None, mean: str | None, std: str | None,
+                    color: str | None) -> PreprocessRecipe | None:
+    """The recipe when flags are given: the folder's (or ``default``), with the flags
+    applied; None when no flag is given (the task then uses ``axrun.json``)."""
+    if all(v is None for v in (resize, crop, mean, std, color)):
+        if folder.sidecar and folder.sidecar.preprocess:
+            return None
+        return default
+    base = (folder.sidecar.preprocess if folder.sidecar and folder.sidecar.preprocess
+            else default).to_dict()
+    if resize is not None and crop is not None:
+        raise UsageError("give --resize or --crop, not both")
+    if resize is not None:
+        base.update(mode="crop", resize=resize)
+    if crop is not None:
+        if not 0 < crop <= 1:
+            raise UsageError("--crop is a fraction in (0, 1]")
+        size = min(folder.manifest.inputs[0].unpadded_shape[1:3])
+        base.update(mode="crop", resize=round(size / crop))
+    if mean is not None:
+        base["mean"] = _floats(mean, "--mean")
+    if std is not None:
+        base["std"] = _floats(std, "--std")
+    if color is not None:
+        base["color"] = color.lower()
+    try:
+        return PreprocessRecipe.from_dict(base)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"preprocessing: {exc}") from exc
+
+
+def resolve_model(path: Path | None, task: str) -> ModelFolder:
+    return load_model_folder(path if path is not None else bundled_model(task))
+
+
+class TableSink:
+    """Human-readable rows on a terminal, printed in chunks as results arrive."""
+
+    CHUNK = 20
+
+    def __init__(self, console: Console, columns: list[str],
+                 row: Callable[[dict[str, Any]], list[str]]) -> None:
+        self.console, self.columns, self.row = console, columns, row
+        self.rows: list[list[str]] = []
+        self.printed = False
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.rows.append(self.row(record))
+        if len(self.rows) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        table = Table(show_header=not self.printed, box=None, pad_edge=False)
+        for col in self.columns:
+            table.add_column(col, overflow="fold")
+        for r in self.rows:
+            table.add_row(*r)
+        self.console.print(table)
+        self.rows, self.printed = [], True
+
+    def close(self) -> None:
+        self._flush()
+
+
+def error_cell(record: dict[str, Any]) -> str:
+    err = record["error"]
+    return f"[red]{err['type']}[/red]: {err['message']}"
+
+
+def source_cell(record: dict[str, Any]) -> str:
+    frame = record.get("frame")
+    return record["source"] + (f" #{frame}" if frame is not None else "")
+
+
+def open_sinks(args: CommonArgs, task: str, top_k: int, table: TableSink) -> list[Sink]:
+    if args.output is not None:
+        return [open_file_sink(args.output, task, top_k)]
+    if stdout_is_terminal():
+        return [table]
+    return [JsonLinesSink(sys.stdout)]
+
+
+def count_inputs(args: CommonArgs) -> int | None:
+    """How many items there will be, for the progress bar (None when unknowable cheaply)."""
+    if "-" in args.inputs:
+        return None
+    import cv2
+
+    total = 0
+    options = SourceOptions(vid_stride=args.vid_stride)
+    for item in expand(args.inputs, SourceOptions(vid_stride=1 << 30)):
+        if item.frame is not None:  # a video: count its frames without decoding them
+            cap = cv2.VideoCapture(item.source)
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            cap.release()
+            total += -(-n // options.vid_stride) if n > 0 else 1
+        else:
+            total += 1
+    return min(total, args.limit) if args.limit is not None else total
+
+
+@contextlib.contextmanager
+def interruptible(run: Run, console: Console, quiet: bool) -> Iterator[None]:
+    """First SIGINT/SIGTERM: stop taking input, finish in-flight frames. Second: abort."""
+    hits = 0
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal hits
+        hits += 1
+        if hits > 1:
+            raise KeyboardInterrupt
+        run.stop("interrupted")
+        if not quiet:
+            console.print("[yellow]stopping: finishing frames in flight "
+                          "(press Ctrl-C again to abort)[/yellow]")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def print_summary(console: Console, summary: RunSummary, plan_text: str) -> None:
+    shares = " · ".join(f"{k} {v:.0%}" for k, v in summary.stats.shares().items())
+    rate = summary.inputs / summary.wall_s if summary.wall_s else 0.0
+    line = (f"{summary.inputs} input(s), {summary.failed} failed in {summary.wall_s:.2f} s "
+            f"({rate:.1f}/s)")
+    if summary.stopped:
+        line += f" — stopped early ({summary.stopped})"
+    console.print(line)
+    if summary.failures:
+        console.print("failures: " + ", ".join(f"{k} {v}" for k, v in
+                                                sorted(summary.failures.items())))
+    console.print(f"time per stage: {shares}")
+    console.print(f"backend: {summary.backend}; plan: {plan_text}")
+
+
+def execute(
+    args: CommonArgs,
+    engine: Engine,
+    task: Any,
+    task_name: str,
+    top_k: int,
+    table: TableSink,
+    on_result: Callable[[FrameResult, dict[str, Any]], None] | None = None,
+    on_close: Callable[[], None] | None = None,
+) -> int:
+    """Run and render; returns the exit status (0 ok, 1 some failed, 130 interrupted)."""
+    console = Console(stderr=True, highlight=False)
+    stdin = sys.stdin.buffer if "-" in args.inputs else None
+    items = expand(args.inputs, args.source_options(), stdin)
+    show = not args.quiet and console.is_terminal
+    total = count_inputs(args) if show else None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, redirect_stdout=False, redirect_stderr=False,
+        disable=not show,
+    )
+    bar = progress.add_task(task_name, total=total, rate="")
+    sinks = open_sinks(args, task_name, top_k, table)
+
+    def on_each(result: FrameResult, record: dict[str, Any]) -> None:
+        done = run.summary.inputs
+        elapsed = progress.tasks[0].elapsed or 0
+        rate = f"{done / elapsed:.1f}/s" if elapsed else ""
+        progress.update(bar, completed=done, rate=rate)
+        if on_result:
+            on_result(result, record)
+
+    run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast), on_each)
+    try:
+        with interruptible(run, console, args.quiet), progress:
+            summary = run(items)
+    finally:
+        for sink in sinks:
+            sink.close()
+        if on_close:
+            on_close()
+    if not args.quiet:
+        print_summary(console, summary, engine.plan.describe())
+    if summary.stopped == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_INPUT_FAILED if summary.failed else EXIT_OK
+
