@@ -13,7 +13,6 @@ Record layout version :data:`RECORD_VERSION` (documented in the README):
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import sys
@@ -155,8 +154,8 @@ def open_file_sink(path: str, task: str, top_k: int, append: bool = False) -> Si
         raise UsageError("--resume needs a .jsonl output (-o results.jsonl)")
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        stream = io.open(path, "a" if append else "w", encoding="utf-8",  # noqa: UP020
-                         newline="" if fmt == "csv" else None)
+        stream = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115 - the sink owns it
+                      newline="" if fmt == "csv" else None)
     except OSError as exc:
         raise UsageError(f"-o {path}: cannot write ({exc.strerror})") from exc
     if fmt == "jsonl":

@@ -1,0 +1,119 @@
+"""Input expansion: folders, content sniffing, globs, stdin, videos, limits."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from axrun.errors import InputError
+from axrun.sources import SourceOptions, decode_image, expand
+
+
+def write_image(path: Path, color=(0, 0, 255), size=(20, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.zeros((*size, 3), np.uint8)
+    image[:] = color
+    ok, data = cv2.imencode(".png" if path.suffix != ".jpg" else ".jpg", image)
+    assert ok
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def write_video(path: Path, frames: int, size=(64, 48), fps=10.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), i * 10 % 256, np.uint8)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    write_image(tmp_path / "b.png")
+    write_image(tmp_path / "a.jpg")
+    write_image(tmp_path / "sub" / "c.png")
+    write_image(tmp_path / "sub" / "deeper" / "d.png")
+    write_image(tmp_path / "noext_image.png").rename(tmp_path / "noext_image")
+    (tmp_path / "README.txt").write_text("skip me")
+    (tmp_path / "fake.jpg").write_text("not an image")
+    return tmp_path
+
+
+def sources(items) -> list[str]:
+    return [i.source for i in items]
+
+
+def test_folder_is_recursive_sorted_and_sniffs_content(tree: Path) -> None:
+    got = [os.path.relpath(s, tree) for s in sources(expand([str(tree)]))]
+    assert got == ["a.jpg", "b.png", "fake.jpg", "noext_image", "sub/c.png", "sub/deeper/d.png"]
+
+
+def test_a_named_file_is_always_an_input(tree: Path) -> None:
+    (item,) = expand([str(tree / "README.txt")])
+    with pytest.raises(InputError, match="not a decodable image"):
+        item.load()
+
+
+def test_fake_jpg_fails_at_decode(tree: Path) -> None:
+    with pytest.raises(InputError) as info:
+        decode_image(tree / "fake.jpg")
+    assert info.value.kind == "decode"
+
+
+def test_globs_and_missing_paths(tree: Path) -> None:
+    got = sources(expand([str(tree / "**" / "*.png"), str(tree / "nothing*.jpg"),
+                          str(tree / "missing.jpg")]))
+    assert [os.path.relpath(s, tree) for s in got[:3]] == ["b.png", "sub/c.png",
+                                                           "sub/deeper/d.png"]
+    items = list(expand([str(tree / "nothing*.jpg"), str(tree / "missing.jpg")]))
+    assert [i.error.kind for i in items] == ["not_found", "not_found"]
+
+
+def test_stdin_lines_keep_spaces_and_unicode(tmp_path: Path) -> None:
+    names = ["with space.png", "ünïcödé 猫.png", "plain.png"]
+    for n in names:
+        write_image(tmp_path / n)
+    data = "".join(f"{tmp_path / n}\n" for n in names).encode() + b"\n"
+    got = sources(expand(["-"], stdin=io.BytesIO(data)))
+    assert got == [str(tmp_path / n) for n in names]
+    assert all(i.error is None for i in expand(["-"], stdin=io.BytesIO(data)))
+
+
+def test_stdin_nul_separated(tmp_path: Path) -> None:
+    names = ["new\nline.png", "tab\t.png"]
+    for n in names:
+        write_image(tmp_path / n)
+    data = b"\0".join(os.fsencode(tmp_path / n) for n in names) + b"\0"
+    got = sources(expand(["-"], SourceOptions(null=True), io.BytesIO(data)))
+    assert got == [str(tmp_path / n) for n in names]
+
+
+def test_video_frames_stride_and_limit(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.mp4", 9)
+    items = list(expand([str(video)]))
+    assert [i.frame for i in items] == list(range(9))
+    assert items[3].time_s == pytest.approx(0.3) and items[3].image.shape == (48, 64, 3)
+    assert [i.frame for i in expand([str(video)], SourceOptions(vid_stride=4))] == [0, 4, 8]
+    assert len(list(expand([str(video), str(video)], SourceOptions(limit=11)))) == 11
+
+
+def test_broken_video_is_one_error_item(tmp_path: Path) -> None:
+    (tmp_path / "bad.mp4").write_bytes(b"\0" * 100)
+    (item,) = expand([str(tmp_path / "bad.mp4")])
+    assert item.error is not None and item.error.kind == "video"
+
+
+def test_broken_symlink_in_folder(tmp_path: Path) -> None:
+    write_image(tmp_path / "ok.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    items = list(expand([str(tmp_path)]))
+    assert sources(items) == [str(tmp_path / "dangling.png"), str(tmp_path / "ok.png")]
+    with pytest.raises(InputError) as info:
+        items[0].load()
+    assert info.value.kind == "broken_symlink"
