@@ -66,12 +66,14 @@ class Run:
 
     def __init__(self, engine: Engine, task: Task, sinks: Sequence[Sink],
                  policy: RunPolicy | None = None,
-                 on_result: Callable[[FrameResult, dict[str, Any]], None] | None = None) -> None:
+                 on_result: Callable[[FrameResult, dict[str, Any]], None] | None = None,
+                 keep_images: bool = False) -> None:
         self.engine = engine
         self.task = task
         self.sinks = list(sinks)
         self.policy = policy or RunPolicy()
         self.on_result = on_result
+        self.keep_images = keep_images
         self.summary = RunSummary(stats=StageTimes())
         self._pipeline: Pipeline | None = None
         self._stop_reason: str | None = None
@@ -85,7 +87,8 @@ class Run:
         """Run to the end (or to a stop); every record produced is written."""
         summary = self.summary
         start = time.perf_counter()
-        self._pipeline = self.engine.pipeline(self.task, summary.stats)
+        self._pipeline = self.engine.pipeline(self.task, summary.stats,
+                                              keep_images=self.keep_images)
         summary.plan = self.engine.plan.as_dict()
         summary.backend = self.engine.backend.describe()
         if self._stop_reason:

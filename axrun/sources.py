@@ -47,6 +47,12 @@ class Item:
     error: InputError | None = None
     fps: float | None = None
     decode_s: float = 0.0
+    rel: str | None = None  # path relative to the folder it was found in (for --save-dir)
+
+    @property
+    def relative(self) -> str:
+        """Where outputs derived from this input go under an output folder."""
+        return self.rel or Path(self.source).name
 
     def load(self) -> np.ndarray:
         """The BGR ``uint8`` pixels (H, W, 3). Raises :class:`InputError`."""
@@ -138,20 +144,21 @@ def _folder_items(folder: Path, options: SourceOptions) -> Iterator[Item]:
             if path.is_dir():
                 continue  # a symlink to a folder: not followed
             suffix = path.suffix.lower()
+            rel = str(path.relative_to(folder))
             if suffix in IMAGE_SUFFIXES:
-                yield Item(str(path))
+                yield Item(str(path), rel=rel)
             elif suffix in VIDEO_SUFFIXES:
-                yield from video_frames(path, options.vid_stride)
+                yield from video_frames(path, options.vid_stride, rel)
             elif path.is_symlink() and not path.exists():
                 if not suffix:
-                    yield Item(str(path))  # broken link: we cannot tell what it was
+                    yield Item(str(path), rel=rel)  # broken link: cannot tell what it was
             elif looks_like_image(path):
-                yield Item(str(path))  # an image by content, whatever its name
+                yield Item(str(path), rel=rel)  # an image by content, whatever its name
     except InputError as exc:
         yield Item(str(folder), error=exc)
 
 
-def video_frames(path: Path, stride: int = 1) -> Iterator[Item]:
+def video_frames(path: Path, stride: int = 1, rel: str | None = None) -> Iterator[Item]:
     """Every ``stride``-th frame of a video, decoded in order; failures become items."""
     if not path.exists():
         yield Item(str(path), error=InputError(f"{path}: no such file", "not_found"))
@@ -179,7 +186,7 @@ def video_frames(path: Path, stride: int = 1) -> Iterator[Item]:
             if frame is not None:
                 yield Item(str(path), frame=index,
                            time_s=round(index / fps, 6) if fps else None,
-                           image=frame, fps=fps, decode_s=elapsed)
+                           image=frame, fps=fps, decode_s=elapsed, rel=rel)
             index += 1
         if index == 0:
             yield Item(str(path), error=InputError(f"{path}: video has no readable frames",

@@ -9,6 +9,7 @@ import typer
 from axrun._version import __version__
 from axrun.cli import classify as classify_cmd
 from axrun.cli import compile as compile_cmd
+from axrun.cli import detect as detect_cmd
 from axrun.cli import info as info_cmd
 from axrun.cli._common import GlobalOptions
 from axrun.runtime import BACKEND_CHOICES
@@ -59,6 +60,7 @@ def _root(
 
 
 classify_cmd.register(app)
+detect_cmd.register(app)
 info_cmd.register(app)
 compile_cmd.register(app)
 

@@ -275,6 +275,7 @@ def execute(
     table: TableSink,
     on_result: Callable[[FrameResult, dict[str, Any]], None] | None = None,
     on_close: Callable[[], None] | None = None,
+    keep_images: bool = False,
 ) -> int:
     """Run and render; returns the exit status (0 ok, 1 some failed, 130 interrupted)."""
     console = Console(stderr=True, highlight=False)
@@ -299,7 +300,8 @@ def execute(
         if on_result:
             on_result(result, record)
 
-    run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast), on_each)
+    run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast), on_each,
+              keep_images=keep_images)
     try:
         with interruptible(run, console, args.quiet), progress:
             summary = run(items)

@@ -78,11 +78,12 @@ class Engine:
         task: Task,
         stats: StageTimes | None = None,
         on_result: Callable[[FrameResult], None] | None = None,
+        keep_images: bool = False,
     ) -> Pipeline:
-        """A one-shot pipeline on this engine (for :meth:`Pipeline.request_stop`)."""
+        """A one-shot pipeline on this engine (see :class:`Pipeline`)."""
         self.open()
         assert self.session is not None
-        return Pipeline(self.session, task, self.config, stats, on_result)
+        return Pipeline(self.session, task, self.config, stats, on_result, keep_images)
 
     def run(
         self, task: Task, items: Iterable[Item], stats: StageTimes | None = None

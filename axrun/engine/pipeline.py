@@ -65,6 +65,7 @@ class FrameResult:
     result: Any = None
     error: InputError | None = None
     meta: Any = None
+    image: np.ndarray | None = None  # the decoded pixels, when the pipeline keeps them
 
 
 @dataclass
@@ -76,6 +77,7 @@ class _Job:
     metas: list[Any] = field(default_factory=list)
     errors: list[InputError | None] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
+    images: list[np.ndarray | None] = field(default_factory=list)
 
 
 class _Stopped(Exception):
@@ -90,6 +92,8 @@ class Pipeline:
 
     Use :meth:`run` once. :meth:`request_stop` (from any thread, e.g. a signal
     handler) stops taking new input; frames already in flight still complete.
+    ``keep_images`` returns each frame's decoded pixels with its result (for
+    annotation); memory stays bounded by the frames in flight.
     """
 
     def __init__(
@@ -99,8 +103,10 @@ class Pipeline:
         config: EngineConfig,
         stats: StageTimes | None = None,
         on_result: Callable[[FrameResult], None] | None = None,
+        keep_images: bool = False,
     ) -> None:
         self.session = session
+        self.keep_images = keep_images
         self.task = task
         self.config = config
         self.stats = stats or StageTimes()
@@ -166,7 +172,7 @@ class Pipeline:
     def _prepare(self, item: Item, inputs: list[np.ndarray], slot: int) -> Any:
         """Pool task: decode + preprocess one frame into its slot. InputError is returned."""
         if self._stop.is_set():
-            return None
+            return InputError("stopped", "stopped")
         t0 = time.perf_counter()
         try:
             image = item.load()
@@ -176,7 +182,7 @@ class Pipeline:
         except InputError as exc:
             return exc
         self.stats.add("preprocess", time.perf_counter() - t1)
-        return meta
+        return meta, (image if self.keep_images else None)
 
     def _items(self, items: Iterable[Item]) -> Iterator[Item]:
         for item in items:
@@ -220,9 +226,11 @@ class Pipeline:
             if isinstance(value, InputError):
                 job.metas.append(None)
                 job.errors.append(value)
+                job.images.append(None)
             else:
-                job.metas.append(value)
+                job.metas.append(value[0])
                 job.errors.append(None)
+                job.images.append(value[1])
 
     def _run(self, instance: Any, inputs: list[np.ndarray], outputs: list[np.ndarray],
              job: _Job | None) -> None:
@@ -330,7 +338,8 @@ class Pipeline:
                 for i, item in enumerate(job.items):
                     error = job.errors[i] if i < len(job.errors) else None
                     res = FrameResult(item, job.results[i] if not error else None, error,
-                                      job.metas[i] if i < len(job.metas) else None)
+                                      job.metas[i] if i < len(job.metas) else None,
+                                      job.images[i] if i < len(job.images) else None)
                     self.stats.frames += 1
                     self.stats.failed += error is not None
                     if self._on_result:

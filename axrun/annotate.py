@@ -1,0 +1,150 @@
+"""Annotated outputs: boxes drawn on images, saved as images or streamed into videos."""
+
+from __future__ import annotations
+
+import colorsys
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from axrun.engine import FrameResult
+from axrun.errors import UsageError
+from axrun.tasks.detect import Detections
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """A stable, distinct BGR colour per class (golden-ratio hues)."""
+    hue = (class_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+class BoxAnnotator:
+    """Draws boxes with ``label score`` tags; line width and text scale follow the image
+    size so the result is readable from thumbnails to 4K."""
+
+    def __init__(self, font: int = cv2.FONT_HERSHEY_SIMPLEX) -> None:
+        self.font = font
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
+        """Draw on a copy of ``scene`` (BGR uint8) and return it."""
+        out = scene.copy()
+        h, w = out.shape[:2]
+        short = min(h, w)
+        thickness = max(1, round(short / 300))
+        scale = max(0.35, short / 900)
+        text_thickness = max(1, round(scale * 1.5))
+        for box, score, cid, label in zip(detections.xyxy, detections.confidence,
+                                          detections.class_id, detections.labels, strict=True):
+            color = class_color(int(cid))
+            x1, y1, x2, y2 = (round(float(v)) for v in box)
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+            text = f"{label} {score:.2f}"
+            (tw, th), base = cv2.getTextSize(text, self.font, scale, text_thickness)
+            ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1
+            cv2.rectangle(out, (x1, ty), (x1 + tw + 4, ty + th + base + 2), color, cv2.FILLED)
+            luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+            ink = (0, 0, 0) if luminance > 150 else (255, 255, 255)
+            cv2.putText(out, text, (x1 + 2, ty + th + 1), self.font, scale, ink,
+                        text_thickness, cv2.LINE_AA)
+        return out
+
+
+def _atomic_imwrite(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        ok, data = cv2.imencode(path.suffix if path.suffix else ".jpg", image)
+        if not ok:
+            raise OSError(f"cannot encode {path.suffix}")
+        Path(tmp).write_bytes(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Video:
+    """One annotated video being written frame by frame; renamed into place on close."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            raise UsageError(f"--save-dir: cannot write video {path}")
+        self.size = size
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size)
+        self.writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+
+
+ENCODABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class SaveDir:
+    """``--save-dir``: annotated images under their original names (sub-folders mirrored),
+    one annotated ``.mp4`` per video input with the source's frame rate and size."""
+
+    def __init__(self, root: Path, annotator: BoxAnnotator | None = None,
+                 vid_stride: int = 1) -> None:
+        self.root = root
+        self.annotator = annotator or BoxAnnotator()
+        self.vid_stride = vid_stride
+        self._video: _Video | None = None
+        self._video_source: str | None = None
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--save-dir {root}: cannot create ({exc.strerror})") from exc
+
+    def _target(self, result: FrameResult, suffix: str | None = None) -> Path:
+        rel = Path(result.item.relative)
+        if suffix is not None:
+            rel = rel.with_suffix(suffix)
+        elif rel.suffix.lower() not in ENCODABLE:
+            rel = rel.with_name(rel.name + ".jpg")
+        return self.root / rel
+
+    def write(self, result: FrameResult) -> None:
+        """Annotate and save one result (errors and frames without pixels are skipped)."""
+        item = result.item
+        if item.frame is None:
+            self._close_video()
+        image = result.image if result.image is not None else item.image
+        if result.error is not None or image is None or not isinstance(result.result,
+                                                                       Detections):
+            return
+        annotated = self.annotator.annotate(image, result.result)
+        if item.frame is None:
+            _atomic_imwrite(self._target(result), annotated)
+            return
+        if self._video_source != item.source:
+            self._close_video()
+            fps = (item.fps or 30.0) / self.vid_stride
+            self._video = _Video(self._target(result, ".mp4"), fps,
+                                 (annotated.shape[1], annotated.shape[0]))
+            self._video_source = item.source
+        assert self._video is not None
+        self._video.write(annotated)
+
+    def _close_video(self) -> None:
+        if self._video is not None:
+            self._video.close()
+            self._video, self._video_source = None, None
+
+    def close(self) -> None:
+        self._close_video()

@@ -1,0 +1,118 @@
+"""``axrun detect``: images and videos → boxes, annotated images and annotated video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from axrun.annotate import SaveDir
+from axrun.cli import run as common
+from axrun.cli._common import global_options, handle_errors
+from axrun.engine import Engine, FrameResult
+from axrun.errors import UsageError
+from axrun.modelfolder import read_labels
+from axrun.preprocess import PreprocessRecipe
+from axrun.tasks.detect import DetectOptions, Detector
+
+# Without axrun.json: the Ultralytics convention (RGB, 0-1, centred letterbox, pad 114).
+DEFAULT_RECIPE = PreprocessRecipe(mode="letterbox", color="rgb", std=(255.0, 255.0, 255.0))
+DETECT = "Detection"
+
+
+def parse_classes(text: str | None, labels: tuple[str, ...]) -> frozenset[int] | None:
+    """``person,car`` or ``0,2`` (or a mix) → class ids; unknown names are usage errors."""
+    if not text:
+        return None
+    ids = set()
+    lowered = [name.lower() for name in labels]
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if part.isdigit():
+            ids.add(int(part))
+        elif part.lower() in lowered:
+            ids.add(lowered.index(part.lower()))
+        else:
+            raise UsageError(f"--classes: unknown class {part!r}")
+    return frozenset(ids)
+
+
+def _row(record: dict[str, Any]) -> list[str]:
+    if "error" in record:
+        return [common.source_cell(record), common.error_cell(record)]
+    dets = record["detections"]
+    text = ", ".join(f"{d['label']} {d['score']:.2f}" for d in dets[:8])
+    more = f" (+{len(dets) - 8})" if len(dets) > 8 else ""
+    return [common.source_cell(record), f"{len(dets)}: {text}{more}" if dets else "0"]
+
+
+def detect(
+    ctx: typer.Context,
+    inputs: common.Inputs,
+    model: common.ModelOpt = None,
+    conf: Annotated[float, typer.Option("--conf", help="Minimum score.",
+                                        rich_help_panel=DETECT)] = 0.25,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.",
+                                       rich_help_panel=DETECT)] = 0.45,
+    max_det: Annotated[int, typer.Option("--max-det", help="At most this many boxes per input.",
+                                         rich_help_panel=DETECT)] = 300,
+    agnostic: Annotated[bool, typer.Option(
+        "--agnostic", help="NMS across classes (default: per class).",
+        rich_help_panel=DETECT)] = False,
+    classes: Annotated[str | None, typer.Option(
+        "--classes", help="Keep only these classes: names or ids, comma-separated "
+        "(person,car or 0,2).", rich_help_panel=DETECT)] = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Class names file (one per line), overriding the model's.",
+        rich_help_panel=DETECT)] = None,
+    save_dir: Annotated[Path | None, typer.Option(
+        "--save-dir", help="Write annotated images (original names, sub-folders mirrored) "
+        "and annotated .mp4 videos here.", rich_help_panel=common.OUTPUT)] = None,
+    output: common.OutputOpt = None,
+    null: common.NullOpt = False,
+    limit: common.LimitOpt = None,
+    vid_stride: common.StrideOpt = 1,
+    quiet: common.QuietOpt = False,
+    max_errors: common.MaxErrorsOpt = None,
+    fail_fast: common.FailFastOpt = False,
+    aipu_cores: common.CoresOpt = 4,
+    devices: common.DevicesOpt = "all",
+    double_buffer: common.DoubleBufferOpt = True,
+    decode_threads: common.ThreadsOpt = None,
+    mean: common.MeanOpt = None,
+    std: common.StdOpt = None,
+    color: common.ColorOpt = None,
+) -> None:
+    """Detect objects in images and video frames; one JSON record per input, in order.
+
+    Boxes are in original-image pixels, clipped to the image. Exit status: 0 all inputs
+    succeeded, 1 some failed, 2 usage error, 3 model or device error, 130 interrupted.
+    """
+    args = common.CommonArgs(inputs, model, output, null, limit, vid_stride, quiet, max_errors,
+                             fail_fast, aipu_cores, devices, double_buffer, decode_threads)
+    folder = common.resolve_model(model, "detect")
+    recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=None, crop=None,
+                                    mean=mean, std=std, color=color)
+    names = read_labels(labels) if labels else None
+    known = names or folder.labels or ()
+    options = DetectOptions(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic,
+                            classes=parse_classes(classes, known))
+    task = Detector(folder, recipe=recipe, options=options, labels=names)
+    table = common.TableSink(Console(highlight=False), ["input", "detections"], _row)
+    saver = SaveDir(save_dir, vid_stride=vid_stride) if save_dir else None
+
+    def on_result(result: FrameResult, record: dict[str, Any]) -> None:
+        if saver is not None:
+            saver.write(result)
+
+    with Engine(folder, backend=global_options(ctx).backend,
+                config=args.engine_config()) as engine:
+        code = common.execute(args, engine, task, "detect", 0, table, on_result,
+                              on_close=saver.close if saver else None,
+                              keep_images=saver is not None)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("detect")(handle_errors(detect))
