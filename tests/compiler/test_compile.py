@@ -211,3 +211,33 @@ def test_cli_errors_are_one_line(detector_onnx, calib, tmp_path) -> None:
     side = json.loads((tmp_path / "m" / "axrun.json").read_text())
     assert side["decoder"] == {"format": "yolox", "strides": [8, 16]}
     assert side["preprocess"]["std"] == [255.0, 255.0, 255.0]
+
+
+def test_int16_mixed_precision(detector_onnx, calib, tmp_path) -> None:
+    with pytest.raises(CompileError, match="--int16: no tensor named 'nope'"):
+        compile_model(options(detector_onnx, tmp_path / "m", calib, int16=("nope",),
+                              postamble_from=("head_a", "head_b")))
+    out = compile_model(options(detector_onnx, tmp_path / "m", calib, int16=("r1",),
+                                postamble_from=("head_a", "head_b")))
+    device = onnx.load(str(out / "model.onnx"))
+    q = [n for n in device.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "r1"]
+    assert q, "r1 is quantized"
+    zp = next(i for i in device.graph.initializer if i.name == q[0].input[2])
+    assert zp.data_type == TensorProto.INT16
+    assert json.loads((out / "axrun.json").read_text())["int16_tensors"] == ["r1"]
+
+
+def test_element_wise_activations_are_not_quantized_on_their_own(calib, tmp_path) -> None:
+    """SiLU = x * sigmoid(x) is one fused int8 op: no Q/DQ between Sigmoid and Mul."""
+    net = classifier_network(1, 16, 10)
+    relu = next(n for n in net.graph.node if n.op_type == "Relu")
+    relu.op_type, relu.output[0] = "Sigmoid", "sig"
+    net.graph.node.insert(list(net.graph.node).index(relu) + 1,
+                          helper.make_node("Mul", ["c1", "sig"], ["r1"]))
+    src = tmp_path / "silu.onnx"
+    onnx.save(net, src)
+    out = compile_model(options(src, tmp_path / "m", calib))
+    device = onnx.load(str(out / "model.onnx"))
+    assert not [n for n in device.graph.node if n.op_type == "QuantizeLinear"
+                and n.input[0] == "sig"]
+    assert [n for n in device.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "r1"]

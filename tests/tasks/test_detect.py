@@ -1,0 +1,165 @@
+"""Detection decoders, NMS, class filters and postamble matching."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from axrun.cli.detect import parse_classes
+from axrun.errors import ModelError, UsageError
+from axrun.modelfolder import TensorSpec
+from axrun.tasks.detect import (
+    DetectOptions,
+    decode_dfl,
+    decode_ultralytics,
+    decode_yolox,
+    grid_points,
+    match_postamble_inputs,
+    nms,
+    select,
+)
+
+
+def test_yolox_decode_places_a_box_in_its_cell() -> None:
+    hw = (64, 64)
+    grid, _ = grid_points(hw, (8, 16, 32))
+    pred = np.zeros((len(grid), 5 + 3), np.float32)
+    # anchor of stride-16 level at column 2, row 1: index 64 + 1*4 + 2
+    a = 64 + 4 + 2
+    pred[a, :4] = [0.5, 0.25, np.log(2.0), np.log(1.0)]
+    pred[a, 4], pred[a, 5 + 1] = 0.9, 0.8
+    boxes, scores = decode_yolox(pred, hw)
+    cx, cy = (2 + 0.5) * 16, (1 + 0.25) * 16
+    np.testing.assert_allclose(boxes[a], [cx - 16, cy - 8, cx + 16, cy + 8], atol=1e-4)
+    assert scores[a, 1] == pytest.approx(0.72) and scores[a, 0] == 0
+    with pytest.raises(ModelError, match="anchors"):
+        decode_yolox(pred[:-1], hw)
+
+
+def test_ultralytics_decode_reads_centre_size() -> None:
+    pred = np.zeros((4 + 2, 3), np.float32)
+    pred[:4, 1] = [50, 40, 20, 10]
+    pred[5, 1] = 0.7
+    boxes, scores = decode_ultralytics(pred)
+    np.testing.assert_allclose(boxes[1], [40, 35, 60, 45])
+    assert scores.shape == (3, 2) and scores[1, 1] == pytest.approx(0.7)
+
+
+def dfl_postamble(levels: list[tuple[int, int]], classes: int, reg_max: int = 16) -> \
+        onnx.ModelProto:
+    """The Ultralytics export's head tail as ONNX: DFL softmax-expectation, dist2bbox,
+    sigmoid, concat → [1, 4 + C, anchors] with boxes as cx, cy, w, h in input pixels."""
+    nodes, inits, inputs, box_parts, cls_parts = [], [], [], [], []
+    inits.append(numpy_helper.from_array(np.arange(reg_max, dtype=np.float32)
+                                         .reshape(1, 1, reg_max, 1), "proj"))
+    for i, ((h, w), s) in enumerate(zip(levels, (8, 16, 32), strict=False)):
+        b, c = f"box{i}", f"cls{i}"
+        inputs += [helper.make_tensor_value_info(b, TensorProto.FLOAT, [1, 4 * reg_max, h, w]),
+                   helper.make_tensor_value_info(c, TensorProto.FLOAT, [1, classes, h, w])]
+        ys, xs = np.mgrid[0:h, 0:w]
+        anchors = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5]).astype(np.float32)[None]
+        inits += [
+            numpy_helper.from_array(np.array([1, 4, reg_max, h * w], np.int64), f"s{i}"),
+            numpy_helper.from_array(np.array([1, classes, h * w], np.int64), f"cs{i}"),
+            numpy_helper.from_array(anchors, f"anc{i}"),
+            numpy_helper.from_array(np.array(s, np.float32), f"stride{i}"),
+            numpy_helper.from_array(np.array(2, np.float32), f"two{i}"),
+        ]
+        nodes += [
+            helper.make_node("Reshape", [b, f"s{i}"], [f"r{i}"]),
+            helper.make_node("Softmax", [f"r{i}"], [f"sm{i}"], axis=2),
+            helper.make_node("Mul", [f"sm{i}", "proj"], [f"m{i}"]),
+            helper.make_node("ReduceSum", [f"m{i}", "axes2"], [f"d{i}"], keepdims=0),
+            helper.make_node("Split", [f"d{i}", "split2"], [f"lt{i}", f"rb{i}"], axis=1),
+            helper.make_node("Sub", [f"anc{i}", f"lt{i}"], [f"x1y1{i}"]),
+            helper.make_node("Add", [f"anc{i}", f"rb{i}"], [f"x2y2{i}"]),
+            helper.make_node("Add", [f"x1y1{i}", f"x2y2{i}"], [f"sum{i}"]),
+            helper.make_node("Div", [f"sum{i}", f"two{i}"], [f"cxy{i}"]),
+            helper.make_node("Sub", [f"x2y2{i}", f"x1y1{i}"], [f"wh{i}"]),
+            helper.make_node("Concat", [f"cxy{i}", f"wh{i}"], [f"xywh{i}"], axis=1),
+            helper.make_node("Mul", [f"xywh{i}", f"stride{i}"], [f"bx{i}"]),
+            helper.make_node("Reshape", [c, f"cs{i}"], [f"cr{i}"]),
+            helper.make_node("Sigmoid", [f"cr{i}"], [f"cp{i}"]),
+        ]
+        box_parts.append(f"bx{i}")
+        cls_parts.append(f"cp{i}")
+    inits += [numpy_helper.from_array(np.array([2], np.int64), "axes2"),
+              numpy_helper.from_array(np.array([2, 2], np.int64), "split2")]
+    nodes += [helper.make_node("Concat", box_parts, ["boxes"], axis=2),
+              helper.make_node("Concat", cls_parts, ["scores"], axis=2),
+              helper.make_node("Concat", ["boxes", "scores"], ["output0"], axis=1)]
+    total = sum(h * w for h, w in levels)
+    graph = helper.make_graph(nodes, "dfl", inputs, [
+        helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + classes, total])],
+        inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_numpy_dfl_decode_equals_the_postamble_path() -> None:
+    rng = np.random.default_rng(0)
+    hw, classes = (64, 96), 5
+    levels = [(hw[0] // s, hw[1] // s) for s in (8, 16, 32)]
+    boxes_in = [rng.normal(0, 2, (64, h, w)).astype(np.float32) for h, w in levels]
+    cls_in = [rng.normal(-2, 2, (classes, h, w)).astype(np.float32) for h, w in levels]
+    sess = ort.InferenceSession(dfl_postamble(levels, classes).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    feed = {}
+    for i in range(3):
+        feed[f"box{i}"], feed[f"cls{i}"] = boxes_in[i][None], cls_in[i][None]
+    (pred,) = sess.run(None, feed)
+    ref_boxes, ref_scores = decode_ultralytics(pred[0])
+    boxes, scores = decode_dfl(boxes_in, cls_in, hw)
+    np.testing.assert_allclose(boxes, ref_boxes, atol=1e-3)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+    opts = DetectOptions(conf=0.5)
+    a, b = select(boxes, scores, opts), select(ref_boxes, ref_scores, opts)
+    assert len(a) > 0 and np.array_equal(a.class_id, b.class_id)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+
+
+def test_nms_class_aware_agnostic_and_max_det() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]],
+                     np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    cls = np.array([0, 0, 1, 0])
+    assert list(nms(boxes, scores, cls, 0.5, agnostic=False, max_det=10)) == [0, 2, 3]
+    assert list(nms(boxes, scores, cls, 0.5, agnostic=True, max_det=10)) == [0, 3]
+    assert list(nms(boxes, scores, cls, 0.5, agnostic=False, max_det=2)) == [0, 2]
+    assert list(nms(boxes, scores, cls, 0.95, agnostic=True, max_det=10)) == [0, 1, 3]
+
+
+def test_select_applies_confidence_and_class_filter() -> None:
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], np.float32)
+    scores = np.array([[0.9, 0.1], [0.2, 0.3], [0.1, 0.6]], np.float32)
+    assert list(select(boxes, scores, DetectOptions(conf=0.25)).class_id) == [0, 1, 1]
+    assert len(select(boxes, scores, DetectOptions(conf=0.5))) == 2
+    only = select(boxes, scores, DetectOptions(conf=0.25, classes=frozenset({1})))
+    assert list(only.class_id) == [1, 1]
+
+
+def test_classes_by_name_and_id() -> None:
+    labels = ("person", "bicycle", "car")
+    assert parse_classes("person,car", labels) == {0, 2}
+    assert parse_classes("1, Car", labels) == {1, 2}
+    assert parse_classes(None, labels) is None
+    with pytest.raises(UsageError, match="unknown class 'truck'"):
+        parse_classes("truck", labels)
+
+
+def spec(name: str, n: int, h: int, w: int, c: int) -> TensorSpec:
+    return TensorSpec(name, (n, h, w, c + 3), ((0, 0), (0, 0), (0, 0), (0, 3)), 0.1, 0)
+
+
+def test_postamble_inputs_match_by_name_then_shape_and_refuse_ambiguity() -> None:
+    outs = [spec("a", 1, 8, 8, 4), spec("b", 1, 4, 4, 4), spec("c", 1, 4, 4, 80)]
+    assert match_postamble_inputs(["c", "a", "b"], [[1, 80, 4, 4], [1, 4, 8, 8],
+                                                    [1, 4, 4, 4]], outs) == [2, 0, 1]
+    # names differ: by shape (head order not guaranteed, pitfall 3)
+    assert match_postamble_inputs(["x", "y"], [[1, 80, 4, 4], [1, 4, 8, 8]], outs) == [2, 0]
+    with pytest.raises(ModelError, match="could be fed by several"):
+        match_postamble_inputs(["x"], [[1, 4, "h", "w"]], outs)
+    with pytest.raises(ModelError, match="no device output has that name or shape"):
+        match_postamble_inputs(["x"], [[1, 7, 4, 4]], outs)
