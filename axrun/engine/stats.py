@@ -23,6 +23,7 @@ class StageTimes:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, stage: str, seconds: float) -> None:
+        # A float += on a dict entry is not atomic across threads: keep the lock.
         with self._lock:
             self.seconds[stage] += seconds
 

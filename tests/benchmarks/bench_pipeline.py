@@ -25,6 +25,7 @@ from axrun.sources import Item, decode_image
 from axrun.tasks.classify import Classifier
 
 PHOTOS = 600
+ROUNDS = 3  # measurements alternate and the best of each is kept: this VM is noisy
 
 
 def host_ceiling(paths: list[Path], task: Classifier, threads: int) -> float:
@@ -74,16 +75,25 @@ def run() -> list[dict]:
         with Engine(CLASSIFIER, backend="emulator", config=config) as engine:
             task = Classifier(engine.folder)
         axrun_fps(paths[:60], config)  # warm-up: page cache, lazy imports
-        host = host_ceiling(paths, task, config.threads)
+        best: dict[str, float] = {}
+        for _ in range(ROUNDS):
+            measured = {
+                "host": host_ceiling(paths, task, config.threads),
+                "axrun": axrun_fps(paths, config)[0],
+                "no_db": axrun_fps(paths, EngineConfig(double_buffer=False))[0],
+                "quick": vendor_fps(paths, submit_then_wait),
+                "prefill": vendor_fps(paths, prefill_drain_main),
+            }
+            best = {k: max(v, best.get(k, 0.0)) for k, v in measured.items()}
+        plan = axrun_fps(paths[:8], config)[1]
         device = RESNET50_FPS
+        host, achieved, no_db = best["host"], best["axrun"], best["no_db"]
+        quick, prefill = best["quick"], best["prefill"]
         ceiling = min(host, device)
-        achieved, plan = axrun_fps(paths, config)
-        no_db, _ = axrun_fps(paths, EngineConfig(double_buffer=False))
-        quick = vendor_fps(paths, submit_then_wait)
-        prefill = vendor_fps(paths, prefill_drain_main)
     finally:
         set_env(AXRUN_EMULATOR_COMPUTE=None, AXRUN_EMULATOR_LATENCY_MS=None)
-    setting = f"emulated {device:,.0f} fps device ({latency:.3f} ms/inference/core)"
+    setting = (f"emulated {device:,.0f} fps device ({latency:.3f} ms/inference/core), "
+               f"{PHOTOS} JPEGs, best of {ROUNDS} alternating rounds")
     return [
         {"benchmark": "pipeline efficiency (classify, timing mode)",
          "axrun": f"{achieved:,.0f} fps", "baseline": f"ceiling {ceiling:,.0f} fps "
