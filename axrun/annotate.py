@@ -37,8 +37,10 @@ class BoxAnnotator:
         thickness = max(1, round(short / 300))
         scale = max(0.35, short / 900)
         text_thickness = max(1, round(scale * 1.5))
-        for box, score, cid, label in zip(detections.xyxy, detections.confidence,
-                                          detections.class_id, detections.labels, strict=True):
+        # Lowest score first, so that where tags overlap the best one stays readable.
+        for i in np.argsort(detections.confidence, kind="stable"):
+            box, score = detections.xyxy[i], detections.confidence[i]
+            cid, label = detections.class_id[i], detections.labels[i]
             color = class_color(int(cid))
             x1, y1, x2, y2 = (round(float(v)) for v in box)
             cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)

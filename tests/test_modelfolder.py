@@ -150,3 +150,15 @@ def test_describe_reports_postamble_io_and_instances(folder: Path) -> None:
     assert data["batch"] == 2 and data["instances_per_device"] == 2
     assert [i["name"] for i in data["postamble"]["inputs"]] == ["head_b", "head_a"]
     assert data["inputs"][0]["bytes"] == 2 * 10 * 24 * 4
+
+
+def test_bundled_models_search_path(tiny, tmp_path: Path, monkeypatch) -> None:
+    from axrun.modelfolder import bundled_model
+
+    src = tiny(kind="classifier").path
+    shutil.copytree(src, tmp_path / "efficientnet-lite0-imagenet")
+    monkeypatch.setenv("AXRUN_MODELS", str(tmp_path))
+    assert bundled_model("classify") == tmp_path / "efficientnet-lite0-imagenet"
+    # the checkout's models/ is found without AXRUN_MODELS
+    monkeypatch.delenv("AXRUN_MODELS")
+    assert bundled_model("detect").name == "yolox-nano-coco"

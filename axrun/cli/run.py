@@ -129,12 +129,13 @@ def recipe_override(folder: ModelFolder, default: PreprocessRecipe, *, resize: i
                     color: str | None) -> PreprocessRecipe | None:
     """The recipe when flags are given: the folder's (or ``default``), with the flags
     applied; None when no flag is given (the task then uses ``axrun.json``)."""
-    if all(v is None for v in (resize, crop, mean, std, color)):
-        if folder.sidecar and folder.sidecar.preprocess:
-            return None
-        return default
-    base = (folder.sidecar.preprocess if folder.sidecar and folder.sidecar.preprocess
-            else default).to_dict()
+    has_sidecar = bool(folder.sidecar and folder.sidecar.preprocess)
+    if all(v is None for v in (resize, crop, mean, std, color)) and has_sidecar:
+        return None
+    base = (folder.sidecar.preprocess if has_sidecar else default).to_dict()
+    size = min(folder.manifest.inputs[0].unpadded_shape[1:3])
+    if not has_sidecar and base["mode"] == "crop" and base["resize"] is None:
+        base["resize"] = round(size * 256 / 224)  # the usual ImageNet crop ratio
     if resize is not None and crop is not None:
         raise UsageError("give --resize or --crop, not both")
     if resize is not None:
@@ -142,7 +143,6 @@ def recipe_override(folder: ModelFolder, default: PreprocessRecipe, *, resize: i
     if crop is not None:
         if not 0 < crop <= 1:
             raise UsageError("--crop is a fraction in (0, 1]")
-        size = min(folder.manifest.inputs[0].unpadded_shape[1:3])
         base.update(mode="crop", resize=round(size / crop))
     if mean is not None:
         base["mean"] = _floats(mean, "--mean")

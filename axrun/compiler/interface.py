@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
+from axrun.graphs import from_device, int8_tensor, to_device
 from axrun.modelfolder import TensorSpec
 
 
@@ -50,10 +49,6 @@ def nhwc_spec(
     return TensorSpec(name, shape, padding, float(scale), int(zero_point))
 
 
-def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(value, name)
-
-
 def wrap_device_graph(
     network: onnx.ModelProto,
     inputs: Sequence[TensorSpec],
@@ -76,58 +71,22 @@ def wrap_device_graph(
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
     for t in inputs:
-        p = f"axrun_in/{t.name}"
-        starts = [lo for lo, _ in t.padding]
-        ends = [d - hi for d, (_, hi) in zip(t.shape, t.padding, strict=True)]
-        inits += [
-            _const(f"{p}/starts", np.array(starts, np.int64)),
-            _const(f"{p}/ends", np.array(ends, np.int64)),
-            _const(f"{p}/scale", np.array(t.scale, np.float32)),
-            _const(f"{p}/zp", np.array(t.zero_point, np.int8)),
-        ]
-        nodes += [
-            helper.make_node("Slice", [t.name, f"{p}/starts", f"{p}/ends"], [f"{p}/depadded"]),
-            helper.make_node(
-                "DequantizeLinear", [f"{p}/depadded", f"{p}/scale", f"{p}/zp"], [f"{p}/nhwc"]
-            ),
-            helper.make_node("Transpose", [f"{p}/nhwc"], [rename[t.name]], perm=[0, 3, 1, 2]),
-        ]
+        n, i = from_device(t, t.name, rename[t.name], f"axrun_in/{t.name}")
+        nodes += n
+        inits += i
     tail: list[onnx.NodeProto] = []
     for t, rank in zip(outputs, output_ranks, strict=True):
-        p = f"axrun_out/{t.name}"
-        src = out_rename[t.name]
-        if rank == 2:
-            inits.append(_const(f"{p}/shape4", np.array([0, 0, 1, 1], np.int64)))
-            tail.append(helper.make_node("Reshape", [src, f"{p}/shape4"], [f"{p}/nchw"]))
-            src = f"{p}/nchw"
-        elif rank != 4:
-            raise ValueError(f"output {t.name!r} has rank {rank}; 2 or 4 supported")
-        pads = [lo for lo, _ in t.padding] + [hi for _, hi in t.padding]
-        inits += [
-            _const(f"{p}/scale", np.array(t.scale, np.float32)),
-            _const(f"{p}/zp", np.array(t.zero_point, np.int8)),
-            _const(f"{p}/pads", np.array(pads, np.int64)),
-            _const(f"{p}/padval", np.array(t.zero_point, np.int8)),
-        ]
-        tail += [
-            helper.make_node("Transpose", [src], [f"{p}/nhwc"], perm=[0, 2, 3, 1]),
-            helper.make_node(
-                "QuantizeLinear", [f"{p}/nhwc", f"{p}/scale", f"{p}/zp"], [f"{p}/q"]
-            ),
-            helper.make_node("Pad", [f"{p}/q", f"{p}/pads", f"{p}/padval"], [t.name]),
-        ]
+        n, i = to_device(t, out_rename[t.name], t.name, f"axrun_out/{t.name}", rank)
+        tail += n
+        inits += i
     new_nodes = nodes + list(graph.node) + tail
     del graph.node[:]
     graph.node.extend(new_nodes)
     graph.initializer.extend(inits)
     del graph.input[:]
-    graph.input.extend(
-        helper.make_tensor_value_info(t.name, TensorProto.INT8, list(t.shape)) for t in inputs
-    )
+    graph.input.extend(int8_tensor(t, t.name) for t in inputs)
     del graph.output[:]
-    graph.output.extend(
-        helper.make_tensor_value_info(t.name, TensorProto.INT8, list(t.shape)) for t in outputs
-    )
+    graph.output.extend(int8_tensor(t, t.name) for t in outputs)
     kept = {t.name for t in inputs} | {t.name for t in outputs}
     value_info = [v for v in graph.value_info if v.name not in kept]
     del graph.value_info[:]

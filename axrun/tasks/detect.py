@@ -28,6 +28,7 @@ from axrun.tensors import depad, dequantize
 
 FORMATS = ("yolox", "ultralytics", "dfl")
 DEFAULT_STRIDES = (8, 16, 32)
+MAX_NMS = 3000  # candidates kept for NMS (highest scores); bounds the cost at low --conf
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,20 @@ def cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
 
 
 def decode_yolox(pred: np.ndarray, input_hw: tuple[int, int],
-                 strides: Sequence[int] = DEFAULT_STRIDES) -> tuple[np.ndarray, np.ndarray]:
-    """``[anchors, 5 + C]`` → boxes xyxy (input pixels) and class scores ``[anchors, C]``."""
+                 strides: Sequence[int] = DEFAULT_STRIDES,
+                 min_objectness: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``[anchors, 5 + C]`` → boxes xyxy (input pixels) and class scores ``[anchors, C]``.
+
+    With ``min_objectness``, only anchors whose objectness exceeds it are decoded: class
+    scores are at most 1, so no other anchor can score above that threshold.
+    """
     grid, stride = grid_points(input_hw, strides)
     if len(grid) != len(pred):
         raise ModelError(f"yolox output has {len(pred)} anchors; strides {list(strides)} on a "
                          f"{input_hw[1]}x{input_hw[0]} input give {len(grid)}")
+    if min_objectness is not None:
+        keep = pred[:, 4] > min_objectness
+        pred, grid, stride = pred[keep], grid[keep], stride[keep]
     xy = (pred[:, :2] + grid) * stride[:, None]
     wh = np.exp(np.minimum(pred[:, 2:4], 20.0)) * stride[:, None]
     boxes = cxcywh_to_xyxy(np.concatenate([xy, wh], 1))
@@ -160,13 +169,17 @@ def nms(boxes: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float,
 
 
 def select(boxes: np.ndarray, scores: np.ndarray, options: DetectOptions) -> Detections:
-    """Best class per anchor, confidence and class filters, NMS (input pixels)."""
+    """Best class per anchor, confidence (strictly above ``conf``) and class filters,
+    at most :data:`MAX_NMS` candidates, NMS. Boxes in input pixels."""
     class_id = scores.argmax(1)
     conf = scores[np.arange(len(scores)), class_id]
-    mask = conf >= options.conf
+    mask = conf > options.conf
     if options.classes is not None:
         mask &= np.isin(class_id, list(options.classes))
     boxes, conf, class_id = boxes[mask], conf[mask], class_id[mask]
+    if len(conf) > MAX_NMS:
+        top = np.argpartition(-conf, MAX_NMS)[:MAX_NMS]
+        boxes, conf, class_id = boxes[top], conf[top], class_id[top]
     keep = nms(boxes, conf, class_id, options.iou, options.agnostic, options.max_det)
     return Detections(boxes[keep].astype(np.float32), conf[keep].astype(np.float32),
                       class_id[keep].astype(np.int64))
@@ -318,7 +331,7 @@ class Detector:
             return decode_dfl(boxes, logits, self.input_hw, self.strides)
         assert post is not None
         if self.format == "yolox":
-            return decode_yolox(post[0][slot], self.input_hw, self.strides)
+            return decode_yolox(post[0][slot], self.input_hw, self.strides, self.options.conf)
         return decode_ultralytics(post[0][slot])
 
     def postprocess(self, outputs: list[np.ndarray], metas: list[Any | None]) -> list[Any]:

@@ -51,3 +51,22 @@ def set_env(**values: str | None) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720),
+               fps: float = 30.0) -> Path:
+    """A video of real content: the sample photos, slowly panned, ``size`` = (w, h)."""
+    import cv2
+    import numpy as np
+
+    from axrun.sources import decode_image
+
+    photos = [cv2.resize(decode_image(p), (size[0] + 200, size[1] + 120))
+              for p in sorted(SAMPLES.glob("*.jpg"))]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        photo = photos[(i // 60) % len(photos)]
+        dx, dy = (i % 60) * 3, (i % 60) * 2
+        writer.write(np.ascontiguousarray(photo[dy:dy + size[1], dx:dx + size[0]]))
+    writer.release()
+    return path
