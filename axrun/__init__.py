@@ -1,5 +1,11 @@
 """axrun: batch INT8 inference on Axelera Metis, with a built-in software emulator."""
 
+import os as _os
+
+# Refuse to decode images above 256 megapixels (e.g. a decompression bomb whose header
+# claims an enormous size): OpenCV's own default is 1 gigapixel. Set before cv2 loads.
+_os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
+
 from axrun._version import __version__
 from axrun.errors import (
     AxrunError,

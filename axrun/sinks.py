@@ -32,7 +32,8 @@ def to_record(result: FrameResult) -> dict[str, Any]:
     """The JSON-ready record of one input (see the module docstring)."""
     item = result.item
     record: dict[str, Any] = {"v": RECORD_VERSION, "source": item.source, "frame": item.frame,
-                              "time_s": item.time_s}
+                              "time_s": item.time_s, "file_size": item.size,
+                              "file_mtime": item.mtime}
     if result.error is not None:
         record["error"] = {"type": result.error.kind, "message": str(result.error)}
         return record

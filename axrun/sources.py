@@ -12,7 +12,7 @@ import glob
 import itertools
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +48,13 @@ class Item:
     fps: float | None = None
     decode_s: float = 0.0
     rel: str | None = None  # path relative to the folder it was found in (for --save-dir)
+    size: int | None = None  # the file's size and modification time, when it exists:
+    mtime: float | None = None  # what --resume identifies an input by
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """Which input this is: the path, and the frame for videos."""
+        return (self.source, self.frame)
 
     @property
     def relative(self) -> str:
@@ -126,6 +133,15 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
+def _stat(path: Path) -> dict[str, float | int | None]:
+    """``size``/``mtime`` fields of an Item, or nothing when the file cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return {}
+    return {"size": st.st_size, "mtime": round(st.st_mtime, 6)}
+
+
 def _walk(folder: Path) -> Iterator[Path]:
     """Files under ``folder``, recursively, sorted; symlinked folders are not followed
     (no loops), symlinked files are kept (a broken one fails as an input)."""
@@ -146,14 +162,14 @@ def _folder_items(folder: Path, options: SourceOptions) -> Iterator[Item]:
             suffix = path.suffix.lower()
             rel = str(path.relative_to(folder))
             if suffix in IMAGE_SUFFIXES:
-                yield Item(str(path), rel=rel)
+                yield Item(str(path), rel=rel, **_stat(path))
             elif suffix in VIDEO_SUFFIXES:
                 yield from video_frames(path, options.vid_stride, rel)
             elif path.is_symlink() and not path.exists():
                 if not suffix:
                     yield Item(str(path), rel=rel)  # broken link: cannot tell what it was
             elif looks_like_image(path):
-                yield Item(str(path), rel=rel)  # an image by content, whatever its name
+                yield Item(str(path), rel=rel, **_stat(path))  # an image by content
     except InputError as exc:
         yield Item(str(folder), error=exc)
 
@@ -166,6 +182,7 @@ def video_frames(path: Path, stride: int = 1, rel: str | None = None) -> Iterato
     if not os.access(path, os.R_OK):
         yield Item(str(path), error=InputError(f"{path}: permission denied", "permission"))
         return
+    stat = _stat(path)
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -186,7 +203,7 @@ def video_frames(path: Path, stride: int = 1, rel: str | None = None) -> Iterato
             if frame is not None:
                 yield Item(str(path), frame=index,
                            time_s=round(index / fps, 6) if fps else None,
-                           image=frame, fps=fps, decode_s=elapsed, rel=rel)
+                           image=frame, fps=fps, decode_s=elapsed, rel=rel, **stat)
             index += 1
         if index == 0:
             yield Item(str(path), error=InputError(f"{path}: video has no readable frames",
@@ -203,7 +220,7 @@ def _path_items(spec: str, options: SourceOptions) -> Iterator[Item]:
         if is_video(path):
             yield from video_frames(path, options.vid_stride)
         else:
-            yield Item(spec)  # named explicitly: always an input, even if not an image
+            yield Item(spec, **_stat(path))  # named explicitly: always an input
     elif glob.has_magic(spec):
         matches = sorted(glob.glob(spec, recursive=True))
         if not matches:
@@ -229,10 +246,12 @@ def stdin_paths(stream: BinaryIO, null: bool) -> Iterator[str]:
 
 
 def expand(specs: Sequence[str], options: SourceOptions | None = None,
-           stdin: BinaryIO | None = None) -> Iterator[Item]:
+           stdin: BinaryIO | None = None,
+           skip: Callable[[Item], bool] | None = None) -> Iterator[Item]:
     """The items for command-line inputs: files, folders (recursive, sorted, images by
     extension or content, other files skipped), globs, videos (one item per kept frame)
-    and ``-`` (paths from ``stdin``, themselves expanded). Lazy; ``limit`` applies last.
+    and ``-`` (paths from ``stdin``, themselves expanded). Lazy. Items for which
+    ``skip`` is true are left out (``--resume``); ``limit`` applies after that.
     """
     options = options or SourceOptions()
 
@@ -247,6 +266,8 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
                 yield from _path_items(spec, options)
 
     items: Iterable[Item] = all_items()
+    if skip is not None:
+        items = itertools.filterfalse(skip, items)
     if options.limit is not None:
         items = itertools.islice(items, options.limit)
     return iter(items)

@@ -50,6 +50,7 @@ def classify(
     quiet: common.QuietOpt = False,
     max_errors: common.MaxErrorsOpt = None,
     fail_fast: common.FailFastOpt = False,
+    resume: common.ResumeOpt = False,
     aipu_cores: common.CoresOpt = 4,
     devices: common.DevicesOpt = "all",
     double_buffer: common.DoubleBufferOpt = True,
@@ -66,7 +67,8 @@ def classify(
     2 usage error, 3 model or device error, 130 interrupted.
     """
     args = common.CommonArgs(inputs, model, output, null, limit, vid_stride, quiet, max_errors,
-                             fail_fast, aipu_cores, devices, double_buffer, decode_threads)
+                             fail_fast, resume, aipu_cores, devices, double_buffer,
+                             decode_threads)
     folder = common.resolve_model(model, "classify")
     recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=resize, crop=crop,
                                     mean=mean, std=std, color=color)
@@ -75,7 +77,10 @@ def classify(
     table = common.TableSink(Console(highlight=False), ["input", "top classes"], _row)
     with Engine(folder, backend=global_options(ctx).backend,
                 config=args.engine_config()) as engine:
-        code = common.execute(args, engine, task, "classify", task.top_k, table)
+        params = common.run_params(
+            "classify", folder, args, top_k=task.top_k, labels=str(labels) if labels else None,
+            scores=task.score_kind, recipe=task.preprocessor.recipe.to_dict())
+        code = common.execute(args, engine, task, "classify", task.top_k, table, params=params)
     raise typer.Exit(code)
 
 

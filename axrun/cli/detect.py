@@ -76,6 +76,7 @@ def detect(
     quiet: common.QuietOpt = False,
     max_errors: common.MaxErrorsOpt = None,
     fail_fast: common.FailFastOpt = False,
+    resume: common.ResumeOpt = False,
     aipu_cores: common.CoresOpt = 4,
     devices: common.DevicesOpt = "all",
     double_buffer: common.DoubleBufferOpt = True,
@@ -90,7 +91,8 @@ def detect(
     succeeded, 1 some failed, 2 usage error, 3 model or device error, 130 interrupted.
     """
     args = common.CommonArgs(inputs, model, output, null, limit, vid_stride, quiet, max_errors,
-                             fail_fast, aipu_cores, devices, double_buffer, decode_threads)
+                             fail_fast, resume, aipu_cores, devices, double_buffer,
+                             decode_threads)
     folder = common.resolve_model(model, "detect")
     recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=None, crop=None,
                                     mean=mean, std=std, color=color)
@@ -108,9 +110,13 @@ def detect(
 
     with Engine(folder, backend=global_options(ctx).backend,
                 config=args.engine_config()) as engine:
+        params = common.run_params(
+            "detect", folder, args, conf=conf, iou=iou, max_det=max_det, agnostic=agnostic,
+            classes=sorted(options.classes) if options.classes else None,
+            labels=str(labels) if labels else None, recipe=task.preprocessor.recipe.to_dict())
         code = common.execute(args, engine, task, "detect", 0, table, on_result,
                               on_close=saver.close if saver else None,
-                              keep_images=saver is not None)
+                              keep_images=saver is not None, params=params)
     raise typer.Exit(code)
 
 

@@ -4,6 +4,7 @@ progress, the summary and signal handling."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -28,8 +29,10 @@ from axrun.engine import Engine, EngineConfig, FrameResult, parse_devices
 from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
 from axrun.preprocess import PreprocessRecipe
+from axrun.resume import ResumeState, model_fingerprint, write_params
+from axrun.resume import prepare as prepare_resume
 from axrun.runner import Run, RunPolicy, RunSummary
-from axrun.sinks import JsonLinesSink, Sink, open_file_sink, stdout_is_terminal
+from axrun.sinks import JsonLinesSink, Sink, open_file_sink, output_format, stdout_is_terminal
 from axrun.sources import SourceOptions, expand
 
 INPUT = "Inputs"
@@ -61,6 +64,10 @@ MaxErrorsOpt = Annotated[int | None, typer.Option(
     "--max-errors", help="Stop after this many failed inputs.", rich_help_panel=OUTPUT)]
 FailFastOpt = Annotated[bool, typer.Option(
     "--fail-fast", help="Stop at the first failed input.", rich_help_panel=OUTPUT)]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Continue an interrupted run into -o FILE.jsonl: inputs already "
+    "recorded (same path, size and mtime) are skipped, a partial last line is repaired; "
+    "refused if the model or options differ.", rich_help_panel=OUTPUT)]
 CoresOpt = Annotated[int, typer.Option(
     "--aipu-cores", help="Cores to use per device (instances = cores // batch).",
     rich_help_panel=DEVICE)]
@@ -98,6 +105,7 @@ class CommonArgs:
     quiet: bool
     max_errors: int | None
     fail_fast: bool
+    resume: bool
     aipu_cores: int
     devices: str
     double_buffer: bool
@@ -203,10 +211,42 @@ def source_cell(record: dict[str, Any]) -> str:
 
 def open_sinks(args: CommonArgs, task: str, top_k: int, table: TableSink) -> list[Sink]:
     if args.output is not None:
-        return [open_file_sink(args.output, task, top_k)]
+        return [open_file_sink(args.output, task, top_k, append=args.resume)]
     if stdout_is_terminal():
         return [table]
     return [JsonLinesSink(sys.stdout)]
+
+
+def run_params(command: str, folder: ModelFolder, args: CommonArgs,
+               **options: Any) -> dict[str, Any]:
+    """What must not change between a run and its ``--resume``."""
+    return {"command": command, "model": str(folder.root.resolve()),
+            "model_fingerprint": model_fingerprint(folder), "vid_stride": args.vid_stride,
+            **{k: (list(v) if isinstance(v, tuple | frozenset) else v)
+               for k, v in options.items()}}
+
+
+def resume_state(args: CommonArgs, params: dict[str, Any], console: Console) -> \
+        ResumeState | None:
+    """Check/repair the output for ``--resume``; record the parameters of a new run."""
+    jsonl = args.output not in (None, "-") and output_format(args.output) == "jsonl"
+    if args.resume and not jsonl:
+        raise UsageError("--resume needs a JSON-lines output: -o results.jsonl")
+    if not jsonl:
+        return None
+    assert args.output is not None
+    if not args.resume:
+        write_params(Path(args.output), params)
+        return None
+    state = prepare_resume(Path(args.output), params)
+    if not args.quiet and state.kept:
+        notes = [f"{state.kept} input(s) already recorded"]
+        if state.dropped_partial:
+            notes.append("a partial last line was removed")
+        if state.dropped_stale:
+            notes.append(f"{state.dropped_stale} record(s) of changed files dropped")
+        console.print("resuming: " + ", ".join(notes))
+    return state
 
 
 def count_inputs(args: CommonArgs) -> int | None:
@@ -276,11 +316,14 @@ def execute(
     on_result: Callable[[FrameResult, dict[str, Any]], None] | None = None,
     on_close: Callable[[], None] | None = None,
     keep_images: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> int:
     """Run and render; returns the exit status (0 ok, 1 some failed, 130 interrupted)."""
     console = Console(stderr=True, highlight=False)
+    state = resume_state(args, params or {}, console)
     stdin = sys.stdin.buffer if "-" in args.inputs else None
-    items = expand(args.inputs, args.source_options(), stdin)
+    items = expand(args.inputs, args.source_options(), stdin,
+                   skip=state.skip if state else None)
     show = not args.quiet and console.is_terminal
     total = count_inputs(args) if show else None
     progress = Progress(
@@ -305,6 +348,11 @@ def execute(
     try:
         with interruptible(run, console, args.quiet), progress:
             summary = run(items)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, like other filters do.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the pipe
+        summary = run.summary
+        summary.stopped = "output closed"
     finally:
         for sink in sinks:
             sink.close()

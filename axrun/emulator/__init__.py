@@ -9,6 +9,8 @@ same byte contract (int8, NHWC, padded). Settings come from the environment when
 ``AXRUN_EMULATOR_COMPUTE``     ``0`` skips the network; outputs hold the zero point
 ``AXRUN_EMULATOR_THREADS``     ONNX Runtime intra-op threads per instance (default 1)
 ``AXRUN_EMULATOR_STATE_DIR``   where core reservations live (default: a temp folder)
+``AXRUN_EMULATOR_FAIL_AFTER``  fault injection: ``run()`` raises InternalError after
+                               this many calls in the process (for testing failure paths)
 """
 
 from axrun.emulator._exceptions import (

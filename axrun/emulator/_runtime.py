@@ -10,6 +10,7 @@ late. The network itself is computed by ONNX Runtime from the device graph that
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import math
 import os
@@ -58,6 +59,7 @@ class EmulatorSettings:
     latency_ms: float
     compute: bool
     threads: int
+    fail_after: int | None = None
 
     @classmethod
     def from_env(cls) -> EmulatorSettings:
@@ -69,11 +71,13 @@ class EmulatorSettings:
             raise ex.InvalidConfiguration("AXRUN_EMULATOR_LATENCY_MS must be 0 or more")
         compute = os.environ.get("AXRUN_EMULATOR_COMPUTE", "1").strip().lower()
         threads = int(_env_float("AXRUN_EMULATOR_THREADS", 1))
+        fail = os.environ.get("AXRUN_EMULATOR_FAIL_AFTER", "").strip()
         return cls(
             devices=devices,
             latency_ms=latency,
             compute=compute not in ("0", "false", "no", "off"),
             threads=max(1, threads),
+            fail_after=int(_env_float("AXRUN_EMULATOR_FAIL_AFTER", 0)) if fail else None,
         )
 
 
@@ -123,6 +127,9 @@ class TensorInfo:
     @property
     def unpadded_shape(self) -> tuple[int, ...]:
         return tuple(d - lo - hi for d, (lo, hi) in zip(self.shape, self.padding, strict=True))
+
+
+_RUNS = itertools.count(1)  # run() calls in this process, for AXRUN_EMULATOR_FAIL_AFTER
 
 
 def _device_name(index: int) -> str:
@@ -371,6 +378,7 @@ class ModelInstance(Object):
         settings = connection.context.settings
         self._latency_s = settings.latency_ms / 1000.0
         self._compute = settings.compute
+        self._fail_after = settings.fail_after
         self._in_infos = model.inputs()
         self._out_infos = model.outputs()
         self._session = (
@@ -397,6 +405,9 @@ class ModelInstance(Object):
         try:
             _check_buffers("input", inputs, self._in_infos, writable=False)
             _check_buffers("output", outputs, self._out_infos, writable=True)
+            if self._fail_after is not None and next(_RUNS) > self._fail_after:
+                raise ex.InternalError(
+                    f"injected fault: AXRUN_EMULATOR_FAIL_AFTER={self._fail_after} runs")
             now = time.perf_counter()
             start = max(now, self._device_free_at)
             self._device_free_at = start + self._latency_s

@@ -1,0 +1,132 @@
+"""``--resume``: continue an interrupted run into the same JSON-lines file.
+
+A run writing ``results.jsonl`` also writes ``results.jsonl.run.json``: the command,
+the model's fingerprint and every option that changes results. Resuming checks those
+are unchanged, repairs the file (a partial last line left by a killed process is cut;
+records of inputs whose file has changed since are dropped), and skips every input
+already recorded with the same path, frame, size and modification time. Records are
+flushed line by line, so the file always holds a prefix of the run, in input order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from axrun.errors import UsageError
+from axrun.modelfolder import ModelFolder
+from axrun.sources import Item
+
+Key = tuple[str, int | None]
+
+
+def params_path(output: Path) -> Path:
+    """Where a run's parameters are kept, beside its output."""
+    return output.with_name(output.name + ".run.json")
+
+
+def model_fingerprint(folder: ModelFolder) -> str:
+    """Changes when any file of the model folder changes (names, sizes, times, manifest)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.root.iterdir() if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    h.update((folder.root / "manifest.json").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_params(output: Path, params: dict[str, Any]) -> None:
+    """Record a run's parameters beside its output (atomically)."""
+    _atomic_write(params_path(output), (json.dumps(params, indent=2) + "\n").encode())
+
+
+def _identity(source: str) -> tuple[int | None, float | None]:
+    try:
+        st = Path(source).stat()
+    except OSError:
+        return (None, None)
+    return (st.st_size, round(st.st_mtime, 6))
+
+
+@dataclass
+class ResumeState:
+    """What an earlier run already recorded (and what the repair did)."""
+
+    done: set[Key] = field(default_factory=set)
+    kept: int = 0
+    dropped_partial: bool = False
+    dropped_stale: int = 0
+
+    def skip(self, item: Item) -> bool:
+        return item.key in self.done
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{k}={old.get(k)!r} before, {new.get(k)!r} now"
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
+    """Check, repair and read ``output`` for resuming; record ``params`` for a new file.
+
+    Raises:
+        UsageError: the parameters file is missing or differs, or a line other than
+            the last is not valid JSON (the file was not written by axrun alone).
+    """
+    if not output.exists() or output.stat().st_size == 0:
+        write_params(output, params)
+        return ResumeState()
+    side = params_path(output)
+    try:
+        recorded = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise UsageError(f"--resume: {side} is missing or unreadable, so {output} cannot be "
+                         "checked against this run; run without --resume to start over") from None
+    diff = _differences(recorded, params)
+    if diff:
+        raise UsageError(f"--resume: {output} was written with other settings ("
+                         + "; ".join(diff) + "); use the same ones, or run without --resume")
+    data = output.read_bytes()
+    end = data.rfind(b"\n") + 1
+    state = ResumeState(dropped_partial=end < len(data))
+    kept: list[bytes] = []
+    identities: dict[str, tuple[int | None, float | None]] = {}
+    for number, line in enumerate(data[:end].splitlines(keepends=True), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            key: Key = (record["source"], record.get("frame"))
+            recorded_id = (record.get("file_size"), record.get("file_mtime"))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UsageError(f"--resume: {output} line {number} is not an axrun record; "
+                             "cannot resume safely") from None
+        if key[0] not in identities:
+            identities[key[0]] = _identity(key[0])
+        if identities[key[0]] != recorded_id:
+            state.dropped_stale += 1  # the file changed since: run it again
+            continue
+        if key in state.done:
+            continue  # never keep a duplicate
+        state.done.add(key)
+        kept.append(line)
+    state.kept = len(kept)
+    if state.dropped_partial or state.dropped_stale or len(kept) != data[:end].count(b"\n"):
+        _atomic_write(output, b"".join(kept))
+    return state
