@@ -67,15 +67,16 @@ class Item:
             raise self.error
         if self.image is not None:
             return self.image
-        return decode_image(Path(self.source))
+        return decode_image(self.source)
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: str | Path) -> bytes:
     """A file's bytes, with read failures as :class:`InputError` of a precise kind."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            return f.read()
     except FileNotFoundError:
-        kind = "broken_symlink" if path.is_symlink() else "not_found"
+        kind = "broken_symlink" if os.path.islink(path) else "not_found"
         raise InputError(f"{path}: no such file", kind) from None
     except PermissionError:
         raise InputError(f"{path}: permission denied", "permission") from None
@@ -86,7 +87,7 @@ def read_bytes(path: Path) -> bytes:
         raise InputError(f"{path}: cannot read ({exc.strerror})", kind) from None
 
 
-def decode_image(path: Path) -> np.ndarray:
+def decode_image(path: str | Path) -> np.ndarray:
     """Decode an image file to BGR ``uint8``; EXIF orientation is applied.
 
     Greyscale, 16-bit and alpha images are converted to 8-bit BGR.

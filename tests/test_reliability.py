@@ -146,12 +146,13 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_permission_error_becomes_a_record(tmp_path: Path, monkeypatch) -> None:
+    from axrun import sources
     from axrun.sources import Item
 
-    def denied(self):
+    def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(sources, "open", denied, raising=False)
     with pytest.raises(Exception) as info:
         Item(str(SAMPLES / "coffee.jpg")).load()
     assert getattr(info.value, "kind", None) == "permission"

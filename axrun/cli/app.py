@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from axrun._version import __version__
+from axrun.cli import bench as bench_cmd
 from axrun.cli import classify as classify_cmd
 from axrun.cli import compile as compile_cmd
 from axrun.cli import detect as detect_cmd
+from axrun.cli import execute as exec_cmd
 from axrun.cli import info as info_cmd
 from axrun.cli._common import GlobalOptions
 from axrun.runtime import BACKEND_CHOICES
@@ -63,6 +65,8 @@ classify_cmd.register(app)
 detect_cmd.register(app)
 info_cmd.register(app)
 compile_cmd.register(app)
+bench_cmd.register(app)
+exec_cmd.register(app)
 
 
 def main() -> None:

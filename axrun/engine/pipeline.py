@@ -7,13 +7,16 @@ Threads and what they own:
   decode + preprocess to the pool, which writes straight into that set's slot. The
   job then goes to instance ``j % n`` (round-robin).
 - the **decode pool** (bounded by the number of input sets) decodes and preprocesses.
-- **worker k** waits for its job's frames, calls ``run()`` and postprocesses the
-  output it gets back. Each worker has one output set: the output of a call is
-  postprocessed before the next call can overwrite it. An input set stays with its
-  job until the device has returned that job's result (two calls later with double
-  buffering), so no buffer is written while ``run()`` may still read it.
-- the **caller's thread** collects jobs round-robin, which restores input order, and
-  returns their input sets to the free pool.
+- **worker k** waits for its job's frames and calls ``run()`` with a free *output
+  set*; when the output it gets back holds a job's result (two calls later with double
+  buffering), that output set goes with that job, and the job's postprocessing is
+  submitted to the pool. Workers run little Python, so they hardly compete for the
+  GIL with decoding.
+- the **caller's thread** collects jobs round-robin, which restores input order, waits
+  for each job's postprocessing, and returns its input and output sets to the free
+  pools. An input set stays with its job until the device has returned that job's
+  result, an output set until its results are postprocessed: no buffer is written
+  while ``run()`` may still read it, or read while ``run()`` may write it.
 
 Every blocking put/get waits at most :data:`POLL_S` before checking the shared stop
 event. The first failure sets it; everything joins; the caller gets the error with
@@ -78,6 +81,8 @@ class _Job:
     errors: list[InputError | None] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
     images: list[np.ndarray | None] = field(default_factory=list)
+    outputs: list[np.ndarray] | None = None
+    post: Future[list[Any]] | None = None
 
 
 class _Stopped(Exception):
@@ -122,11 +127,20 @@ class Pipeline:
         self._inq: list[queue.Queue[Any]] = [
             queue.Queue(maxsize=config.queue_depth) for _ in range(self._workers)
         ]
-        self._outq: list[queue.Queue[Any]] = [queue.Queue() for _ in range(self._workers)]
-        self._free: queue.Queue[list[np.ndarray]] = queue.Queue()
+        # Unbounded hand-offs use the C SimpleQueue: less GIL time per frame. They are
+        # bounded all the same, by the fixed number of buffer sets.
+        self._outq: list[queue.SimpleQueue[Any]] = [
+            queue.SimpleQueue() for _ in range(self._workers)]
+        self._free: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         for _ in range(self.max_in_flight):
             self._free.put([
                 np.full(i.shape, i.zero_point, np.int8) for i in session.input_infos
+            ])
+        # One per job in flight, plus the one each worker's current run() writes into.
+        self._free_out: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
+        for _ in range(self.max_in_flight + self._workers):
+            self._free_out.put([
+                np.full(i.shape, i.zero_point, np.int8) for i in session.output_infos
             ])
         self._pool: ThreadPoolExecutor | None = None
         self._used = False
@@ -148,7 +162,7 @@ class Pipeline:
                 self._failure = exc
         self._stop.set()
 
-    def _get(self, q: queue.Queue[Any]) -> Any:
+    def _get(self, q: queue.Queue[Any] | queue.SimpleQueue[Any]) -> Any:
         while True:
             if self._stop.is_set():
                 raise _Stopped
@@ -242,31 +256,33 @@ class Pipeline:
         with self.stats._lock:
             self.stats.device_calls += 1
 
-    def _finish(self, job: _Job, outputs: list[np.ndarray]) -> None:
+    def _postprocess(self, job: _Job) -> list[Any]:
+        """Pool task: the task's results for a job whose outputs came back."""
+        assert job.outputs is not None
         t0 = time.perf_counter()
         metas = [m if e is None else None for m, e in zip(job.metas, job.errors, strict=True)]
         metas += [None] * (self._batch - len(metas))
-        try:
-            results = self.task.postprocess(outputs, metas)
-        except AxrunError:
-            raise
-        except Exception as exc:
-            source = job.items[0].source
-            raise PipelineError(f"{source}: postprocessing failed: {exc!r}", source) from exc
-        job.results = list(results[: len(job.items)])
+        results = self.task.postprocess(job.outputs, metas)
         self.stats.add("postprocess", time.perf_counter() - t0)
+        return list(results[: len(job.items)])
 
     def _worker(self, k: int) -> None:
         instance = self.session.instances[k]
-        infos = self.session.output_infos
-        outputs = [np.full(i.shape, i.zero_point, np.int8) for i in infos]
         filler = [np.full(i.shape, i.zero_point, np.int8) for i in self.session.input_infos]
         tracker: LagTracker[_Job] = LagTracker(self._lag)
         inq, outq = self._inq[k], self._outq[k]
+        assert self._pool is not None
+        pool = self._pool
 
-        def emit_ready(done: _Job | None) -> None:
-            if done is not None:
-                self._finish(done, outputs)
+        def run_and_emit(inputs: list[np.ndarray], job: _Job | None) -> None:
+            outputs = self._get(self._free_out)
+            self._run(instance, inputs, outputs, job)
+            done = tracker.ran()
+            if done is None:
+                self._free_out.put(outputs)  # nothing useful came back (double buffering)
+            else:
+                done.outputs = outputs
+                done.post = pool.submit(self._postprocess, done)
                 outq.put(done)
             for skipped in tracker.ready_skipped():
                 skipped.results = [None] * len(skipped.items)
@@ -277,16 +293,15 @@ class Pipeline:
                 self._await_frames(job)
                 if all(e is not None for e in job.errors):
                     tracker.skip(job)
-                    emit_ready(None)
+                    for skipped in tracker.ready_skipped():
+                        skipped.results = [None] * len(skipped.items)
+                        outq.put(skipped)
                     continue
                 tracker.submit(job)
-                self._run(instance, job.inputs, outputs, job)
-                emit_ready(tracker.ran())
+                run_and_emit(job.inputs, job)
             while tracker.in_flight:
                 tracker.filler()
-                self._run(instance, filler, outputs, None)
-                emit_ready(tracker.ran())
-            emit_ready(None)
+                run_and_emit(filler, None)
             outq.put(_END)
         except _Stopped:
             pass
@@ -296,7 +311,31 @@ class Pipeline:
 
     # -- the caller's side ----------------------------------------------------------------
 
-    def _collect(self, q: queue.Queue[Any]) -> Any:
+    def _results(self, job: _Job) -> list[Any]:
+        """Wait for a job's postprocessing; its failure stops the run, naming the frame."""
+        if job.post is None:
+            return job.results
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            try:
+                results = job.post.result(timeout=POLL_S)
+                break
+            except FutureTimeout:
+                continue
+            except AxrunError as exc:
+                self._fail(exc)
+                raise
+            except Exception as exc:
+                source = job.items[0].source
+                error = PipelineError(f"{source}: postprocessing failed: {exc!r}", source)
+                self._fail(error)
+                raise error from exc
+        assert job.outputs is not None
+        self._free_out.put(job.outputs)
+        return results
+
+    def _collect(self, q: queue.SimpleQueue[Any]) -> Any:
         while True:
             if self._failure is not None:
                 # Results completed before the failure still reach the caller, in order.
@@ -334,10 +373,11 @@ class Pipeline:
             index = 0
             while (job := self._collect(self._outq[instance_for(index, self._workers)])) \
                     is not _END:
+                results = self._results(job)
                 self._free.put(job.inputs)
                 for i, item in enumerate(job.items):
                     error = job.errors[i] if i < len(job.errors) else None
-                    res = FrameResult(item, job.results[i] if not error else None, error,
+                    res = FrameResult(item, results[i] if not error else None, error,
                                       job.metas[i] if i < len(job.metas) else None,
                                       job.images[i] if i < len(job.images) else None)
                     self.stats.frames += 1

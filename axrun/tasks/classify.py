@@ -105,8 +105,9 @@ class Classifier:
             scores = self._exp[raw[order]] / self._exp[raw].sum()
         else:
             scores = dequantize(flat[order], self.spec.scale, self.spec.zero_point)
+        labels = self.labels
         return Classification(order, scores.astype(np.float32),
-                              tuple(self.labels[i] for i in order))
+                              tuple([labels[i] for i in order.tolist()]))
 
     def postprocess(self, outputs: list[np.ndarray], metas: list[Any | None]) -> list[Any]:
         out = outputs[0]

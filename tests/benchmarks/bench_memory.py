@@ -1,7 +1,9 @@
 """Memory stays flat: peak RSS of real ``axrun`` runs over few and many inputs.
 
-Each run is its own process (``python -m axrun ... -o FILE``); its peak RSS comes from
-``getrusage`` inside that process, at exit.
+Each run is its own process (``python -m axrun ... -o FILE``); its peak RSS is the
+``VmHWM`` of ``/proc/self/status`` at exit. (``getrusage``'s ``ru_maxrss`` is no good
+here: Linux carries it across ``execve``, so a child forked from a big parent reports
+the parent's size.)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from common import ROOT, make_video, photo_folder
 
 RUNNER = """
-import resource, runpy, sys
+import runpy, sys
 sys.argv = ["axrun"] + sys.argv[1:]
 try:
     runpy.run_module("axrun", run_name="__main__")
@@ -23,7 +25,8 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print(hwm, file=sys.stderr)
 sys.exit(code)
 """
 

@@ -1,0 +1,75 @@
+"""``axrun bench``: device, host and system throughput, and what limits them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from axrun.bench import benchmark
+from axrun.cli import run as common
+from axrun.cli._common import global_options, handle_errors, stdout_console
+from axrun.cli.classify import DEFAULT_RECIPE as CLASSIFY_RECIPE
+from axrun.cli.detect import DEFAULT_RECIPE as DETECT_RECIPE
+from axrun.engine import Engine, EngineConfig, parse_devices
+from axrun.modelfolder import load_model_folder
+from axrun.tasks.classify import Classifier
+from axrun.tasks.detect import Detector
+
+
+def bench(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="Model folder (or its model.json).")],
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="Images, folders or a video to run on (default: synthetic frames of the "
+        "model's input size).", show_default=False)] = None,
+    seconds: Annotated[float, typer.Option(
+        "--seconds", help="Total measuring time, split over the three phases.")] = 10.0,
+    aipu_cores: common.CoresOpt = 4,
+    devices: common.DevicesOpt = "all",
+    double_buffer: common.DoubleBufferOpt = True,
+    decode_threads: common.ThreadsOpt = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON document (layout in the README).")] = False,
+) -> None:
+    """Measure device-only, host-only and end-to-end frames/s, and say what limits them."""
+    folder = load_model_folder(model)
+    task_name = folder.task or "classify"
+    if task_name == "detect":
+        recipe = common.recipe_override(folder, DETECT_RECIPE, resize=None, crop=None,
+                                        mean=None, std=None, color=None)
+        task = Detector(folder, recipe=recipe)
+    else:
+        recipe = common.recipe_override(folder, CLASSIFY_RECIPE, resize=None, crop=None,
+                                        mean=None, std=None, color=None)
+        task = Classifier(folder, recipe=recipe)
+    config = EngineConfig(aipu_cores=aipu_cores, devices=parse_devices(devices),
+                          double_buffer=double_buffer, decode_threads=decode_threads)
+    with Engine(folder, backend=global_options(ctx).backend, config=config) as engine:
+        report = benchmark(engine, task, task_name, inputs or [], seconds)
+        plan_text = engine.plan.describe()
+        backend_text = engine.backend.describe()
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+        return
+    out = stdout_console()
+    lat = report.device.latency_ms
+    emulated = f" (emulated device: {backend_text})" if report.emulated else ""
+    out.print(f"[bold]{report.model}[/bold] ({report.task}) — {backend_text}")
+    out.print(f"plan: {plan_text}")
+    out.print(f"inputs: {report.inputs}")
+    out.print(f"device  {report.device.fps:10,.1f} frames/s   run() latency "
+              + " ".join(f"{k} {v:.2f} ms" for k, v in lat.items()) + emulated)
+    out.print(f"host    {report.host.fps:10,.1f} frames/s   decode + preprocess + "
+              f"postprocess, {config.threads} thread(s), no device")
+    out.print(f"system  {report.system.fps:10,.1f} frames/s   end to end")
+    out.print("time per stage: " + " · ".join(f"{k} {v:.0%}"
+                                               for k, v in report.stage_share.items()))
+    out.print(f"[bold]verdict[/bold] ({report.limit}): {report.verdict}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(handle_errors(bench))
