@@ -43,32 +43,19 @@ def classify(
         "--scores", help="What the network outputs: logits (softmax applied) or "
         "probabilities (default: from axrun.json, else logits).",
         rich_help_panel=CLASSIFY)] = None,
-    output: common.OutputOpt = None,
-    null: common.NullOpt = False,
-    limit: common.LimitOpt = None,
-    vid_stride: common.StrideOpt = 1,
-    quiet: common.QuietOpt = False,
-    max_errors: common.MaxErrorsOpt = None,
-    fail_fast: common.FailFastOpt = False,
-    resume: common.ResumeOpt = False,
-    aipu_cores: common.CoresOpt = 4,
-    devices: common.DevicesOpt = "all",
-    double_buffer: common.DoubleBufferOpt = True,
-    decode_threads: common.ThreadsOpt = None,
     resize: common.ResizeOpt = None,
     crop: common.CropOpt = None,
     mean: common.MeanOpt = None,
     std: common.StdOpt = None,
     color: common.ColorOpt = None,
+    args: common.CommonArgs | None = None,
 ) -> None:
     """Classify images and video frames; one JSON record per input, in input order.
 
     Exit status: 0 all inputs succeeded, 1 some failed (each has an error record),
     2 usage error, 3 model or device error, 130 interrupted.
     """
-    args = common.CommonArgs(inputs, model, output, null, limit, vid_stride, quiet, max_errors,
-                             fail_fast, resume, aipu_cores, devices, double_buffer,
-                             decode_threads)
+    assert args is not None
     folder = common.resolve_model(model, "classify")
     recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=resize, crop=crop,
                                     mean=mean, std=std, color=color)
@@ -85,4 +72,4 @@ def classify(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("classify")(handle_errors(classify))
+    app.command("classify")(handle_errors(common.with_common_options(classify)))

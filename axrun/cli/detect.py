@@ -69,30 +69,17 @@ def detect(
     save_dir: Annotated[Path | None, typer.Option(
         "--save-dir", help="Write annotated images (original names, sub-folders mirrored) "
         "and annotated .mp4 videos here.", rich_help_panel=common.OUTPUT)] = None,
-    output: common.OutputOpt = None,
-    null: common.NullOpt = False,
-    limit: common.LimitOpt = None,
-    vid_stride: common.StrideOpt = 1,
-    quiet: common.QuietOpt = False,
-    max_errors: common.MaxErrorsOpt = None,
-    fail_fast: common.FailFastOpt = False,
-    resume: common.ResumeOpt = False,
-    aipu_cores: common.CoresOpt = 4,
-    devices: common.DevicesOpt = "all",
-    double_buffer: common.DoubleBufferOpt = True,
-    decode_threads: common.ThreadsOpt = None,
     mean: common.MeanOpt = None,
     std: common.StdOpt = None,
     color: common.ColorOpt = None,
+    args: common.CommonArgs | None = None,
 ) -> None:
     """Detect objects in images and video frames; one JSON record per input, in order.
 
     Boxes are in original-image pixels, clipped to the image. Exit status: 0 all inputs
     succeeded, 1 some failed, 2 usage error, 3 model or device error, 130 interrupted.
     """
-    args = common.CommonArgs(inputs, model, output, null, limit, vid_stride, quiet, max_errors,
-                             fail_fast, resume, aipu_cores, devices, double_buffer,
-                             decode_threads)
+    assert args is not None
     folder = common.resolve_model(model, "detect")
     recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=None, crop=None,
                                     mean=mean, std=std, color=color)
@@ -102,7 +89,7 @@ def detect(
                             classes=parse_classes(classes, known))
     task = Detector(folder, recipe=recipe, options=options, labels=names)
     table = common.TableSink(Console(highlight=False), ["input", "detections"], _row)
-    saver = SaveDir(save_dir, vid_stride=vid_stride) if save_dir else None
+    saver = SaveDir(save_dir, vid_stride=args.vid_stride) if save_dir else None
 
     def on_result(result: FrameResult, record: dict[str, Any]) -> None:
         if saver is not None:
@@ -121,4 +108,4 @@ def detect(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("detect")(handle_errors(detect))
+    app.command("detect")(handle_errors(common.with_common_options(detect)))

@@ -4,6 +4,8 @@ progress, the summary and signal handling."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import signal
 import sys
@@ -118,6 +120,35 @@ class CommonArgs:
 
     def source_options(self) -> SourceOptions:
         return SourceOptions(vid_stride=self.vid_stride, limit=self.limit, null=self.null)
+
+
+COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("output", OutputOpt, None), ("null", NullOpt, False), ("limit", LimitOpt, None),
+    ("vid_stride", StrideOpt, 1), ("quiet", QuietOpt, False), ("max_errors", MaxErrorsOpt, None),
+    ("fail_fast", FailFastOpt, False), ("resume", ResumeOpt, False),
+    ("aipu_cores", CoresOpt, 4), ("devices", DevicesOpt, "all"),
+    ("double_buffer", DoubleBufferOpt, True), ("decode_threads", ThreadsOpt, None),
+]
+
+
+def with_common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the shared input, output and device options. The command declares
+    ``inputs``, ``model`` and ``args``; it receives the options as ``args``
+    (:class:`CommonArgs`), and Typer sees them in its signature."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "args"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                annotation=annotation)
+              for name, annotation, default in COMMON_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(*positional: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name, _, _ in COMMON_OPTIONS}
+        args = CommonArgs(inputs=kwargs["inputs"], model=kwargs["model"], **values)
+        return command(*positional, args=args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _floats(text: str, option: str) -> tuple[float, float, float]:

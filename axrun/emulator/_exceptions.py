@@ -48,15 +48,3 @@ class Pending(Error):
 class UnknownError(Error):
     """An error the runtime cannot classify."""
 
-
-ALL = (
-    ConnectionError,
-    DeviceInUse,
-    IncompatibleDevice,
-    InternalError,
-    InvalidArgument,
-    InvalidConfiguration,
-    NotImplemented,
-    Pending,
-    UnknownError,
-)

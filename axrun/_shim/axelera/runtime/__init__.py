@@ -1,43 +1,6 @@
 """``axelera.runtime`` under ``axrun exec``: axrun's software Metis (``axrun.emulator``)."""
 
-from axrun.emulator import (
-    BoardType,
-    Connection,
-    ConnectionError,
-    Context,
-    DeviceInfo,
-    DeviceInUse,
-    IncompatibleDevice,
-    InternalError,
-    InvalidArgument,
-    InvalidConfiguration,
-    Model,
-    ModelInstance,
-    NotImplemented,
-    Object,
-    Pending,
-    TensorInfo,
-    UnknownError,
-)
+from axrun.emulator import *  # noqa: F403 - the same public names as the real module
+from axrun.emulator import __all__  # noqa: F401
 
 __axrun_emulator__ = True
-
-__all__ = [
-    "BoardType",
-    "Connection",
-    "ConnectionError",
-    "Context",
-    "DeviceInUse",
-    "DeviceInfo",
-    "IncompatibleDevice",
-    "InternalError",
-    "InvalidArgument",
-    "InvalidConfiguration",
-    "Model",
-    "ModelInstance",
-    "NotImplemented",
-    "Object",
-    "Pending",
-    "TensorInfo",
-    "UnknownError",
-]
