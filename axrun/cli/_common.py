@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,17 @@ def stderr_console() -> Console:
 def stdout_console() -> Console:
     """For human-readable data on stdout; not wrapped at 80 columns when piped."""
     return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def configure_logging(quiet: bool) -> None:
+    """The library's ``axrun`` logger → one plain line per message on stderr."""
+    logger = logging.getLogger("axrun")
+    logger.handlers[:] = []
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:

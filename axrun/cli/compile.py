@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from axrun.cli._common import handle_errors, stderr_console
+from axrun.cli._common import configure_logging, handle_errors, stderr_console
 from axrun.compiler import CompileOptions, compile_model
 from axrun.errors import UsageError
 from axrun.preprocess import PreprocessRecipe
@@ -127,6 +127,7 @@ def compile_command(
         spatial_pad=parse_ints(spatial_pad, "--spatial-pad", 4) or (0, 0, 0, 0),
         calibration_limit=calibration_limit, int16=tuple(int16 or ()),
     )
+    configure_logging(quiet)
     console = stderr_console()
     progress = Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=console, redirect_stdout=False,

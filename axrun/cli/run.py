@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from axrun.cli._common import configure_logging
 from axrun.engine import Engine, EngineConfig, FrameResult, parse_devices
 from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
@@ -145,6 +146,7 @@ def with_common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*positional: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name, _, _ in COMMON_OPTIONS}
         args = CommonArgs(inputs=kwargs["inputs"], model=kwargs["model"], **values)
+        configure_logging(args.quiet)
         return command(*positional, args=args, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
