@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import colorsys
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -12,6 +11,7 @@ import numpy as np
 
 from axrun.engine import FrameResult
 from axrun.errors import UsageError
+from axrun.files import atomic_write, umask
 from axrun.tasks.detect import Detections
 
 
@@ -55,19 +55,11 @@ class BoxAnnotator:
         return out
 
 
-def _atomic_imwrite(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        ok, data = cv2.imencode(path.suffix if path.suffix else ".jpg", image)
-        if not ok:
-            raise OSError(f"cannot encode {path.suffix}")
-        Path(tmp).write_bytes(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _imwrite(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(path.suffix or ".jpg", image)
+    if not ok:
+        raise UsageError(f"--save-dir: cannot encode {path.suffix} images")
+    atomic_write(path, data.tobytes())
 
 
 class _Video:
@@ -89,9 +81,14 @@ class _Video:
         self.writer.write(frame)
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self, complete: bool) -> Path:
+        """Finish the file: under its name when the video went through to its end, as
+        ``<name>.partial.mp4`` when the run stopped before (nothing is thrown away)."""
         self.writer.release()
-        os.replace(self.tmp, self.path)
+        final = self.path if complete else self.path.with_suffix(".partial" + self.path.suffix)
+        os.chmod(self.tmp, 0o666 & ~umask())
+        os.replace(self.tmp, final)
+        return final
 
 
 ENCODABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -99,7 +96,11 @@ ENCODABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 class SaveDir:
     """``--save-dir``: annotated images under their original names (sub-folders mirrored),
-    one annotated ``.mp4`` per video input with the source's frame rate and size."""
+    one annotated ``.mp4`` per video input with the source's frame rate and size.
+
+    Two inputs that would land on the same name get ``-2``, ``-3``... A video that does
+    not start at frame 0 (``--resume``) is written as ``<name>.from-<frame>.mp4``.
+    """
 
     def __init__(self, root: Path, annotator: BoxAnnotator | None = None,
                  vid_stride: int = 1) -> None:
@@ -108,6 +109,7 @@ class SaveDir:
         self.vid_stride = vid_stride
         self._video: _Video | None = None
         self._video_source: str | None = None
+        self._taken: dict[Path, str] = {}  # output path → the source written there
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -119,7 +121,12 @@ class SaveDir:
             rel = rel.with_suffix(suffix)
         elif rel.suffix.lower() not in ENCODABLE:
             rel = rel.with_name(rel.name + ".jpg")
-        return self.root / rel
+        path, n = self.root / rel, 1
+        while self._taken.get(path, result.item.source) != result.item.source:
+            n += 1
+            path = self.root / rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
+        self._taken[path] = result.item.source
+        return path
 
     def write(self, result: FrameResult) -> None:
         """Annotate and save one result (errors and frames without pixels are skipped)."""
@@ -132,21 +139,23 @@ class SaveDir:
             return
         annotated = self.annotator.annotate(image, result.result)
         if item.frame is None:
-            _atomic_imwrite(self._target(result), annotated)
+            _imwrite(self._target(result), annotated)
             return
         if self._video_source != item.source:
             self._close_video()
             fps = (item.fps or 30.0) / self.vid_stride
-            self._video = _Video(self._target(result, ".mp4"), fps,
+            suffix = ".mp4" if item.frame == 0 else f".from-{item.frame}.mp4"
+            self._video = _Video(self._target(result, suffix), fps,
                                  (annotated.shape[1], annotated.shape[0]))
             self._video_source = item.source
         assert self._video is not None
         self._video.write(annotated)
 
-    def _close_video(self) -> None:
+    def _close_video(self, complete: bool = True) -> None:
         if self._video is not None:
-            self._video.close()
+            self._video.close(complete)
             self._video, self._video_source = None, None
 
-    def close(self) -> None:
-        self._close_video()
+    def close(self, complete: bool = True) -> None:
+        """Finish the last video; ``complete=False`` when the run stopped early."""
+        self._close_video(complete)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
@@ -38,7 +38,7 @@ class PhaseResult:
     fps: float
     frames: int
     seconds: float
-    latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] | None = None
 
 
 @dataclass
@@ -187,9 +187,11 @@ def system_phase(engine: Engine, task: Task, items: Sequence[Item], seconds: flo
 
 
 def verdict(device: float, host: float, system: float, shares: dict[str, float],
-            double_buffer: bool, emulated: bool) -> tuple[str, str]:
+            double_buffer: bool, emulated: bool, cores_used: int = 4,
+            all_devices: bool = True) -> tuple[str, str]:
     """What limits the run (``device``, ``decode``, ``preprocess``, ``postprocess`` or
-    ``pipeline``) and one line saying so, with what to try."""
+    ``pipeline``) and one line saying so, with what to try (only what is not already in
+    effect: ``cores_used`` per device, ``all_devices`` in use)."""
     ceiling = min(device, host)
     host_stages = {k: shares.get(k, 0.0) for k in ("decode", "preprocess", "postprocess")}
     busiest = max(host_stages, key=lambda k: host_stages[k])
@@ -200,8 +202,14 @@ def verdict(device: float, host: float, system: float, shares: dict[str, float],
             "try more --decode-threads, or fewer instances (--aipu-cores) if the host has few "
             "cores")
     if device <= host:
-        tip = ("double buffering is off: try --double-buffer" if not double_buffer else
-               "more cores or devices would help (--aipu-cores 4, --devices all)")
+        if not double_buffer:
+            tip = "double buffering is off: try --double-buffer"
+        elif cores_used < 4:
+            tip = "use every core: --aipu-cores 4"
+        elif not all_devices:
+            tip = "use every device: --devices all"
+        else:
+            tip = "this is what the device(s) can do; more devices would add throughput"
         note = " (emulated device: set AXRUN_EMULATOR_LATENCY_MS to model real hardware)" \
             if emulated else ""
         return "device", (f"the device limits the run ({device:,.0f} frames/s device-only, "
@@ -240,8 +248,9 @@ def benchmark(engine: Engine, task: Task, task_name: str, inputs: Sequence[str],
     system, stats = system_phase(engine, task, items, third)
     shares = {k: round(v, 4) for k, v in stats.shares().items()}
     emulated = engine.backend.emulated
-    limit, text = verdict(device.fps, host.fps, system.fps, shares,
-                          engine.plan.double_buffer, emulated)
+    plan = engine.plan
+    limit, text = verdict(device.fps, host.fps, system.fps, shares, plan.double_buffer,
+                          emulated, plan.cores_per_device, engine.config.devices is None)
     return BenchReport(
         model=str(engine.folder.root), task=task_name, backend=engine.backend.name,
         emulated=emulated, emulator=engine.backend.settings() or None,

@@ -10,7 +10,10 @@
     ├── InputError              one input cannot be read or decoded; becomes an
     │                           error record and the run goes on                  (1)
     ├── PipelineError           an unexpected failure inside the engine           (3)
-    └── Interrupted             the user stopped the run (SIGINT/SIGTERM)       (130)
+    └── CommandError            ``axrun exec`` cannot start its command (127 not found,
+                                126 not executable, as shells do)
+
+An interrupted run (SIGINT/SIGTERM) exits with 130.
 
 Foreign exceptions (``axelera.runtime``, ONNX Runtime, OpenCV) are translated into
 this tree where they are raised, with ``raise ... from exc``.
@@ -85,7 +88,9 @@ class PipelineError(AxrunError):
         self.source = source
 
 
-class Interrupted(AxrunError):
-    """The run was interrupted by SIGINT or SIGTERM."""
+class CommandError(AxrunError):
+    """``axrun exec`` cannot start its command; ``exit_code`` is the shell's for it."""
 
-    exit_code = EXIT_INTERRUPTED
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from axrun.errors import UsageError
+from axrun.errors import CommandError, UsageError
 
 SHIM = Path(__file__).resolve().parent / "_shim"
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -36,6 +36,10 @@ def child_environment(devices: int | None = None, latency_ms: float | None = Non
         dict[str, str]:
     """The child's environment: the shim first on ``PYTHONPATH``, this interpreter's
     folder first on ``PATH`` (so ``python`` finds axrun), emulator settings."""
+    if devices is not None and devices < 1:
+        raise UsageError("--devices must be at least 1")
+    if latency_ms is not None and latency_ms < 0:
+        raise UsageError("--latency-ms must be 0 or more")
     env = dict(os.environ if base is None else base)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(SHIM), env.get("PYTHONPATH", "")) if p)
@@ -50,16 +54,21 @@ def child_environment(devices: int | None = None, latency_ms: float | None = Non
     return env
 
 
+NOT_FOUND = 127  # the shell's codes for a command that cannot be found or run
+NOT_EXECUTABLE = 126
+
+
 def run(command: Sequence[str], env: dict[str, str]) -> int:
-    """Run ``command`` with signals forwarded; its exit status (128 + n if killed by n)."""
+    """Run ``command`` with signals forwarded; its exit status (128 + n if killed by
+    signal n; 127 when not found, 126 when not executable, as shells do)."""
     if not command:
         raise UsageError("nothing to run: axrun exec -- COMMAND [ARGS...]")
     try:
         child = subprocess.Popen(list(command), env=env)
     except FileNotFoundError:
-        raise UsageError(f"command not found: {command[0]}") from None
+        raise CommandError(f"command not found: {command[0]}", NOT_FOUND) from None
     except PermissionError:
-        raise UsageError(f"not executable: {command[0]}") from None
+        raise CommandError(f"not executable: {command[0]}", NOT_EXECUTABLE) from None
 
     def forward(signum: int, frame: object) -> None:
         child.send_signal(signum)

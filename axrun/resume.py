@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from axrun.errors import UsageError
+from axrun.files import atomic_write
 from axrun.modelfolder import ModelFolder
 from axrun.sources import Item
 
@@ -40,20 +39,9 @@ def model_fingerprint(folder: ModelFolder) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_params(output: Path, params: dict[str, Any]) -> None:
     """Record a run's parameters beside its output (atomically)."""
-    _atomic_write(params_path(output), (json.dumps(params, indent=2) + "\n").encode())
+    atomic_write(params_path(output), (json.dumps(params, indent=2) + "\n").encode())
 
 
 def _identity(source: str) -> tuple[int | None, float | None]:
@@ -128,5 +116,5 @@ def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
         kept.append(line)
     state.kept = len(kept)
     if state.dropped_partial or state.dropped_stale or len(kept) != data[:end].count(b"\n"):
-        _atomic_write(output, b"".join(kept))
+        atomic_write(output, b"".join(kept))
     return state

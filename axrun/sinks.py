@@ -123,7 +123,7 @@ class CsvSink:
             row = list(base)
             for entry in record.get("top", []):
                 row += [entry["id"], entry["label"], entry["score"]]
-            self.writer.writerow(row)
+            self.writer.writerow(row + [""] * (len(self.columns) - len(row)))
         else:
             dets = record.get("detections") or [None]
             for d in dets:

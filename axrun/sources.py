@@ -143,36 +143,55 @@ def _stat(path: Path) -> dict[str, float | int | None]:
     return {"size": st.st_size, "mtime": round(st.st_mtime, 6)}
 
 
-def _walk(folder: Path) -> Iterator[Path]:
+def _walk(folder: Path) -> Iterator[Path | Item]:
     """Files under ``folder``, recursively, sorted; symlinked folders are not followed
-    (no loops), symlinked files are kept (a broken one fails as an input)."""
-    def on_error(exc: OSError) -> None:
-        raise InputError(f"{exc.filename}: cannot list folder ({exc.strerror})", "read")
-
-    for root, dirs, files in os.walk(folder, onerror=on_error):
-        dirs.sort()
-        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
-            yield Path(root) / name
-
-
-def _folder_items(folder: Path, options: SourceOptions) -> Iterator[Item]:
+    (no loops); a sub-folder that cannot be listed becomes an error item and the walk
+    goes on."""
     try:
-        for path in _walk(folder):
-            if path.is_dir():
-                continue  # a symlink to a folder: not followed
-            suffix = path.suffix.lower()
-            rel = str(path.relative_to(folder))
-            if suffix in IMAGE_SUFFIXES:
-                yield Item(str(path), rel=rel, **_stat(path))
-            elif suffix in VIDEO_SUFFIXES:
-                yield from video_frames(path, options.vid_stride, rel)
-            elif path.is_symlink() and not path.exists():
-                if not suffix:
-                    yield Item(str(path), rel=rel)  # broken link: cannot tell what it was
-            elif looks_like_image(path):
-                yield Item(str(path), rel=rel, **_stat(path))  # an image by content
-    except InputError as exc:
-        yield Item(str(folder), error=exc)
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        kind = "permission" if isinstance(exc, PermissionError) else "read"
+        yield Item(str(folder), error=InputError(
+            f"{folder}: cannot list folder ({exc.strerror})", kind))
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path))
+        else:
+            yield Path(entry.path)
+
+
+VideoReader = Callable[[Path, int, "str | None"], Iterator["Item"]]
+
+
+def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> Iterator[Item]:
+    found = False
+    for path in _walk(folder):
+        if isinstance(path, Item):
+            found = True
+            yield path
+            continue
+        if path.is_dir():
+            continue  # a symlink to a folder: not followed
+        suffix = path.suffix.lower()
+        rel = str(path.relative_to(folder))
+        if suffix in IMAGE_SUFFIXES:
+            yield Item(str(path), rel=rel, **_stat(path))
+        elif suffix in VIDEO_SUFFIXES:
+            yield from video(path, options.vid_stride, rel)
+        elif path.is_symlink() and not path.exists():
+            if suffix:
+                continue
+            yield Item(str(path), rel=rel)  # broken link: cannot tell what it was
+        elif looks_like_image(path):
+            yield Item(str(path), rel=rel, **_stat(path))  # an image by content
+        else:
+            continue
+        found = True
+    if not found:
+        yield Item(str(folder), error=InputError(f"{folder}: no images or videos in folder",
+                                                 "not_found"))
 
 
 def video_frames(path: Path, stride: int = 1, rel: str | None = None) -> Iterator[Item]:
@@ -213,13 +232,26 @@ def video_frames(path: Path, stride: int = 1, rel: str | None = None) -> Iterato
         cap.release()
 
 
-def _path_items(spec: str, options: SourceOptions) -> Iterator[Item]:
+def frame_indices(path: Path, stride: int = 1, rel: str | None = None) -> Iterator[Item]:
+    """Like :func:`video_frames` without decoding: one pixel-less item per frame the
+    container says it has (for counting)."""
+    cap = cv2.VideoCapture(str(path))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    cap.release()
+    if count <= 0:
+        yield Item(str(path), rel=rel)
+        return
+    for index in range(0, count, stride):
+        yield Item(str(path), frame=index, rel=rel)
+
+
+def _path_items(spec: str, options: SourceOptions, video: VideoReader) -> Iterator[Item]:
     path = Path(spec)
     if path.is_dir():
-        yield from _folder_items(path, options)
+        yield from _folder_items(path, options, video)
     elif path.exists() or path.is_symlink():
         if is_video(path):
-            yield from video_frames(path, options.vid_stride)
+            yield from video(path, options.vid_stride, None)
         else:
             yield Item(spec, **_stat(path))  # named explicitly: always an input
     elif glob.has_magic(spec):
@@ -229,7 +261,7 @@ def _path_items(spec: str, options: SourceOptions) -> Iterator[Item]:
         for match in matches:
             if Path(match).is_dir():
                 continue
-            yield from _path_items(match, options)
+            yield from _path_items(match, options, video)
     else:
         yield Item(spec, error=InputError(f"{spec}: no such file or folder", "not_found"))
 
@@ -248,11 +280,12 @@ def stdin_paths(stream: BinaryIO, null: bool) -> Iterator[str]:
 
 def expand(specs: Sequence[str], options: SourceOptions | None = None,
            stdin: BinaryIO | None = None,
-           skip: Callable[[Item], bool] | None = None) -> Iterator[Item]:
+           skip: Callable[[Item], bool] | None = None,
+           video: VideoReader = video_frames) -> Iterator[Item]:
     """The items for command-line inputs: files, folders (recursive, sorted, images by
-    extension or content, other files skipped), globs, videos (one item per kept frame)
-    and ``-`` (paths from ``stdin``, themselves expanded). Lazy. Items for which
-    ``skip`` is true are left out (``--resume``); ``limit`` applies after that.
+    extension or content, other files skipped), globs, videos (one item per kept frame,
+    read by ``video``) and ``-`` (paths from ``stdin``, themselves expanded). Lazy.
+    Items for which ``skip`` is true are left out (``--resume``); ``limit`` applies after.
     """
     options = options or SourceOptions()
 
@@ -262,9 +295,9 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
                 if stdin is None:
                     raise UsageError("'-' given but there is no standard input to read")
                 for line in stdin_paths(stdin, options.null):
-                    yield from _path_items(line, options)
+                    yield from _path_items(line, options, video)
             else:
-                yield from _path_items(spec, options)
+                yield from _path_items(spec, options, video)
 
     items: Iterable[Item] = all_items()
     if skip is not None:

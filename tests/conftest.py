@@ -12,6 +12,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from modelgen import Generated, make_model_folder
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any fixture (module-scoped ones too): a private emulator state folder, so
+    that cores held by axrun running elsewhere on the machine cannot interfere."""
+    import os
+    import tempfile
+
+    os.environ["AXRUN_EMULATOR_STATE_DIR"] = tempfile.mkdtemp(prefix="axrun-test-state-")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_emulator(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
     """Each test gets its own core-reservation state and default emulator settings."""

@@ -117,3 +117,27 @@ def test_broken_symlink_in_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         items[0].load()
     assert info.value.kind == "broken_symlink"
+
+
+def test_empty_folder_is_an_error_record(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no images here")
+    (item,) = expand([str(tmp_path)])
+    assert item.error is not None and item.error.kind == "not_found"
+
+
+def test_an_unlistable_subfolder_is_recorded_and_the_walk_goes_on(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "locked" / "b.png")
+    write_image(tmp_path / "z.png")
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    items = list(expand([str(tmp_path)]))
+    assert [Path(i.source).name for i in items] == ["a.png", "locked", "z.png"]
+    assert items[1].error.kind == "permission" and items[2].error is None

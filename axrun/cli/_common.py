@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from axrun.errors import EXIT_INTERRUPTED, AxrunError
+from axrun.errors import EXIT_INTERRUPTED, EXIT_USAGE, AxrunError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,8 +25,12 @@ class GlobalOptions:
 
 
 def stderr_console() -> Console:
-    """Logs, progress and summaries go here, never to stdout."""
-    return Console(stderr=True, highlight=False)
+    """Logs, progress and summaries go here, never to stdout (lines are not wrapped
+    when stderr is a file or a pipe)."""
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal:
+        console.soft_wrap = True
+    return console
 
 
 def stdout_console() -> Console:
@@ -68,6 +72,12 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as exc:  # a path the user gave cannot be written or read
+            if debug:
+                stderr_console().print_exception()
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+            raise typer.Exit(EXIT_USAGE) from None
 
     return wrapper  # type: ignore[return-value]
 

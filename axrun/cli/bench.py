@@ -56,7 +56,7 @@ def bench(
         sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
         return
     out = stdout_console()
-    lat = report.device.latency_ms
+    lat = report.device.latency_ms or {}
     emulated = f" (emulated device: {backend_text})" if report.emulated else ""
     out.print(f"[bold]{report.model}[/bold] ({report.task}) — {backend_text}")
     out.print(f"plan: {plan_text}")

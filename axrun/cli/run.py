@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from axrun.cli._common import configure_logging
+from axrun.cli._common import configure_logging, stderr_console
 from axrun.engine import Engine, EngineConfig, FrameResult, parse_devices
 from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
@@ -36,7 +36,7 @@ from axrun.resume import ResumeState, model_fingerprint, write_params
 from axrun.resume import prepare as prepare_resume
 from axrun.runner import Run, RunPolicy, RunSummary
 from axrun.sinks import JsonLinesSink, Sink, open_file_sink, output_format, stdout_is_terminal
-from axrun.sources import SourceOptions, expand
+from axrun.sources import SourceOptions, expand, frame_indices
 
 INPUT = "Inputs"
 DEVICE = "Device"
@@ -114,6 +114,15 @@ class CommonArgs:
     double_buffer: bool
     decode_threads: int | None
 
+    def validate(self) -> None:
+        """Check the options that need no model or device (before either is opened)."""
+        self.source_options()
+        RunPolicy(self.max_errors, self.fail_fast)
+        jsonl = self.output not in (None, "-") and output_format(self.output) == "jsonl"
+        if self.resume and not jsonl:
+            raise UsageError("--resume needs a JSON-lines output: -o results.jsonl")
+        self.engine_config()
+
     def engine_config(self) -> EngineConfig:
         return EngineConfig(aipu_cores=self.aipu_cores, devices=parse_devices(self.devices),
                             double_buffer=self.double_buffer,
@@ -146,6 +155,7 @@ def with_common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*positional: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name, _, _ in COMMON_OPTIONS}
         args = CommonArgs(inputs=kwargs["inputs"], model=kwargs["model"], **values)
+        args.validate()
         configure_logging(args.quiet)
         return command(*positional, args=args, **kwargs)
 
@@ -263,8 +273,6 @@ def resume_state(args: CommonArgs, params: dict[str, Any], console: Console) -> 
         ResumeState | None:
     """Check/repair the output for ``--resume``; record the parameters of a new run."""
     jsonl = args.output not in (None, "-") and output_format(args.output) == "jsonl"
-    if args.resume and not jsonl:
-        raise UsageError("--resume needs a JSON-lines output: -o results.jsonl")
     if not jsonl:
         return None
     assert args.output is not None
@@ -282,23 +290,13 @@ def resume_state(args: CommonArgs, params: dict[str, Any], console: Console) -> 
     return state
 
 
-def count_inputs(args: CommonArgs) -> int | None:
-    """How many items there will be, for the progress bar (None when unknowable cheaply)."""
+def count_inputs(args: CommonArgs, skip: Callable[[Any], bool] | None) -> int | None:
+    """How many items there will be, for the progress bar (None with stdin input).
+    Videos are counted from their container's frame count, not decoded."""
     if "-" in args.inputs:
         return None
-    import cv2
-
-    total = 0
-    options = SourceOptions(vid_stride=args.vid_stride)
-    for item in expand(args.inputs, SourceOptions(vid_stride=1 << 30)):
-        if item.frame is not None:  # a video: count its frames without decoding them
-            cap = cv2.VideoCapture(item.source)
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            cap.release()
-            total += -(-n // options.vid_stride) if n > 0 else 1
-        else:
-            total += 1
-    return min(total, args.limit) if args.limit is not None else total
+    return sum(1 for _ in expand(args.inputs, args.source_options(), skip=skip,
+                                 video=frame_indices))
 
 
 @contextlib.contextmanager
@@ -347,18 +345,18 @@ def execute(
     top_k: int,
     table: TableSink,
     on_result: Callable[[FrameResult, dict[str, Any]], None] | None = None,
-    on_close: Callable[[], None] | None = None,
+    on_close: Callable[[bool], None] | None = None,
     keep_images: bool = False,
     params: dict[str, Any] | None = None,
 ) -> int:
     """Run and render; returns the exit status (0 ok, 1 some failed, 130 interrupted)."""
-    console = Console(stderr=True, highlight=False)
+    console = stderr_console()
     state = resume_state(args, params or {}, console)
     stdin = sys.stdin.buffer if "-" in args.inputs else None
     items = expand(args.inputs, args.source_options(), stdin,
                    skip=state.skip if state else None)
     show = not args.quiet and console.is_terminal
-    total = count_inputs(args) if show else None
+    total = count_inputs(args, state.skip if state else None) if show else None
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
@@ -378,9 +376,11 @@ def execute(
 
     run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast), on_each,
               keep_images=keep_images)
+    complete = False
     try:
         with interruptible(run, console, args.quiet), progress:
             summary = run(items)
+        complete = summary.stopped is None
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, like other filters do.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the pipe
@@ -390,7 +390,7 @@ def execute(
         for sink in sinks:
             sink.close()
         if on_close:
-            on_close()
+            on_close(complete)
     if not args.quiet:
         print_summary(console, summary, engine.plan.describe())
     if summary.stopped == "interrupted":

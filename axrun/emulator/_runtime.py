@@ -420,6 +420,7 @@ class ModelInstance(Object):
             delay = done_at - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            self._check()  # released while the device was busy
             # Inputs are read only now, at the end of the device time: a host that
             # overwrites a buffer still in flight gets a wrong result, as on hardware.
             self._compute_into(due_inputs, outputs)
@@ -427,12 +428,15 @@ class ModelInstance(Object):
             self._running.release()
 
     def _compute_into(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
-        if self._session is None:
+        if not self._compute:
             for out, info in zip(outputs, self._out_infos, strict=True):
                 out.fill(info.zero_point)
             return
+        session = self._session
+        if session is None:
+            raise ex.InvalidArgument("ModelInstance was released during run()")
         feed = {info.name: arr for info, arr in zip(self._in_infos, inputs, strict=True)}
-        results = self._session.run(None, feed)
+        results = session.run(None, feed)
         for out, res in zip(outputs, results, strict=True):
             np.copyto(out, res)
 

@@ -45,6 +45,8 @@ from axrun.sources import Item
 
 POLL_S = 0.05
 JOIN_S = 5.0
+GRACE_S = 1.5  # after request_stop(), in-flight frames get this long, then are abandoned
+SETTLE_S = 1.0  # after a failure, how long a job whose output is back may still finish
 
 
 class Task(Protocol):
@@ -75,7 +77,7 @@ class FrameResult:
 class _Job:
     index: int
     items: list[Item]
-    inputs: list[np.ndarray]
+    inputs: list[np.ndarray] | None  # None once returned to the free pool
     futures: list[Future[Any]]
     metas: list[Any] = field(default_factory=list)
     errors: list[InputError | None] = field(default_factory=list)
@@ -121,6 +123,7 @@ class Pipeline:
         self._batch = session.plan.batch
         self._stop = threading.Event()
         self._graceful = threading.Event()
+        self._graceful_at = 0.0
         self._failure: BaseException | None = None
         self._failure_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -151,8 +154,11 @@ class Pipeline:
         return self._workers * (self._lag + 1 + self.config.queue_depth) + 1
 
     def request_stop(self) -> None:
-        """Stop taking new input; in-flight frames complete and are returned."""
-        self._graceful.set()
+        """Stop taking new input; frames in flight complete and are returned, unless
+        that takes longer than :data:`GRACE_S` — then they are abandoned."""
+        if not self._graceful.is_set():
+            self._graceful_at = time.perf_counter()
+            self._graceful.set()
 
     # -- waiting with a stop check --------------------------------------------------------
 
@@ -252,9 +258,7 @@ class Pipeline:
         t0 = time.perf_counter()
         with self.session.backend.translating(f"run() failed on {where}"):
             instance.run(inputs, outputs)
-        self.stats.add("device", time.perf_counter() - t0)
-        with self.stats._lock:
-            self.stats.device_calls += 1
+        self.stats.add("device", time.perf_counter() - t0, calls=1)
 
     def _postprocess(self, job: _Job) -> list[Any]:
         """Pool task: the task's results for a job whose outputs came back."""
@@ -274,6 +278,14 @@ class Pipeline:
         assert self._pool is not None
         pool = self._pool
 
+        def skip(job: _Job) -> None:
+            # No frame of this job goes to the device: its input set is free at once
+            # (held behind a job still in the device, it could starve the dispatcher).
+            assert job.inputs is not None
+            self._free.put(job.inputs)
+            job.inputs = None
+            tracker.skip(job)
+
         def run_and_emit(inputs: list[np.ndarray], job: _Job | None) -> None:
             outputs = self._get(self._free_out)
             self._run(instance, inputs, outputs, job)
@@ -292,12 +304,13 @@ class Pipeline:
             while (job := self._get(inq)) is not _END:
                 self._await_frames(job)
                 if all(e is not None for e in job.errors):
-                    tracker.skip(job)
+                    skip(job)
                     for skipped in tracker.ready_skipped():
                         skipped.results = [None] * len(skipped.items)
                         outq.put(skipped)
                     continue
                 tracker.submit(job)
+                assert job.inputs is not None
                 run_and_emit(job.inputs, job)
             while tracker.in_flight:
                 tracker.filler()
@@ -312,16 +325,21 @@ class Pipeline:
     # -- the caller's side ----------------------------------------------------------------
 
     def _results(self, job: _Job) -> list[Any]:
-        """Wait for a job's postprocessing; its failure stops the run, naming the frame."""
+        """Wait for a job's postprocessing; its failure stops the run, naming the frame.
+
+        After a failure elsewhere, a job whose output already came back still gets
+        :data:`SETTLE_S` to finish, so that no completed result is lost.
+        """
         if job.post is None:
             return job.results
         while True:
-            if self._failure is not None:
-                raise self._failure
+            failure = self._failure
             try:
-                results = job.post.result(timeout=POLL_S)
+                results = job.post.result(timeout=SETTLE_S if failure else POLL_S)
                 break
             except FutureTimeout:
+                if failure is not None:
+                    raise failure from None
                 continue
             except AxrunError as exc:
                 self._fail(exc)
@@ -343,8 +361,8 @@ class Pipeline:
                     return q.get_nowait()
                 except queue.Empty:
                     raise self._failure from None
-            if self._stop.is_set():
-                raise PipelineError("the pipeline stopped")
+            if self._graceful.is_set() and time.perf_counter() - self._graceful_at > GRACE_S:
+                return _END  # stopping: what is still in flight is abandoned
             try:
                 return q.get(timeout=POLL_S)
             except queue.Empty:
@@ -374,7 +392,8 @@ class Pipeline:
             while (job := self._collect(self._outq[instance_for(index, self._workers)])) \
                     is not _END:
                 results = self._results(job)
-                self._free.put(job.inputs)
+                if job.inputs is not None:
+                    self._free.put(job.inputs)
                 for i, item in enumerate(job.items):
                     error = job.errors[i] if i < len(job.errors) else None
                     res = FrameResult(item, results[i] if not error else None, error,
@@ -392,10 +411,10 @@ class Pipeline:
 
     def _shutdown(self) -> None:
         self._stop.set()
+        # Abandoning a stop: threads blocked in run() are daemons, do not wait them out.
+        budget = 0.3 if self._graceful.is_set() and self._failure is None else JOIN_S
+        deadline = time.perf_counter() + budget
         for t in self._threads:
-            t.join(JOIN_S)
+            t.join(max(0.0, deadline - time.perf_counter()))
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        stuck = [t.name for t in self._threads if t.is_alive()]
-        if stuck and self._failure is None:
-            self._failure = PipelineError(f"threads did not stop: {', '.join(stuck)}")
+            self._pool.shutdown(wait=budget == JOIN_S, cancel_futures=True)

@@ -48,6 +48,13 @@ def label_names(folder: ModelFolder, override: tuple[str, ...] | None, classes: 
     return labels
 
 
+def check_task(folder: ModelFolder, task: str) -> None:
+    """Refuse a model whose ``axrun.json`` says it is for another task."""
+    if folder.task is not None and folder.task != task:
+        raise UsageError(f"{folder.root} is a {folder.task} model (axrun.json); use "
+                         f"axrun {folder.task}, or -m a {task} model")
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     """Softmax of a 1-D float array."""
     e = np.exp(x - x.max())
@@ -70,6 +77,7 @@ class Classifier:
         labels: tuple[str, ...] | None = None,
         scores: str | None = None,
     ) -> None:
+        check_task(folder, "classify")
         if top_k < 1:
             raise UsageError("--top-k must be at least 1")
         self.spec = folder.manifest.outputs[0]

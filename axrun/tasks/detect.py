@@ -23,7 +23,7 @@ import numpy as np
 from axrun.errors import ModelError, UsageError
 from axrun.modelfolder import ModelFolder, TensorSpec
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
-from axrun.tasks.classify import label_names, recipe_for
+from axrun.tasks.classify import check_task, label_names, recipe_for
 from axrun.tensors import depad, dequantize
 
 FORMATS = ("yolox", "ultralytics", "dfl")
@@ -269,6 +269,7 @@ class Detector:
         options: DetectOptions | None = None,
         labels: tuple[str, ...] | None = None,
     ) -> None:
+        check_task(folder, "detect")
         self.options = options or DetectOptions()
         recipe = recipe_for(folder, recipe)
         spec_in = folder.manifest.inputs[0]
@@ -296,6 +297,9 @@ class Detector:
             self._dfl_levels = self._dfl_layout()
             classes = self.specs[self._dfl_levels[0][1]].unpadded_shape[3]
         self.labels = label_names(folder, labels, classes or 0) if classes else (labels or ())
+        wanted = self.options.classes or frozenset()
+        if classes and any(c >= classes for c in wanted):
+            raise UsageError(f"--classes: ids must be below {classes} (the model's classes)")
 
     def _dfl_layout(self) -> list[tuple[int, int]]:
         """(box output, class output) per stride, matched by spatial size and channels."""

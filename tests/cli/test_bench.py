@@ -18,7 +18,9 @@ SHARES = {"decode": 0.5, "preprocess": 0.1, "device": 0.3, "postprocess": 0.1}
 
 def test_verdict_device_bound() -> None:
     limit, text = verdict(100, 500, 95, SHARES, double_buffer=True, emulated=False)
-    assert limit == "device" and "--aipu-cores" in text
+    assert limit == "device" and "more devices" in text and "--aipu-cores" not in text
+    assert "--aipu-cores 4" in verdict(100, 500, 95, SHARES, True, False, cores_used=2)[1]
+    assert "--devices all" in verdict(100, 500, 95, SHARES, True, False, all_devices=False)[1]
     limit, text = verdict(100, 500, 95, SHARES, double_buffer=False, emulated=True)
     assert "--double-buffer" in text and "AXRUN_EMULATOR_LATENCY_MS" in text
 
@@ -50,6 +52,7 @@ def test_json_report_within_the_time_budget() -> None:
     for phase in ("device", "host", "system"):
         assert report[phase]["fps"] > 0 and report[phase]["frames"] > 0
     assert set(report["device"]["latency_ms"]) == {"p50", "p90", "p99"}
+    assert report["host"]["latency_ms"] is None and report["system"]["latency_ms"] is None
     assert report["emulated"] is True and report["emulator"]["compute"] is True
     assert report["limit"] in ("device", "decode", "preprocess", "postprocess", "pipeline")
     assert report["verdict"]

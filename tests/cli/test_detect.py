@@ -105,3 +105,45 @@ def test_csv_has_one_row_per_detection(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert rows[0]["source"].endswith("rocket.jpg") and rows[0]["label"] == ""
     assert any(r["label"] == "person" and float(r["x2"]) > float(r["x1"]) for r in rows[1:])
+
+
+def test_wrong_task_and_out_of_range_classes_are_usage_errors() -> None:
+    root = SAMPLES.parent
+    result = runner.invoke(app, ["classify", "-m", str(root / "yolox-nano-coco"), str(SAMPLES)])
+    assert result.exit_code == 2 and "is a detect model" in result.stderr
+    result = runner.invoke(app, ["detect", str(SAMPLES), "--classes", "999"])
+    assert result.exit_code == 2 and "below 80" in result.stderr
+
+
+def test_save_dir_never_overwrites_and_files_are_readable(tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(SAMPLES / "astronaut.jpg", tmp_path / sub / "x.jpg")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["detect", str(tmp_path / "a" / "x.jpg"),
+                                 str(tmp_path / "b" / "x.jpg"), "--save-dir", str(out), "-q"])
+    assert result.exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x-2.jpg", "x.jpg"]
+    assert (out / "x.jpg").stat().st_mode & 0o044 == 0o044  # not private to the owner
+
+
+def test_a_video_cut_short_is_kept_as_partial(tmp_path: Path) -> None:
+    import numpy as np
+
+    from axrun.annotate import SaveDir
+    from axrun.engine import FrameResult
+    from axrun.sources import Item
+    from axrun.tasks.detect import Detections
+
+    saver = SaveDir(tmp_path)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    for i in range(3):
+        saver.write(FrameResult(Item("clip.mp4", frame=i, image=frame, fps=10.0),
+                                Detections.empty()))
+    saver.close(complete=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.partial.mp4"]
+    resumed = SaveDir(tmp_path)
+    resumed.write(FrameResult(Item("clip.mp4", frame=3, image=frame, fps=10.0),
+                              Detections.empty()))
+    resumed.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.from-3.mp4", "clip.partial.mp4"]

@@ -226,3 +226,47 @@ def test_cores_held_elsewhere_give_device_busy(tiny) -> None:
             Engine(gen.path).open()
     with axr.Context() as ctx:
         assert ctx.list_devices()[0].cores_free == 4
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("cores", [1, 4])
+def test_many_failed_frames_behind_a_good_one_do_not_starve_the_pipeline(tiny, tmp_path,
+                                                                         cores) -> None:
+    """A job whose frames all failed must not keep its buffers while an earlier job is
+    still in the (double-buffered) device: with more of them than buffer sets, that
+    used to deadlock."""
+    gen = tiny(kind="classifier", batch=1, size=8)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with Engine(gen.path, config=EngineConfig(aipu_cores=cores)) as engine:
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+        items = [Item("good", image=np.zeros((8, 8, 3), np.uint8))]
+        items += [Item(str(bad))] * (3 * pipeline.max_in_flight)
+        results = list(pipeline.run(items))
+    assert len(results) == len(items) and results[0].error is None
+    assert all(r.error is not None for r in results[1:])
+
+
+def test_every_result_completed_before_a_run_failure_is_delivered(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    with Engine(gen.path, config=EngineConfig(aipu_cores=1, double_buffer=False)) as engine:
+        engine.session.instances[0] = FailingInstance(engine.session.instances[0], after=5)
+        done = []
+        with pytest.raises(DeviceError, match="run\\(\\) failed on frame img5"):
+            for r in engine.run(RawTask(engine.folder, RECIPE), items_of(images(20))):
+                done.append(r.item.source)
+    assert done == [f"img{i}" for i in range(5)]
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_abandons_frames_stuck_in_the_device(tiny, monkeypatch) -> None:
+    monkeypatch.setenv("AXRUN_EMULATOR_LATENCY_MS", "2500")
+    gen = tiny(kind="classifier", batch=1, size=8)
+    endless = (Item(f"i{i}", image=np.zeros((8, 8, 3), np.uint8)) for i in itertools.count())
+    with Engine(gen.path) as engine:
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+        threading.Timer(0.2, pipeline.request_stop).start()
+        t0 = time.perf_counter()
+        results = list(pipeline.run(endless))
+        assert time.perf_counter() - t0 < 2.5
+    assert [r.item.source for r in results] == [f"i{i}" for i in range(len(results))]

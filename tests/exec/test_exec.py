@@ -55,7 +55,9 @@ def test_exit_status_and_stderr_pass_through() -> None:
                       "import sys; print('to stderr', file=sys.stderr); sys.exit(42)")
     assert proc.returncode == 42 and proc.stderr.strip() == "to stderr"
     proc = axrun_exec("--", "no-such-program-xyz")
-    assert proc.returncode == 2 and "command not found" in proc.stderr
+    assert proc.returncode == 127 and "command not found" in proc.stderr
+    proc = axrun_exec("--devices", "0", "--", sys.executable, "-c", "pass")
+    assert proc.returncode == 2 and "--devices must be at least 1" in proc.stderr
 
 
 def test_settings_reach_the_emulator() -> None:
