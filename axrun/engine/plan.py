@@ -33,7 +33,7 @@ class EngineConfig:
     devices: tuple[int | str, ...] | None = None
     double_buffer: bool = True
     decode_threads: int | None = None
-    queue_depth: int = 2
+    queue_depth: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.aipu_cores <= CORES_PER_DEVICE:
