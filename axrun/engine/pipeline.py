@@ -61,6 +61,9 @@ class Task(Protocol):
         padded int8 outputs. Must not keep references to ``outputs``."""
         ...
 
+    # Optional: ``parallel_postprocess = False`` for postprocessing so cheap that it runs
+    # best in the caller's thread (no pool hand-off); by default it runs in the pool.
+
 
 @dataclass
 class FrameResult:
@@ -147,6 +150,7 @@ class Pipeline:
             ])
         self._pool: ThreadPoolExecutor | None = None
         self._used = False
+        self._parallel_post = bool(getattr(task, "parallel_postprocess", True))
 
     @property
     def max_in_flight(self) -> int:
@@ -294,7 +298,8 @@ class Pipeline:
                 self._free_out.put(outputs)  # nothing useful came back (double buffering)
             else:
                 done.outputs = outputs
-                done.post = pool.submit(self._postprocess, done)
+                if self._parallel_post:
+                    done.post = pool.submit(self._postprocess, done)
                 outq.put(done)
             for skipped in tracker.ready_skipped():
                 skipped.results = [None] * len(skipped.items)
@@ -330,26 +335,28 @@ class Pipeline:
         After a failure elsewhere, a job whose output already came back still gets
         :data:`SETTLE_S` to finish, so that no completed result is lost.
         """
-        if job.post is None:
-            return job.results
-        while True:
-            failure = self._failure
-            try:
-                results = job.post.result(timeout=SETTLE_S if failure else POLL_S)
-                break
-            except FutureTimeout:
-                if failure is not None:
-                    raise failure from None
-                continue
-            except AxrunError as exc:
-                self._fail(exc)
-                raise
-            except Exception as exc:
-                source = job.items[0].source
-                error = PipelineError(f"{source}: postprocessing failed: {exc!r}", source)
-                self._fail(error)
-                raise error from exc
-        assert job.outputs is not None
+        if job.outputs is None:
+            return job.results  # no frame of it reached the device
+        try:
+            if job.post is None:
+                results = self._postprocess(job)  # cheap: right here, in order
+            else:
+                while True:
+                    failure = self._failure
+                    try:
+                        results = job.post.result(timeout=SETTLE_S if failure else POLL_S)
+                        break
+                    except FutureTimeout:
+                        if failure is not None:
+                            raise failure from None
+        except AxrunError as exc:
+            self._fail(exc)
+            raise
+        except Exception as exc:
+            source = job.items[0].source
+            error = PipelineError(f"{source}: postprocessing failed: {exc!r}", source)
+            self._fail(error)
+            raise error from exc
         self._free_out.put(job.outputs)
         return results
 

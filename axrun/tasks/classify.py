@@ -68,6 +68,8 @@ class Classifier:
     winning values are dequantized; logits need all of them for the softmax.
     """
 
+    parallel_postprocess = False  # a few microseconds: cheaper than a pool hand-off
+
     def __init__(
         self,
         folder: ModelFolder,

@@ -270,3 +270,19 @@ def test_a_stop_abandons_frames_stuck_in_the_device(tiny, monkeypatch) -> None:
         results = list(pipeline.run(endless))
         assert time.perf_counter() - t0 < 2.5
     assert [r.item.source for r in results] == [f"i{i}" for i in range(len(results))]
+    deadline = time.monotonic() + 10  # the abandoned run() calls end on their own
+    while not no_axrun_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class InlineExplodingTask(ExplodingTask):
+    parallel_postprocess = False
+
+
+def test_inline_postprocess_failure_names_the_frame(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    with Engine(gen.path) as engine, pytest.raises(PipelineError,
+                                                   match="img3: postprocessing failed"):
+        for _ in engine.run(InlineExplodingTask(engine.folder, "post", 3), items_of(images(20))):
+            pass
+    assert no_axrun_threads()
