@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from axrun.errors import ModelError, UsageError
+from axrun.graphs import fed_from_device
 from axrun.modelfolder import ModelFolder, TensorSpec
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
 from axrun.tasks.classify import check_task, label_names, recipe_for
@@ -217,34 +218,45 @@ def match_postamble_inputs(
 
 
 class Postamble:
-    """The float postamble graph, fed from the device outputs (thread-safe)."""
+    """The float postamble graph, fed from the device outputs (thread-safe).
+
+    Its inputs are matched to the device outputs once (:func:`match_postamble_inputs`);
+    depad → dequantize → NCHW is then prepended to the graph itself, so that ONNX
+    Runtime takes the raw padded int8 outputs and does all of it in one call.
+    """
 
     def __init__(self, folder: ModelFolder) -> None:
+        import onnx
         import onnxruntime as ort
 
         path = folder.postamble_path
         assert path is not None
+        try:
+            graph = onnx.load(str(path))
+        except Exception as exc:
+            raise ModelError(f"{path}: cannot read the postamble graph: {exc}") from exc
+        inits = {i.name for i in graph.graph.initializer}
+        inputs = [v for v in graph.graph.input if v.name not in inits]
+        shapes = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                  for v in inputs]
+        self.specs = folder.manifest.outputs
+        self.sources = match_postamble_inputs([v.name for v in inputs], shapes, self.specs)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                fed_from_device(graph, list(self.specs), self.sources).SerializeToString(),
+                options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"{path}: cannot load the postamble graph: {exc}") from exc
-        inputs = self.session.get_inputs()
-        self.names = [i.name for i in inputs]
-        self.specs = folder.manifest.outputs
-        self.sources = match_postamble_inputs(self.names, [i.shape for i in inputs], self.specs)
+        self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         """Whole-batch padded int8 outputs → the postamble's float outputs."""
-        feed = {}
-        for name, src in zip(self.names, self.sources, strict=True):
-            spec = self.specs[src]
-            x = depad(outputs[src], spec.padding).transpose(0, 3, 1, 2)
-            feed[name] = dequantize(x, spec.scale, spec.zero_point)
-        return self.session.run(None, feed)
+        return self.session.run(None, {name: outputs[src]
+                                       for name, src in zip(self.names, self.sources,
+                                                            strict=True)})
 
 
 def detect_format(pred_shape: Sequence[int], classes: int | None) -> str:
