@@ -108,13 +108,13 @@ def device_phase(engine: Engine, seconds: float) -> PhaseResult:
         inputs = [np.full(i.shape, i.zero_point, np.int8) for i in session.input_infos]
         outputs = [np.full(i.shape, i.zero_point, np.int8) for i in session.output_infos]
         try:
-            for _ in range(warmup):
-                session.instances[k].run(inputs, outputs)
-            begun.wait()
-            while (t0 := time.perf_counter()) < deadline:
-                with session.backend.translating("bench: run() failed"):
+            with session.backend.translating("bench: run() failed"):
+                for _ in range(warmup):
                     session.instances[k].run(inputs, outputs)
-                calls[k].append(time.perf_counter() - t0)
+                begun.wait()
+                while (t0 := time.perf_counter()) < deadline:
+                    session.instances[k].run(inputs, outputs)
+                    calls[k].append(time.perf_counter() - t0)
         except BaseException as exc:
             errors.append(exc)
 

@@ -19,7 +19,7 @@ from typing import Any
 from axrun.errors import UsageError
 from axrun.files import atomic_write
 from axrun.modelfolder import ModelFolder
-from axrun.sources import Item
+from axrun.sources import Item, file_identity
 
 Key = tuple[str, int | None]
 
@@ -42,14 +42,6 @@ def model_fingerprint(folder: ModelFolder) -> str:
 def write_params(output: Path, params: dict[str, Any]) -> None:
     """Record a run's parameters beside its output (atomically)."""
     atomic_write(params_path(output), (json.dumps(params, indent=2) + "\n").encode())
-
-
-def _identity(source: str) -> tuple[int | None, float | None]:
-    try:
-        st = Path(source).stat()
-    except OSError:
-        return (None, None)
-    return (st.st_size, round(st.st_mtime, 6))
 
 
 @dataclass
@@ -106,7 +98,7 @@ def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
             raise UsageError(f"--resume: {output} line {number} is not an axrun record; "
                              "cannot resume safely") from None
         if key[0] not in identities:
-            identities[key[0]] = _identity(key[0])
+            identities[key[0]] = file_identity(key[0])
         if identities[key[0]] != recorded_id:
             state.dropped_stale += 1  # the file changed since: run it again
             continue

@@ -134,13 +134,20 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def _stat(path: Path) -> dict[str, float | int | None]:
-    """``size``/``mtime`` fields of an Item, or nothing when the file cannot be stat'ed."""
+def file_identity(path: str | Path) -> tuple[int | None, float | None]:
+    """A file's size and modification time (what ``--resume`` compares); Nones when the
+    file cannot be stat'ed."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
-        return {}
-    return {"size": st.st_size, "mtime": round(st.st_mtime, 6)}
+        return (None, None)
+    return (st.st_size, round(st.st_mtime, 6))
+
+
+def _stat(path: Path) -> dict[str, float | int | None]:
+    """The ``size``/``mtime`` fields of an Item for ``path``."""
+    size, mtime = file_identity(path)
+    return {"size": size, "mtime": mtime}
 
 
 def _walk(folder: Path) -> Iterator[Path | Item]:

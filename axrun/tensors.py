@@ -35,7 +35,3 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """int8 → float32: ``(q - zero_point) * scale``."""
     return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
-
-def nhwc_to_nchw(x: np.ndarray) -> np.ndarray:
-    """A transposed view of a 4-D NHWC tensor."""
-    return x.transpose(0, 3, 1, 2)

@@ -64,8 +64,12 @@ def _float_detections(sess: ort.InferenceSession, image: np.ndarray, task: Detec
     pred = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]
     boxes, scores = decode_yolox(pred, task.input_hw, task.strides)
     found = select(boxes, scores, task.options)
-    _, geometry = None, task.preprocessor(image, task.preprocessor.new_buffer()[0])
+    geometry = task.preprocessor(image, task.preprocessor.new_buffer()[0])
     return Detections(geometry.to_original(found.xyxy), found.confidence, found.class_id)
+
+
+def _class_names(labels: tuple[str, ...], found: Detections) -> str:
+    return ", ".join(sorted({labels[c] for c in found.class_id})) or "-"
 
 
 def detection_rows(float_model: Path, folder: Path, samples: Path) -> tuple[list[str], bool]:
@@ -96,9 +100,9 @@ def detection_rows(float_model: Path, folder: Path, samples: Path) -> tuple[list
                 passed = best >= 0.5
                 ok &= passed
                 verdict = f"{must} IoU {best:.2f} {'pass' if passed else 'FAIL'}"
-            names = lambda d: ", ".join(sorted({task.labels[c] for c in d.class_id})) or "-"  # noqa: E731
             rows.append(
-                f"| {path.stem} | {len(ref)}: {names(ref)} | {len(got)}: {names(got)} | "
+                f"| {path.stem} | {len(ref)}: {_class_names(task.labels, ref)} | "
+                f"{len(got)}: {_class_names(task.labels, got)} | "
                 f"{np.mean(ious) if ious else float('nan'):.2f} | {same}/{len(ref)} | {verdict} |"
             )
     return rows, ok

@@ -114,12 +114,16 @@ class CommonArgs:
     double_buffer: bool
     decode_threads: int | None
 
+    @property
+    def jsonl_file(self) -> bool:
+        """Whether the output is a JSON-lines file (which can be resumed)."""
+        return self.output not in (None, "-") and output_format(self.output) == "jsonl"
+
     def validate(self) -> None:
         """Check the options that need no model or device (before either is opened)."""
         self.source_options()
         RunPolicy(self.max_errors, self.fail_fast)
-        jsonl = self.output not in (None, "-") and output_format(self.output) == "jsonl"
-        if self.resume and not jsonl:
+        if self.resume and not self.jsonl_file:
             raise UsageError("--resume needs a JSON-lines output: -o results.jsonl")
         self.engine_config()
 
@@ -272,8 +276,7 @@ def run_params(command: str, folder: ModelFolder, args: CommonArgs,
 def resume_state(args: CommonArgs, params: dict[str, Any], console: Console) -> \
         ResumeState | None:
     """Check/repair the output for ``--resume``; record the parameters of a new run."""
-    jsonl = args.output not in (None, "-") and output_format(args.output) == "jsonl"
-    if not jsonl:
+    if not args.jsonl_file:
         return None
     assert args.output is not None
     if not args.resume:

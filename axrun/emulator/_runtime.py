@@ -136,6 +136,13 @@ def _device_name(index: int) -> str:
     return f"metis-0:{index + 1}:0"
 
 
+def _busy(device: int) -> tuple[list[int], list[str]]:
+    """The cores of a device held by someone, and who holds them."""
+    busy = [c for c in range(reservations.CORES_PER_DEVICE)
+            if not reservations.is_free(device, c)]
+    return busy, sorted({reservations.holder(device, c) for c in busy})
+
+
 class Object:
     """Base of every runtime object: owned by a Context, released with its parent."""
 
@@ -190,9 +197,7 @@ class Context(Object):
         self._check()
         out = []
         for d in range(self.settings.devices):
-            busy = [c for c in range(reservations.CORES_PER_DEVICE)
-                    if not reservations.is_free(d, c)]
-            holders = sorted({reservations.holder(d, c) for c in busy})
+            busy, holders = _busy(d)
             out.append(
                 DeviceInfo(
                     name=_device_name(d),
@@ -238,8 +243,8 @@ class Context(Object):
             if held is not None:
                 return Connection(self, d, held)
         d = candidates[0]
-        busy = [c for c in range(reservations.CORES_PER_DEVICE) if not reservations.is_free(d, c)]
-        holders = sorted({reservations.holder(d, c) for c in busy}) or ["unknown process"]
+        busy, holders = _busy(d)
+        holders = holders or ["unknown process"]
         where = "any device" if index is None else _device_name(d)
         raise ex.DeviceInUse(
             f"{num_sub_devices} core(s) requested but not free on {where}; "

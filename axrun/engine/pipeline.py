@@ -41,6 +41,7 @@ from axrun.engine.plan import DeviceSession, EngineConfig
 from axrun.engine.schedule import DOUBLE_BUFFER_LAG, LagTracker, batches, instance_for
 from axrun.engine.stats import StageTimes
 from axrun.errors import AxrunError, InputError, PipelineError
+from axrun.runtime import translate
 from axrun.sources import Item
 
 POLL_S = 0.05
@@ -151,6 +152,7 @@ class Pipeline:
         self._pool: ThreadPoolExecutor | None = None
         self._used = False
         self._parallel_post = bool(getattr(task, "parallel_postprocess", True))
+        self._device_errors = session.backend.errors
 
     @property
     def max_in_flight(self) -> int:
@@ -258,10 +260,12 @@ class Pipeline:
 
     def _run(self, instance: Any, inputs: list[np.ndarray], outputs: list[np.ndarray],
              job: _Job | None) -> None:
-        where = f"frame {job.items[0].source}" if job else "a filler frame"
         t0 = time.perf_counter()
-        with self.session.backend.translating(f"run() failed on {where}"):
+        try:
             instance.run(inputs, outputs)
+        except self._device_errors as exc:
+            where = f"frame {job.items[0].source}" if job else "a filler frame"
+            raise translate(exc, f"run() failed on {where}") from exc
         self.stats.add("device", time.perf_counter() - t0, calls=1)
 
     def _postprocess(self, job: _Job) -> list[Any]:

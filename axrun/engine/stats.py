@@ -33,14 +33,3 @@ class StageTimes:
         """Each stage's fraction of the summed stage time."""
         total = sum(self.seconds.values())
         return {k: (v / total if total else 0.0) for k, v in self.seconds.items()}
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "frames": self.frames,
-            "failed": self.failed,
-            "device_calls": self.device_calls,
-            "wall_s": round(self.wall_s, 6),
-            "fps": round(self.frames / self.wall_s, 3) if self.wall_s else None,
-            "stage_s": {k: round(v, 6) for k, v in self.seconds.items()},
-            "stage_share": {k: round(v, 4) for k, v in self.shares().items()},
-        }
