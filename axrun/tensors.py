@@ -26,9 +26,14 @@ def pad(q: np.ndarray, padding: Padding, zero_point: int) -> np.ndarray:
     return np.pad(q, list(padding), mode="constant", constant_values=zero_point)
 
 
+def interior(shape: tuple[int, ...], padding: Padding) -> tuple[slice, ...]:
+    """The index of the unpadded part of a padded tensor of ``shape``."""
+    return tuple(slice(lo, shape[i] - hi) for i, (lo, hi) in enumerate(padding))
+
+
 def depad(q: np.ndarray, padding: Padding) -> np.ndarray:
     """Remove padding; returns a view (no copy)."""
-    return q[tuple(slice(lo, q.shape[i] - hi) for i, (lo, hi) in enumerate(padding))]
+    return q[interior(q.shape, padding)]
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -454,17 +454,23 @@ def _check_buffers(
     if len(arrays) != len(infos):
         raise ex.InvalidArgument(f"expected {len(infos)} {kind} buffer(s), got {len(arrays)}")
     for i, (arr, info) in enumerate(zip(arrays, infos, strict=True)):
-        label = f"{kind} {i} ({info.name!r})"
-        if not isinstance(arr, np.ndarray):
-            raise ex.InvalidArgument(f"{label}: expected a numpy array, got {type(arr).__name__}")
-        if arr.dtype != np.int8:
-            raise ex.InvalidArgument(f"{label}: dtype {arr.dtype} is not int8")
-        if tuple(arr.shape) != tuple(info.shape):
-            raise ex.InvalidArgument(f"{label}: shape {arr.shape} is not the padded {info.shape}")
-        if not arr.flags.c_contiguous:
-            raise ex.InvalidArgument(f"{label}: buffer is not C-contiguous")
-        if writable and not arr.flags.writeable:
-            raise ex.InvalidArgument(f"{label}: buffer is read-only")
+        if problem := _buffer_problem(arr, info, writable):
+            raise ex.InvalidArgument(f"{kind} {i} ({info.name!r}): {problem}")
+
+
+def _buffer_problem(arr: Any, info: TensorInfo, writable: bool) -> str | None:
+    if not isinstance(arr, np.ndarray):
+        return f"expected a numpy array, got {type(arr).__name__}"
+    if arr.dtype != np.int8:
+        return f"dtype {arr.dtype} is not int8"
+    if arr.shape != info.shape:
+        return f"shape {arr.shape} is not the padded {info.shape}"
+    flags = arr.flags
+    if not flags.c_contiguous:
+        return "buffer is not C-contiguous"
+    if writable and not flags.writeable:
+        return "buffer is read-only"
+    return None
 
 
 def _open_session(path: Path, threads: int) -> Any:

@@ -31,6 +31,8 @@ def test_ties_go_to_the_lower_class_id(tiny) -> None:
                       recipe=PreprocessRecipe())
     q = np.array([0, 5, 5, 1, 5, 0, 0, 0, 0, 0], np.int8)
     assert list(task.classify(q).class_ids) == [1, 2, 4]
+    extremes = np.array([-128, 127, -128, 126, 127, -127, 0, 0, 0, 0], np.int8)
+    assert list(task.classify(extremes).class_ids) == [1, 4, 3]
 
 
 def test_probabilities_are_dequantized_not_softmaxed(tiny) -> None:
