@@ -1,8 +1,9 @@
 """Inputs: what to run on, as a lazy stream of :class:`Item` (one per image or frame).
 
-Image files are decoded later, in the engine's decode pool (:meth:`Item.load`);
-video frames are decoded here, in order, as the stream is consumed. An input that
-cannot be read becomes an item carrying its error, so it still gets a record.
+Image files are decoded later, in the engine's decode threads (:meth:`Item.load`);
+video frames are decoded here, in order, by a thread of their own that keeps
+:data:`VIDEO_READ_AHEAD` frames ready. An input that cannot be read becomes an item
+carrying its error, so it still gets a record.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import errno
 import glob
 import itertools
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import cv2
 import numpy as np
@@ -27,6 +30,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".w
                             ".exr", ".hdr", ".pic", ".avif"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
                             ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv", ".gif"})
+VIDEO_READ_AHEAD = 4  # decoded frames waiting per video: bounds memory, smooths decoding
+_POLL_S = 0.05
+T = TypeVar("T")
+
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*",
                 b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ")
 
@@ -201,8 +208,53 @@ def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> I
                                                  "not_found"))
 
 
+def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
+    """``items``, produced by a thread of their own at most ``depth`` ahead of the
+    consumer. An exception in ``items`` reaches the consumer; closing this generator
+    (or dropping it) stops the thread after the item it is producing."""
+    ready: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    free = threading.Semaphore(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not free.acquire(timeout=_POLL_S):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                ready.put((True, item))
+            ready.put((False, None))
+        except BaseException as exc:
+            ready.put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=produce, name=name, daemon=True).start()
+    try:
+        while True:
+            ok, value = ready.get()
+            if not ok:
+                if value is not None:
+                    raise value
+                return
+            free.release()
+            yield value
+    finally:
+        stop.set()
+
+
 def video_frames(path: Path, stride: int = 1, rel: str | None = None) -> Iterator[Item]:
-    """Every ``stride``-th frame of a video, decoded in order; failures become items."""
+    """Every ``stride``-th frame of a video, decoded in order (:func:`read_ahead`);
+    failures become items."""
+    yield from read_ahead(_decode_video(path, stride, rel), VIDEO_READ_AHEAD,
+                          f"axrun-video-{path.name}")
+
+
+def _decode_video(path: Path, stride: int, rel: str | None) -> Iterator[Item]:
     if not path.exists():
         yield Item(str(path), error=InputError(f"{path}: no such file", "not_found"))
         return

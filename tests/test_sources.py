@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from axrun.errors import InputError
-from axrun.sources import SourceOptions, decode_image, expand
+from axrun.sources import SourceOptions, decode_image, expand, read_ahead
 
 
 def write_image(path: Path, color=(0, 0, 255), size=(20, 30)) -> Path:
@@ -101,6 +103,60 @@ def test_video_frames_stride_and_limit(tmp_path: Path) -> None:
     assert items[3].time_s == pytest.approx(0.3) and items[3].image.shape == (48, 64, 3)
     assert [i.frame for i in expand([str(video)], SourceOptions(vid_stride=4))] == [0, 4, 8]
     assert len(list(expand([str(video), str(video)], SourceOptions(limit=11)))) == 11
+
+
+def reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "axrun-test-reader"]
+
+
+def wait_for(condition, timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_read_ahead_keeps_order_and_stays_bounded() -> None:
+    produced = []
+
+    def numbers():
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    stream = read_ahead(numbers(), 3, "axrun-test-reader")
+    assert [next(stream) for _ in range(5)] == [0, 1, 2, 3, 4]
+    time.sleep(0.1)
+    assert len(produced) <= 5 + 3 + 1  # consumed + waiting + the one being produced
+    assert list(stream) == list(range(5, 100))
+    assert wait_for(lambda: not reader_threads())
+
+
+def test_read_ahead_passes_errors_on_and_stops_when_dropped() -> None:
+    def failing():
+        yield 1
+        raise ValueError("cannot decode")
+
+    stream = read_ahead(failing(), 2, "axrun-test-reader")
+    assert next(stream) == 1
+    with pytest.raises(ValueError, match="cannot decode"):
+        next(stream)
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()  # the source is closed, in the reader's own thread
+
+    stream = read_ahead(endless(), 2, "axrun-test-reader")
+    assert next(stream) == 0
+    del stream  # the consumer walks away
+    assert closed.wait(2.0) and wait_for(lambda: not reader_threads())
 
 
 def test_broken_video_is_one_error_item(tmp_path: Path) -> None:
