@@ -1,27 +1,32 @@
-"""The pipeline: decode pool → one worker thread per instance → results in input order.
+"""The pipeline: host threads → one worker thread per instance → results in input order.
 
 Threads and what they own:
 
-- the **dispatcher** reads the input stream, packs batches, takes a free *input set*
-  (one padded buffer per model input, whole batch) and submits each frame's
-  decode + preprocess to the pool, which writes straight into that set's slot. The
-  job then goes to instance ``j % n`` (round-robin).
-- the **decode pool** (bounded by the number of input sets) decodes and preprocesses.
-- **worker k** waits for its job's frames and calls ``run()`` with a free *output
-  set*; when the output it gets back holds a job's result (two calls later with double
-  buffering), that output set goes with that job, and the job's postprocessing is
-  submitted to the pool. Workers run little Python, so they hardly compete for the
-  GIL with decoding.
-- the **caller's thread** collects jobs round-robin, which restores input order, waits
-  for each job's postprocessing, and returns its input and output sets to the free
-  pools. An input set stays with its job until the device has returned that job's
-  result, an output set until its results are postprocessed: no buffer is written
-  while ``run()`` may still read it, or read while ``run()`` may write it.
+- the **host threads** (``EngineConfig.threads``, default one per CPU) do all the
+  host work, whichever comes first: for each free *input set* (one padded buffer per
+  model input, whole batch) they read the next batch from the input stream (one
+  thread at a time, so jobs are numbered in input order), decode and preprocess its
+  frames straight into the set (OpenCV releases the GIL) and hand the job to
+  instance ``j % n``; for each job whose outputs came back they run the task's
+  postprocessing.
+- **worker k** runs its jobs in job order and calls ``run()`` with a free *output
+  set*; when the output it gets back holds a job's result (two calls later with
+  double buffering), it postprocesses it on the spot if the task says that is cheap,
+  else hands it to the host threads.
+- the **caller's thread** yields results in input order and returns each job's input
+  set to the host threads. An input set stays with its job until the device has
+  returned that job's result, an output set until its results are postprocessed: no
+  buffer is written while ``run()`` may still read it, or read while ``run()`` may
+  write it.
 
-Every blocking put/get waits at most :data:`POLL_S` before checking the shared stop
-event. The first failure sets it; everything joins; the caller gets the error with
-the frame it concerned. At most ``n * (lag + 1 + queue_depth) + 1`` jobs are in
-flight, so memory does not grow with the input length.
+There are as many busy threads as CPUs plus the workers, which mostly wait for the
+device; a frame passes three or four hand-offs, each a C ``SimpleQueue`` (every
+hand-off costs a thread switch and GIL traffic). Every blocking wait lasts at most
+:data:`POLL_S` before checking the shared stop event. The first failure sets it;
+outputs already back are still postprocessed (:data:`SETTLE_S`); everything joins;
+the caller gets the error with the frame it concerned. At most
+:attr:`Pipeline.max_in_flight` jobs hold buffers, so memory does not grow with the
+input length.
 """
 
 from __future__ import annotations
@@ -30,8 +35,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,7 +66,8 @@ class Task(Protocol):
         ...
 
     # Optional: ``parallel_postprocess = False`` for postprocessing so cheap that it runs
-    # best in the caller's thread (no pool hand-off); by default it runs in the pool.
+    # best in the worker thread right after run() (no hand-off); by default the host
+    # threads run it.
 
 
 @dataclass
@@ -82,20 +86,16 @@ class _Job:
     index: int
     items: list[Item]
     inputs: list[np.ndarray] | None  # None once returned to the free pool
-    futures: list[Future[Any]]
     metas: list[Any] = field(default_factory=list)
     errors: list[InputError | None] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
     images: list[np.ndarray | None] = field(default_factory=list)
-    outputs: list[np.ndarray] | None = None
-    post: Future[list[Any]] | None = None
+    outputs: list[np.ndarray] | None = None  # set while a host thread postprocesses it
 
 
 class _Stopped(Exception):
     """Internal: the stop event was set while waiting."""
 
-
-_END = object()
 
 
 class Pipeline:
@@ -125,39 +125,43 @@ class Pipeline:
         self._workers = len(session.instances)
         self._lag = DOUBLE_BUFFER_LAG if session.plan.double_buffer else 0
         self._batch = session.plan.batch
+        self._inline_post = not getattr(task, "parallel_postprocess", True)
+        self._device_errors = session.backend.errors
         self._stop = threading.Event()
         self._graceful = threading.Event()
         self._graceful_at = 0.0
         self._failure: BaseException | None = None
+        self._failed_at = 0.0
         self._failure_lock = threading.Lock()
+        self._host_threads: list[threading.Thread] = []
         self._threads: list[threading.Thread] = []
-        self._inq: list[queue.Queue[Any]] = [
-            queue.Queue(maxsize=config.queue_depth) for _ in range(self._workers)
-        ]
-        # Unbounded hand-offs use the C SimpleQueue: less GIL time per frame. They are
-        # bounded all the same, by the fixed number of buffer sets.
-        self._outq: list[queue.SimpleQueue[Any]] = [
+        # Hand-offs are C SimpleQueues (less GIL time per frame than queue.Queue), bounded
+        # all the same by the fixed number of buffer sets. Jobs may arrive out of order;
+        # each reader restores the order; an int is the end: the number of jobs.
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()  # for the host threads
+        self._inq: list[queue.SimpleQueue[Any]] = [
             queue.SimpleQueue() for _ in range(self._workers)]
-        self._free: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
-        for _ in range(self.max_in_flight):
-            self._free.put([
-                np.full(i.shape, i.zero_point, np.int8) for i in session.input_infos
-            ])
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # for the caller
+        for _ in range(self.max_in_flight):  # a free input set is work: "read into me"
+            self._work.put([np.full(i.shape, i.zero_point, np.int8)
+                            for i in session.input_infos])
         # One per job in flight, plus the one each worker's current run() writes into.
         self._free_out: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         for _ in range(self.max_in_flight + self._workers):
-            self._free_out.put([
-                np.full(i.shape, i.zero_point, np.int8) for i in session.output_infos
-            ])
-        self._pool: ThreadPoolExecutor | None = None
+            self._free_out.put([np.full(i.shape, i.zero_point, np.int8)
+                                for i in session.output_infos])
+        self._batches: Iterator[list[Item]] = iter(())
+        self._reading = threading.Lock()  # held while reading the next batch
+        self._read = 0  # batches read so far
+        self._exhausted = False
         self._used = False
-        self._parallel_post = bool(getattr(task, "parallel_postprocess", True))
-        self._device_errors = session.backend.errors
 
     @property
     def max_in_flight(self) -> int:
-        """Jobs (batches) that can be between the input stream and the caller at once."""
-        return self._workers * (self._lag + 1 + self.config.queue_depth) + 1
+        """Jobs (batches) that can be between the input stream and the caller at once:
+        per instance, those in the device, one being collected and ``queue_depth``
+        decoded ahead; plus one for each host thread."""
+        return self._workers * (self._lag + 1 + self.config.queue_depth) + self.config.threads
 
     def request_stop(self) -> None:
         """Stop taking new input; frames in flight complete and are returned, unless
@@ -172,9 +176,10 @@ class Pipeline:
         with self._failure_lock:
             if self._failure is None:
                 self._failure = exc
+                self._failed_at = time.perf_counter()
         self._stop.set()
 
-    def _get(self, q: queue.Queue[Any] | queue.SimpleQueue[Any]) -> Any:
+    def _get(self, q: queue.SimpleQueue[Any]) -> Any:
         while True:
             if self._stop.is_set():
                 raise _Stopped
@@ -183,80 +188,132 @@ class Pipeline:
             except queue.Empty:
                 continue
 
-    def _put(self, q: queue.Queue[Any], value: Any) -> None:
-        while True:
-            if self._stop.is_set():
-                raise _Stopped
-            try:
-                q.put(value, timeout=POLL_S)
-                return
-            except queue.Full:
-                continue
+    # -- host threads: read + decode + preprocess, and postprocess ------------------------
 
-    # -- stages ---------------------------------------------------------------------------
-
-    def _prepare(self, item: Item, inputs: list[np.ndarray], slot: int) -> Any:
-        """Pool task: decode + preprocess one frame into its slot. InputError is returned."""
-        if self._stop.is_set():
-            return InputError("stopped", "stopped")
-        t0 = time.perf_counter()
+    def _host(self) -> None:
+        """A host thread: postprocesses jobs whose outputs came back, and reads a new
+        batch into each input set that becomes free, in the order they come."""
         try:
-            image = item.load()
-            t1 = time.perf_counter()
-            self.stats.add("decode", t1 - t0 + item.decode_s)
-            meta = self.task.preprocess(image, [buf[slot] for buf in inputs])
-        except InputError as exc:
-            return exc
-        self.stats.add("preprocess", time.perf_counter() - t1)
-        return meta, (image if self.keep_images else None)
-
-    def _items(self, items: Iterable[Item]) -> Iterator[Item]:
-        for item in items:
-            if self._graceful.is_set() or self._stop.is_set():
-                return
-            yield item
-
-    def _dispatch(self, items: Iterable[Item]) -> None:
-        assert self._pool is not None
-        try:
-            for index, chunk in enumerate(batches(self._items(items), self._batch)):
-                inputs = self._get(self._free)
-                futures = [self._pool.submit(self._prepare, item, inputs, slot)
-                           for slot, item in enumerate(chunk)]
-                job = _Job(index, chunk, inputs, futures)
-                self._put(self._inq[instance_for(index, self._workers)], job)
-            for q in self._inq:
-                self._put(q, _END)
+            while (work := self._get(self._work)) is not None:
+                if isinstance(work, _Job):
+                    self._finish(work)
+                else:
+                    self._read_into(work)
         except _Stopped:
-            pass
+            self._settle()
         except BaseException as exc:
             self._fail(exc if isinstance(exc, AxrunError) else PipelineError(
                 f"reading inputs failed: {exc!r}"))
 
-    def _await_frames(self, job: _Job) -> None:
-        for item, fut in zip(job.items, job.futures, strict=True):
-            while True:
-                if self._stop.is_set():
-                    raise _Stopped
-                try:
-                    value = fut.result(timeout=POLL_S)
-                    break
-                except FutureTimeout:
-                    continue
-                except AxrunError:
-                    raise
-                except Exception as exc:
-                    raise PipelineError(
-                        f"{item.source}: preprocessing failed: {exc!r}", item.source
-                    ) from exc
-            if isinstance(value, InputError):
+    def _read_into(self, inputs: list[np.ndarray]) -> None:
+        """Read the next batch (one thread at a time: jobs are numbered in input order),
+        decode and preprocess it into ``inputs``, hand it to its instance. At the end
+        of the input, tell the workers and the caller how many jobs there were."""
+        while not self._reading.acquire(timeout=POLL_S):
+            if self._stop.is_set():
+                raise _Stopped
+        try:
+            if self._exhausted:
+                return  # this input set is not needed any more
+            chunk = None if self._graceful.is_set() else next(self._batches, None)
+            if chunk is None:
+                self._exhausted = True
+                for q in (*self._inq, self._done):
+                    q.put(self._read)
+                return
+            job = _Job(self._read, chunk, inputs)
+            self._read += 1
+        finally:
+            self._reading.release()
+        self._prepare(job)
+        self._inq[instance_for(job.index, self._workers)].put(job)
+
+    def _prepare(self, job: _Job) -> None:
+        """Decode + preprocess each frame of a job into its slot of the job's input set.
+        A bad frame gets an InputError; anything else stops the run, naming the frame."""
+        assert job.inputs is not None
+        decode_s = preprocess_s = 0.0
+        for slot, item in enumerate(job.items):
+            t0 = time.perf_counter()
+            try:
+                image = item.load()
+                t1 = time.perf_counter()
+                decode_s += t1 - t0 + item.decode_s
+                meta = self.task.preprocess(image, [buf[slot] for buf in job.inputs])
+                preprocess_s += time.perf_counter() - t1
+            except InputError as exc:
                 job.metas.append(None)
-                job.errors.append(value)
+                job.errors.append(exc)
                 job.images.append(None)
+                continue
+            except AxrunError:
+                raise
+            except Exception as exc:
+                raise PipelineError(
+                    f"{item.source}: preprocessing failed: {exc!r}", item.source) from exc
+            job.metas.append(meta)
+            job.errors.append(None)
+            job.images.append(image if self.keep_images else None)
+        self.stats.add("decode", decode_s)
+        self.stats.add("preprocess", preprocess_s)
+
+    def _finish(self, job: _Job) -> None:
+        """Postprocess a job whose outputs came back, free its output set, deliver it."""
+        assert job.outputs is not None
+        outputs, job.outputs = job.outputs, None
+        job.results = self._postprocess(job, outputs)
+        self._free_out.put(outputs)
+        self._done.put(job)
+
+    def _postprocess(self, job: _Job, outputs: list[np.ndarray]) -> list[Any]:
+        """The task's results for a job whose outputs came back; a failure names the frame."""
+        t0 = time.perf_counter()
+        metas = job.metas + [None] * (self._batch - len(job.metas))  # None: no frame
+        try:
+            results = self.task.postprocess(outputs, metas)
+        except AxrunError:
+            raise
+        except Exception as exc:
+            source = job.items[0].source
+            raise PipelineError(f"{source}: postprocessing failed: {exc!r}", source) from exc
+        self.stats.add("postprocess", time.perf_counter() - t0)
+        return list(results[: len(job.items)])
+
+    def _settle(self) -> None:
+        """After a stop, postprocess the outputs already back (within :data:`SETTLE_S`):
+        no result the device completed is lost to a failure elsewhere."""
+        deadline = time.perf_counter() + SETTLE_S
+        while time.perf_counter() < deadline:
+            try:
+                work = self._work.get(timeout=POLL_S)
+            except queue.Empty:
+                if not any(t.is_alive() for t in self._threads[: self._workers]):
+                    return  # no worker is left to hand over outputs
+                continue
+            if work is None:
+                return
+            if isinstance(work, _Job):
+                try:
+                    self._finish(work)
+                except BaseException:
+                    return
+
+    # -- workers: one per instance, the only threads that call run() ----------------------
+
+    def _jobs_for(self, k: int) -> Iterator[_Job]:
+        """Worker ``k``'s jobs (k, k + n, k + 2n, ...) in order, as decoding finishes them."""
+        ready: dict[int, _Job] = {}
+        expected, total = k, None
+        while total is None or expected < total:
+            if expected in ready:
+                yield ready.pop(expected)
+                expected += self._workers
+                continue
+            got = self._get(self._inq[k])
+            if isinstance(got, int):
+                total = got
             else:
-                job.metas.append(value[0])
-                job.errors.append(None)
-                job.images.append(value[1])
+                ready[got.index] = got
 
     def _run(self, instance: Any, inputs: list[np.ndarray], outputs: list[np.ndarray],
              job: _Job | None) -> None:
@@ -268,31 +325,16 @@ class Pipeline:
             raise translate(exc, f"run() failed on {where}") from exc
         self.stats.add("device", time.perf_counter() - t0, calls=1)
 
-    def _postprocess(self, job: _Job) -> list[Any]:
-        """Pool task: the task's results for a job whose outputs came back."""
-        assert job.outputs is not None
-        t0 = time.perf_counter()
-        metas = [m if e is None else None for m, e in zip(job.metas, job.errors, strict=True)]
-        metas += [None] * (self._batch - len(metas))
-        results = self.task.postprocess(job.outputs, metas)
-        self.stats.add("postprocess", time.perf_counter() - t0)
-        return list(results[: len(job.items)])
-
     def _worker(self, k: int) -> None:
         instance = self.session.instances[k]
         filler = [np.full(i.shape, i.zero_point, np.int8) for i in self.session.input_infos]
         tracker: LagTracker[_Job] = LagTracker(self._lag)
-        inq, outq = self._inq[k], self._outq[k]
-        assert self._pool is not None
-        pool = self._pool
+        done_q, work_q = self._done, self._work
 
-        def skip(job: _Job) -> None:
-            # No frame of this job goes to the device: its input set is free at once
-            # (held behind a job still in the device, it could starve the dispatcher).
-            assert job.inputs is not None
-            self._free.put(job.inputs)
-            job.inputs = None
-            tracker.skip(job)
+        def release_skipped() -> None:
+            for skipped in tracker.ready_skipped():
+                skipped.results = [None] * len(skipped.items)
+                done_q.put(skipped)
 
         def run_and_emit(inputs: list[np.ndarray], job: _Job | None) -> None:
             outputs = self._get(self._free_out)
@@ -300,31 +342,33 @@ class Pipeline:
             done = tracker.ran()
             if done is None:
                 self._free_out.put(outputs)  # nothing useful came back (double buffering)
+            elif self._inline_post:
+                # Cheap postprocessing runs right here, while the device works on the
+                # next frames: no hand-off, and the caller's thread stays light.
+                done.results = self._postprocess(done, outputs)
+                self._free_out.put(outputs)
+                done_q.put(done)
             else:
                 done.outputs = outputs
-                if self._parallel_post:
-                    done.post = pool.submit(self._postprocess, done)
-                outq.put(done)
-            for skipped in tracker.ready_skipped():
-                skipped.results = [None] * len(skipped.items)
-                outq.put(skipped)
+                work_q.put(done)  # for a host thread
+            release_skipped()
 
         try:
-            while (job := self._get(inq)) is not _END:
-                self._await_frames(job)
+            for job in self._jobs_for(k):
+                assert job.inputs is not None
                 if all(e is not None for e in job.errors):
-                    skip(job)
-                    for skipped in tracker.ready_skipped():
-                        skipped.results = [None] * len(skipped.items)
-                        outq.put(skipped)
+                    # No frame of it goes to the device: its input set is free at once
+                    # (held behind a job still in the device, it could starve the input).
+                    work_q.put(job.inputs)
+                    job.inputs = None
+                    tracker.skip(job)
+                    release_skipped()
                     continue
                 tracker.submit(job)
-                assert job.inputs is not None
                 run_and_emit(job.inputs, job)
             while tracker.in_flight:
                 tracker.filler()
                 run_and_emit(filler, None)
-            outq.put(_END)
         except _Stopped:
             pass
         except BaseException as exc:
@@ -333,51 +377,39 @@ class Pipeline:
 
     # -- the caller's side ----------------------------------------------------------------
 
-    def _results(self, job: _Job) -> list[Any]:
-        """Wait for a job's postprocessing; its failure stops the run, naming the frame.
-
-        After a failure elsewhere, a job whose output already came back still gets
-        :data:`SETTLE_S` to finish, so that no completed result is lost.
-        """
-        if job.outputs is None:
-            return job.results  # no frame of it reached the device
-        try:
-            if job.post is None:
-                results = self._postprocess(job)  # cheap: right here, in order
-            else:
-                while True:
-                    failure = self._failure
-                    try:
-                        results = job.post.result(timeout=SETTLE_S if failure else POLL_S)
-                        break
-                    except FutureTimeout:
-                        if failure is not None:
-                            raise failure from None
-        except AxrunError as exc:
-            self._fail(exc)
-            raise
-        except Exception as exc:
-            source = job.items[0].source
-            error = PipelineError(f"{source}: postprocessing failed: {exc!r}", source)
-            self._fail(error)
-            raise error from exc
-        self._free_out.put(job.outputs)
-        return results
-
-    def _collect(self, q: queue.SimpleQueue[Any]) -> Any:
+    def _collect(self) -> Any:
+        """The next finished job (any order) or the job count; after a failure, what
+        finishes within :data:`SETTLE_S`, then the failure."""
         while True:
-            if self._failure is not None:
-                # Results completed before the failure still reach the caller, in order.
+            failure = self._failure
+            if failure is not None:
                 try:
-                    return q.get_nowait()
+                    return self._done.get(timeout=POLL_S)
                 except queue.Empty:
-                    raise self._failure from None
+                    if (time.perf_counter() - self._failed_at < SETTLE_S
+                            and any(t.is_alive() for t in self._threads)):
+                        continue
+                    raise failure from None
             if self._graceful.is_set() and time.perf_counter() - self._graceful_at > GRACE_S:
-                return _END  # stopping: what is still in flight is abandoned
+                return -1  # stopping: what is still in flight is abandoned
             try:
-                return q.get(timeout=POLL_S)
+                return self._done.get(timeout=POLL_S)
             except queue.Empty:
                 continue
+
+    def _jobs_in_order(self) -> Iterator[_Job]:
+        ready: dict[int, _Job] = {}
+        expected, total = 0, None
+        while total is None or expected < total:
+            if expected in ready:
+                yield ready.pop(expected)
+                expected += 1
+                continue
+            got = self._collect()
+            if isinstance(got, int):
+                total = got if got >= 0 else expected
+            else:
+                ready[got.index] = got
 
     def run(self, items: Iterable[Item]) -> Iterator[FrameResult]:
         """Yield one :class:`FrameResult` per item, in input order.
@@ -390,42 +422,37 @@ class Pipeline:
             raise RuntimeError("a Pipeline runs once; make a new one")
         self._used = True
         start = time.perf_counter()
-        self._pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="axrun-decode")
-        self._threads = [threading.Thread(target=self._dispatch, args=(items,),
-                                          name="axrun-dispatch", daemon=True)]
-        self._threads += [threading.Thread(target=self._worker, args=(k,),
-                                           name=f"axrun-worker-{k}", daemon=True)
-                          for k in range(self._workers)]
+        self._batches = batches(items, self._batch)
+        self._threads = [threading.Thread(target=self._worker, args=(k,),
+                                          name=f"axrun-worker-{k}", daemon=True)
+                         for k in range(self._workers)]
+        self._threads += [threading.Thread(target=self._host, name=f"axrun-host-{i}",
+                                           daemon=True) for i in range(self.config.threads)]
         for t in self._threads:
             t.start()
         try:
-            index = 0
-            while (job := self._collect(self._outq[instance_for(index, self._workers)])) \
-                    is not _END:
-                results = self._results(job)
+            for job in self._jobs_in_order():
                 if job.inputs is not None:
-                    self._free.put(job.inputs)
-                for i, item in enumerate(job.items):
-                    error = job.errors[i] if i < len(job.errors) else None
-                    res = FrameResult(item, results[i] if not error else None, error,
-                                      job.metas[i] if i < len(job.metas) else None,
-                                      job.images[i] if i < len(job.images) else None)
+                    self._work.put(job.inputs)  # free: read the next batch into it
+                for item, result, error, meta, image in zip(
+                        job.items, job.results, job.errors, job.metas, job.images,
+                        strict=True):
+                    res = FrameResult(item, None if error else result, error, meta, image)
                     self.stats.frames += 1
                     self.stats.failed += error is not None
                     if self._on_result:
                         self._on_result(res)
                     yield res
-                index += 1
         finally:
             self._shutdown()
             self.stats.wall_s += time.perf_counter() - start
 
     def _shutdown(self) -> None:
+        for _ in range(self.config.threads):
+            self._work.put(None)  # idle host threads end at once
         self._stop.set()
         # Abandoning a stop: threads blocked in run() are daemons, do not wait them out.
         budget = 0.3 if self._graceful.is_set() and self._failure is None else JOIN_S
         deadline = time.perf_counter() + budget
         for t in self._threads:
             t.join(max(0.0, deadline - time.perf_counter()))
-        if self._pool is not None:
-            self._pool.shutdown(wait=budget == JOIN_S, cancel_futures=True)
