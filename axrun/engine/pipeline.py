@@ -268,7 +268,9 @@ class Pipeline:
     def _postprocess(self, job: _Job, outputs: list[np.ndarray]) -> list[Any]:
         """The task's results for a job whose outputs came back; a failure names the frame."""
         t0 = time.perf_counter()
-        metas = job.metas + [None] * (self._batch - len(job.metas))  # None: no frame
+        metas = job.metas
+        if len(metas) < self._batch:  # a partial last batch: None, no frame there
+            metas = metas + [None] * (self._batch - len(metas))
         try:
             results = self.task.postprocess(outputs, metas)
         except AxrunError:
@@ -277,7 +279,7 @@ class Pipeline:
             source = job.items[0].source
             raise PipelineError(f"{source}: postprocessing failed: {exc!r}", source) from exc
         self.stats.add("postprocess", time.perf_counter() - t0)
-        return list(results[: len(job.items)])
+        return results if len(results) == len(job.items) else list(results[: len(job.items)])
 
     def _settle(self) -> None:
         """After a stop, postprocess the outputs already back (within :data:`SETTLE_S`):
@@ -356,7 +358,7 @@ class Pipeline:
         try:
             for job in self._jobs_for(k):
                 assert job.inputs is not None
-                if all(e is not None for e in job.errors):
+                if None not in job.errors:
                     # No frame of it goes to the device: its input set is free at once
                     # (held behind a job still in the device, it could starve the input).
                     work_q.put(job.inputs)
