@@ -24,8 +24,9 @@ class EngineConfig:
     """How to use the device and the host.
 
     ``aipu_cores``: cores to use per device (``cores // batch`` instances each).
-    ``devices``: indices or names; ``None`` for all. ``decode_threads``: decode +
-    preprocess pool size (``None``: the number of CPUs). ``queue_depth``: jobs queued
+    ``devices``: indices or names; ``None`` for all. ``decode_threads``: host
+    threads, which decode + preprocess and run costly postprocessing (``None``: the
+    number of CPUs). ``queue_depth``: jobs queued
     per instance beyond those on the device.
     """
 

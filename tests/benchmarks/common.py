@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +45,57 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def threaded_rate(count: int, work: Callable[[int, int], object], threads: int) -> float:
+    """Items/s of ``work(i, thread)`` for i in ``range(count)`` on ``threads`` plain
+    threads sharing one counter: the least bookkeeping a threaded host stage can have."""
+    counter = iter(range(count))
+    lock = threading.Lock()
+
+    def loop(thread: int) -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            work(i, thread)
+
+    pool = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return count / (time.perf_counter() - t0)
+
+
+def paired_rounds(rounds: int, host: Callable[[], float],
+                  runs: dict[str, Callable[[], float]]) -> list[dict[str, float]]:
+    """Per round: ``host`` (the mean of a ceiling measured before and after the runs)
+    and each run's rate, the runs in alternating order.
+
+    On a shared VM whose speed drifts by ±20 %, ratios between measurements of the same
+    round keep the drift out; take their median (:func:`median_ratio`) so that one
+    disturbed round does not decide the result.
+    """
+    out = []
+    for r in range(rounds):
+        before = host()
+        order = list(runs) if r % 2 == 0 else list(reversed(runs))
+        got = {name: runs[name]() for name in order}
+        got["host"] = (before + host()) / 2
+        out.append(got)
+    return out
+
+
+def median_of(rounds: list[dict[str, float]], name: str) -> float:
+    return statistics.median(r[name] for r in rounds)
+
+
+def median_ratio(rounds: list[dict[str, float]], a: str, b: str) -> float:
+    """The median over rounds of ``a ÷ b`` measured in the same round."""
+    return statistics.median(r[a] / r[b] for r in rounds)
 
 
 def set_env(**values: str | None) -> None:
