@@ -11,22 +11,21 @@ Threads and what they own:
   postprocessing.
 - **worker k** runs its jobs in job order and calls ``run()`` with a free *output
   set*; when the output it gets back holds a job's result (two calls later with
-  double buffering), it postprocesses it on the spot if the task says that is cheap,
-  else hands it to the host threads.
+  double buffering), it hands that job and output set to the host threads. Workers
+  run little Python: they mostly wait for the device.
 - the **caller's thread** yields results in input order and returns each job's input
   set to the host threads. An input set stays with its job until the device has
   returned that job's result, an output set until its results are postprocessed: no
   buffer is written while ``run()`` may still read it, or read while ``run()`` may
   write it.
 
-There are as many busy threads as CPUs plus the workers, which mostly wait for the
-device; a frame passes three or four hand-offs, each a C ``SimpleQueue`` (every
-hand-off costs a thread switch and GIL traffic). Every blocking wait lasts at most
-:data:`POLL_S` before checking the shared stop event. The first failure sets it;
-outputs already back are still postprocessed (:data:`SETTLE_S`); everything joins;
-the caller gets the error with the frame it concerned. At most
-:attr:`Pipeline.max_in_flight` jobs hold buffers, so memory does not grow with the
-input length.
+When the host is the limit, host threads are always busy, so handing them work wakes
+nobody; a frame wakes its worker and the caller, once each. Hand-offs are C
+``SimpleQueue``s. Every blocking wait lasts at most :data:`POLL_S` before checking
+the shared stop event. The first failure sets it; outputs already back are still
+postprocessed (:data:`SETTLE_S`); everything joins; the caller gets the error with
+the frame it concerned. At most :attr:`Pipeline.max_in_flight` jobs hold buffers, so
+memory does not grow with the input length.
 """
 
 from __future__ import annotations
@@ -64,10 +63,6 @@ class Task(Protocol):
         """Results for each batch slot (``metas[i]`` None: no frame there) from the
         padded int8 outputs. Must not keep references to ``outputs``."""
         ...
-
-    # Optional: ``parallel_postprocess = False`` for postprocessing so cheap that it runs
-    # best in the worker thread right after run() (no hand-off); by default the host
-    # threads run it.
 
 
 @dataclass
@@ -125,7 +120,6 @@ class Pipeline:
         self._workers = len(session.instances)
         self._lag = DOUBLE_BUFFER_LAG if session.plan.double_buffer else 0
         self._batch = session.plan.batch
-        self._inline_post = not getattr(task, "parallel_postprocess", True)
         self._device_errors = session.backend.errors
         self._stop = threading.Event()
         self._graceful = threading.Event()
@@ -344,12 +338,6 @@ class Pipeline:
             done = tracker.ran()
             if done is None:
                 self._free_out.put(outputs)  # nothing useful came back (double buffering)
-            elif self._inline_post:
-                # Cheap postprocessing runs right here, while the device works on the
-                # next frames: no hand-off, and the caller's thread stays light.
-                done.results = self._postprocess(done, outputs)
-                self._free_out.put(outputs)
-                done_q.put(done)
             else:
                 done.outputs = outputs
                 work_q.put(done)  # for a host thread

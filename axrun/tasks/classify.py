@@ -68,8 +68,6 @@ class Classifier:
     winning values are dequantized; logits need all of them for the softmax.
     """
 
-    parallel_postprocess = False  # microseconds: cheaper in the worker than a hand-off
-
     def __init__(
         self,
         folder: ModelFolder,

@@ -275,11 +275,9 @@ def test_a_stop_abandons_frames_stuck_in_the_device(tiny, monkeypatch) -> None:
         time.sleep(0.05)
 
 
-class InlineExplodingTask(RawTask):
-    """Cheap postprocessing (run by the worker threads) that fails on img3 alone, the
-    only one of ``images(20)`` that is 12 pixels wide and 15 high."""
-
-    parallel_postprocess = False
+class Img3ExplodingTask(RawTask):
+    """Postprocessing that fails on img3 alone, the only one of ``images(20)`` that is
+    12 pixels wide and 15 high."""
 
     def postprocess(self, outputs, metas):
         if any(m is not None and (m.width, m.height) == (12, 15) for m in metas):
@@ -287,12 +285,12 @@ class InlineExplodingTask(RawTask):
         return super().postprocess(outputs, metas)
 
 
-def test_inline_postprocess_failure_names_the_frame(tiny) -> None:
+def test_postprocess_failure_names_exactly_the_frame(tiny) -> None:
     gen = tiny(kind="classifier", batch=1, size=8)
     done = []
     with Engine(gen.path) as engine, pytest.raises(PipelineError,
                                                    match="img3: postprocessing failed"):
-        for r in engine.run(InlineExplodingTask(engine.folder, RECIPE), items_of(images(20))):
+        for r in engine.run(Img3ExplodingTask(engine.folder, RECIPE), items_of(images(20))):
             done.append(r.item.source)
     assert done == [f"img{i}" for i in range(len(done))] and len(done) <= 3
     assert no_axrun_threads()
