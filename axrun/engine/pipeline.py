@@ -92,7 +92,6 @@ class _Stopped(Exception):
     """Internal: the stop event was set while waiting."""
 
 
-
 class Pipeline:
     """Runs items through an opened :class:`DeviceSession` with a :class:`Task`.
 
@@ -127,7 +126,6 @@ class Pipeline:
         self._failure: BaseException | None = None
         self._failed_at = 0.0
         self._failure_lock = threading.Lock()
-        self._host_threads: list[threading.Thread] = []
         self._threads: list[threading.Thread] = []
         # Hand-offs are C SimpleQueues (less GIL time per frame than queue.Queue), bounded
         # all the same by the fixed number of buffer sets. Jobs may arrive out of order;
@@ -292,7 +290,7 @@ class Pipeline:
                 try:
                     self._finish(work)
                 except BaseException:
-                    return
+                    return  # the first failure is the one reported
 
     # -- workers: one per instance, the only threads that call run() ----------------------
 
