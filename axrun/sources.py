@@ -343,7 +343,8 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
            video: VideoReader = video_frames) -> Iterator[Item]:
     """The items for command-line inputs: files, folders (recursive, sorted, images by
     extension or content, other files skipped), globs, videos (one item per kept frame,
-    read by ``video``) and ``-`` (paths from ``stdin``, themselves expanded). Lazy.
+    read by ``video``) and ``-`` (paths from ``stdin``, themselves expanded). Lazy;
+    closing the stream releases a video being read.
     Items for which ``skip`` is true are left out (``--resume``); ``limit`` applies after.
     """
     options = options or SourceOptions()
@@ -358,9 +359,17 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
             else:
                 yield from _path_items(spec, options, video)
 
-    items: Iterable[Item] = all_items()
+    source = all_items()
+    items: Iterable[Item] = source
     if skip is not None:
         items = itertools.filterfalse(skip, items)
     if options.limit is not None:
         items = itertools.islice(items, options.limit)
-    return iter(items)
+
+    def stream() -> Iterator[Item]:
+        try:
+            yield from items
+        finally:
+            source.close()  # closing the stream ends any video read-ahead thread
+
+    return stream()

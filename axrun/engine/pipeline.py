@@ -8,11 +8,13 @@ Threads and what they own:
   thread at a time, so jobs are numbered in input order), decode and preprocess its
   frames straight into the set (OpenCV releases the GIL) and hand the job to
   instance ``j % n``; for each job whose outputs came back they run the task's
-  postprocessing.
+  postprocessing. A thread waiting for a slow input holds up no other work.
 - **worker k** runs its jobs in job order and calls ``run()`` with a free *output
   set*; when the output it gets back holds a job's result (two calls later with
-  double buffering), it hands that job and output set to the host threads. Workers
-  run little Python: they mostly wait for the device.
+  double buffering), it hands that job and output set to the host threads. When no
+  job comes for :data:`IDLE_S`, or a job's frames all failed, a filler call pushes
+  out the results still in the device. Workers run little Python: they mostly wait
+  for the device.
 - the **caller's thread** yields results in input order and returns each job's input
   set to the host threads. An input set stays with its job until the device has
   returned that job's result, an output set until its results are postprocessed: no
@@ -47,6 +49,7 @@ from axrun.runtime import translate
 from axrun.sources import Item
 
 POLL_S = 0.05
+IDLE_S = 0.1  # a worker with no new job for this long pushes its results out (fillers)
 JOIN_S = 5.0
 GRACE_S = 1.5  # after request_stop(), in-flight frames get this long, then are abandoned
 SETTLE_S = 1.0  # after a failure, how long a job whose output is back may still finish
@@ -90,6 +93,15 @@ class _Job:
 
 class _Stopped(Exception):
     """Internal: the stop event was set while waiting."""
+
+
+def _wrapped(exc: BaseException, what: str) -> BaseException:
+    """axrun's own errors as they are; anything else as a PipelineError caused by it."""
+    if isinstance(exc, AxrunError):
+        return exc
+    error = PipelineError(f"{what}: {exc!r}")
+    error.__cause__ = exc
+    return error
 
 
 class Pipeline:
@@ -143,9 +155,12 @@ class Pipeline:
             self._free_out.put([np.full(i.shape, i.zero_point, np.int8)
                                 for i in session.output_infos])
         self._batches: Iterator[list[Item]] = iter(())
-        self._reading = threading.Lock()  # held while reading the next batch
+        self._reading = threading.Lock()  # held by the one thread reading the input
+        self._reader: threading.Thread | None = None  # that thread, while inside next()
+        self._parked: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         self._read = 0  # batches read so far
         self._exhausted = False
+        self._input_error: BaseException | None = None
         self._used = False
 
     @property
@@ -183,42 +198,66 @@ class Pipeline:
     # -- host threads: read + decode + preprocess, and postprocess ------------------------
 
     def _host(self) -> None:
-        """A host thread: postprocesses jobs whose outputs came back, and reads a new
-        batch into each input set that becomes free, in the order they come."""
+        """A host thread: takes work in the order it comes. A job with outputs is
+        postprocessed; a job without is decoded and preprocessed; an input set is
+        free, and a batch is read into it."""
         try:
             while (work := self._get(self._work)) is not None:
-                if isinstance(work, _Job):
-                    self._finish(work)
+                if not isinstance(work, _Job):
+                    self._offer(work)
+                elif work.outputs is None:
+                    self._prepare(work)
+                    self._inq[instance_for(work.index, self._workers)].put(work)
                 else:
-                    self._read_into(work)
+                    self._finish(work)
         except _Stopped:
             self._settle()
         except BaseException as exc:
-            self._fail(exc if isinstance(exc, AxrunError) else PipelineError(
-                f"reading inputs failed: {exc!r}"))
+            self._fail(_wrapped(exc, "a host thread failed"))
+            self._settle()
 
-    def _read_into(self, inputs: list[np.ndarray]) -> None:
-        """Read the next batch (one thread at a time: jobs are numbered in input order),
-        decode and preprocess it into ``inputs``, hand it to its instance. At the end
-        of the input, tell the workers and the caller how many jobs there were."""
-        while not self._reading.acquire(timeout=POLL_S):
-            if self._stop.is_set():
-                raise _Stopped
-        try:
-            if self._exhausted:
-                return  # this input set is not needed any more
-            chunk = None if self._graceful.is_set() else next(self._batches, None)
+    def _offer(self, inputs: list[np.ndarray]) -> None:
+        """Read the next batch into a free input set, unless another thread is reading
+        (it may be waiting for a slow input, such as a pipe): then leave the set to that
+        reader and go on with other work, so that postprocessing never waits for input.
+
+        Whoever holds the reading lock looks for parked sets again after releasing it,
+        so a set parked while the lock was taken is never forgotten.
+        """
+        self._parked.put(inputs)
+        while self._reading.acquire(blocking=False):
+            try:
+                self._read_parked()
+            finally:
+                self._reading.release()
+            if self._parked.empty() or self._exhausted:
+                return
+
+    def _read_parked(self) -> None:
+        """With the reading lock: one batch per parked input set, numbered in input
+        order, queued for decoding. At the end of the input (or on a stop request, or
+        if reading fails), tell the workers and the caller how many jobs there were."""
+        while not self._exhausted:
+            try:
+                inputs = self._parked.get_nowait()
+            except queue.Empty:
+                return
+            chunk = None
+            if not self._graceful.is_set():
+                self._reader = threading.current_thread()
+                try:
+                    chunk = next(self._batches, None)
+                except Exception as exc:  # the input stream itself failed: end it there
+                    self._input_error = exc
+                finally:
+                    self._reader = None
             if chunk is None:
                 self._exhausted = True
                 for q in (*self._inq, self._done):
                     q.put(self._read)
                 return
-            job = _Job(self._read, chunk, inputs)
+            self._work.put(_Job(self._read, chunk, inputs))
             self._read += 1
-        finally:
-            self._reading.release()
-        self._prepare(job)
-        self._inq[instance_for(job.index, self._workers)].put(job)
 
     def _prepare(self, job: _Job) -> None:
         """Decode + preprocess each frame of a job into its slot of the job's input set.
@@ -271,22 +310,29 @@ class Pipeline:
             source = job.items[0].source
             raise PipelineError(f"{source}: postprocessing failed: {exc!r}", source) from exc
         self.stats.add("postprocess", time.perf_counter() - t0)
+        if len(results) < len(job.items):
+            source = job.items[0].source
+            raise PipelineError(f"{source}: postprocessing returned {len(results)} results "
+                                f"for {len(job.items)} frames", source)
         return results if len(results) == len(job.items) else list(results[: len(job.items)])
 
     def _settle(self) -> None:
         """After a stop, postprocess the outputs already back (within :data:`SETTLE_S`):
         no result the device completed is lost to a failure elsewhere."""
         deadline = time.perf_counter() + SETTLE_S
+        workers_gone = False
         while time.perf_counter() < deadline:
             try:
                 work = self._work.get(timeout=POLL_S)
             except queue.Empty:
-                if not any(t.is_alive() for t in self._threads[: self._workers]):
-                    return  # no worker is left to hand over outputs
+                if workers_gone:
+                    return  # and nothing they handed over is left
+                # Once no worker is left, nothing more can come: one more look, then done.
+                workers_gone = not any(t.is_alive() for t in self._threads[: self._workers])
                 continue
             if work is None:
                 return
-            if isinstance(work, _Job):
+            if isinstance(work, _Job) and work.outputs is not None:
                 try:
                     self._finish(work)
                 except BaseException:
@@ -294,16 +340,24 @@ class Pipeline:
 
     # -- workers: one per instance, the only threads that call run() ----------------------
 
-    def _jobs_for(self, k: int) -> Iterator[_Job]:
-        """Worker ``k``'s jobs (k, k + n, k + 2n, ...) in order, as decoding finishes them."""
+    def _jobs_for(self, k: int) -> Iterator[_Job | None]:
+        """Worker ``k``'s jobs (k, k + n, k + 2n, ...) in order, as decoding finishes them;
+        None each time no job came for :data:`IDLE_S`."""
         ready: dict[int, _Job] = {}
         expected, total = k, None
+        q = self._inq[k]
         while total is None or expected < total:
             if expected in ready:
                 yield ready.pop(expected)
                 expected += self._workers
                 continue
-            got = self._get(self._inq[k])
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                got = q.get(timeout=IDLE_S)
+            except queue.Empty:
+                yield None
+                continue
             if isinstance(got, int):
                 total = got
             else:
@@ -343,15 +397,20 @@ class Pipeline:
 
         try:
             for job in self._jobs_for(k):
-                assert job.inputs is not None
-                if None not in job.errors:
-                    # No frame of it goes to the device: its input set is free at once
-                    # (held behind a job still in the device, it could starve the input).
-                    work_q.put(job.inputs)
-                    job.inputs = None
-                    tracker.skip(job)
-                    release_skipped()
+                if job is None or None not in job.errors:
+                    if job is not None:
+                        tracker.skip(job)  # no frame of it goes to the device
+                    # The input stalls, or frames fail: a filler call pushes out the
+                    # results still in the device (double buffering), so that they
+                    # are not held back, nor the failed jobs behind them (which hold
+                    # input sets: without this, they could starve the input).
+                    if tracker.in_flight:
+                        tracker.filler()
+                        run_and_emit(filler, None)
+                    else:
+                        release_skipped()
                     continue
+                assert job.inputs is not None
                 tracker.submit(job)
                 run_and_emit(job.inputs, job)
             while tracker.in_flight:
@@ -360,8 +419,7 @@ class Pipeline:
         except _Stopped:
             pass
         except BaseException as exc:
-            self._fail(exc if isinstance(exc, AxrunError) else PipelineError(
-                f"worker {k} failed: {exc!r}"))
+            self._fail(_wrapped(exc, f"worker {k} failed"))
 
     # -- the caller's side ----------------------------------------------------------------
 
@@ -371,19 +429,30 @@ class Pipeline:
         while True:
             failure = self._failure
             if failure is not None:
+                # Wait while a thread may still deliver something (and for SETTLE_S at
+                # most); after the last one ended, look once more.
+                busy = any(t.is_alive() for t in self._busy_threads())
                 try:
                     return self._done.get(timeout=POLL_S)
                 except queue.Empty:
-                    if (time.perf_counter() - self._failed_at < SETTLE_S
-                            and any(t.is_alive() for t in self._threads)):
+                    if busy and time.perf_counter() - self._failed_at < SETTLE_S:
                         continue
                     raise failure from None
             if self._graceful.is_set() and time.perf_counter() - self._graceful_at > GRACE_S:
-                return -1  # stopping: what is still in flight is abandoned
+                try:  # stopping: what has finished is delivered, what has not is abandoned
+                    return self._done.get_nowait()
+                except queue.Empty:
+                    return -1
             try:
                 return self._done.get(timeout=POLL_S)
             except queue.Empty:
                 continue
+
+    def _busy_threads(self) -> list[threading.Thread]:
+        """The pipeline's threads, except one waiting inside the input stream (a pipe
+        may never deliver): nothing the caller waits for can come from that one."""
+        reader = self._reader
+        return [t for t in self._threads if t is not reader]
 
     def _jobs_in_order(self) -> Iterator[_Job]:
         ready: dict[int, _Job] = {}
@@ -431,6 +500,8 @@ class Pipeline:
                     if self._on_result:
                         self._on_result(res)
                     yield res
+            if self._input_error is not None:  # everything read before it was delivered
+                raise _wrapped(self._input_error, "reading inputs failed")
         finally:
             self._shutdown()
             self.stats.wall_s += time.perf_counter() - start
@@ -439,8 +510,18 @@ class Pipeline:
         for _ in range(self.config.threads):
             self._work.put(None)  # idle host threads end at once
         self._stop.set()
-        # Abandoning a stop: threads blocked in run() are daemons, do not wait them out.
+        # Abandoning a stop: threads blocked in run() are daemons, do not wait them out;
+        # nor one blocked inside the input stream.
         budget = 0.3 if self._graceful.is_set() and self._failure is None else JOIN_S
         deadline = time.perf_counter() + budget
-        for t in self._threads:
+        for t in self._busy_threads():
             t.join(max(0.0, deadline - time.perf_counter()))
+        # Close the input stream where possible (a video's read-ahead thread ends with
+        # it); not while a thread is inside it.
+        if self._reading.acquire(blocking=False):
+            try:
+                close = getattr(self._batches, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                self._reading.release()

@@ -22,10 +22,26 @@ DOUBLE_BUFFER_LAG = 2
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of ``size`` items; the last may be shorter."""
+    """Consecutive lists of ``size`` items; the last may be shorter. If ``items``
+    fails, the items read before are yielded first, then the error is raised. Closing
+    this generator closes ``items`` too, if it can be closed (releasing what it holds)."""
     it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
+    try:
+        while True:
+            chunk: list[T] = []
+            try:
+                chunk.extend(islice(it, size))
+            except Exception:
+                if chunk:
+                    yield chunk  # what was read before the failure still counts
+                raise
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 def instance_for(job_index: int, instances: int) -> int:

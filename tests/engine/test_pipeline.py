@@ -294,3 +294,135 @@ def test_postprocess_failure_names_exactly_the_frame(tiny) -> None:
             done.append(r.item.source)
     assert done == [f"img{i}" for i in range(len(done))] and len(done) <= 3
     assert no_axrun_threads()
+
+
+def wait_until(condition, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def zeros(name: str) -> Item:
+    return Item(name, image=np.zeros((8, 8, 3), np.uint8))
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_still_delivers_every_finished_frame_to_a_slow_consumer(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    pulled = itertools.count()
+
+    def stream():
+        for i in itertools.count():
+            next(pulled)
+            yield zeros(f"i{i}")
+
+    with Engine(gen.path) as engine:
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+        out = []
+        for r in pipeline.run(stream()):
+            out.append(r.item.source)
+            if len(out) == 3:
+                pipeline.request_stop()
+            time.sleep(0.1)  # slower than the stop's grace period in total
+    read = next(pulled)
+    assert out == [f"i{i}" for i in range(read)]  # every frame read was delivered
+
+
+def test_a_failure_with_one_host_thread_still_delivers_what_the_device_returned(
+        tiny, monkeypatch) -> None:
+    """One instance, three buffer sets: frame 5 is read and fails when frame 2 has been
+    delivered, while frame 3 is in run(). Its output comes back after the failure and
+    the only host thread, the one that failed, still postprocesses and delivers it."""
+    monkeypatch.setenv("AXRUN_EMULATOR_LATENCY_MS", "100")
+    gen = tiny(kind="classifier", batch=1, size=8)
+    done = []
+    config = EngineConfig(decode_threads=1, aipu_cores=1, double_buffer=False)
+    with Engine(gen.path, config=config) as engine, pytest.raises(
+            PipelineError, match="img5: preprocessing failed"):
+        for r in engine.run(ExplodingTask(engine.folder, "pre", 5), items_of(images(20))):
+            done.append(r.item.source)
+    assert done == ["img0", "img1", "img2", "img3"]
+    assert no_axrun_threads()
+
+
+@pytest.mark.timeout(30)
+def test_results_are_not_held_back_by_a_stalled_input(tiny) -> None:
+    """Double buffering holds each instance's last two results until the next run();
+    when the input stalls, filler runs push them out."""
+    gen = tiny(kind="classifier", batch=1, size=8)
+    resumed = threading.Event()
+    waited = []
+
+    def stream():
+        for i in range(6):
+            yield zeros(f"i{i}")
+        waited.append(resumed.wait(5))  # a pipe with nothing to say for a while
+        yield zeros("i6")
+
+    with Engine(gen.path) as engine:
+        got = []
+        for r in engine.run(RawTask(engine.folder, RECIPE), stream()):
+            got.append((r.item.source, resumed.is_set()))
+            if len(got) == 6:
+                resumed.set()
+    assert got == [(f"i{i}", False) for i in range(6)] + [("i6", True)]
+    assert waited == [True]  # the six results came while the input was stalled
+    assert no_axrun_threads()
+
+
+def test_a_failing_input_stream_delivers_what_was_read_then_raises(tiny) -> None:
+    gen = tiny(kind="classifier", batch=2, size=8)
+
+    def stream():
+        for i in range(7):
+            yield zeros(f"i{i}")
+        raise OSError("disk gone")
+
+    out = []
+    with Engine(gen.path) as engine, pytest.raises(PipelineError,
+                                                   match="reading inputs failed") as info:
+        for r in engine.run(RawTask(engine.folder, RECIPE), stream()):
+            out.append(r.item.source)
+    assert out == [f"i{i}" for i in range(7)]
+    assert isinstance(info.value.__cause__, OSError)
+    assert no_axrun_threads()
+
+
+@pytest.mark.timeout(30)
+def test_failed_frames_behind_a_good_one_do_not_hold_its_result(tiny, tmp_path) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    pulled = itertools.count()
+
+    def stream():
+        yield zeros("good")
+        for _ in range(5000):
+            next(pulled)
+            yield Item(str(bad))
+
+    with Engine(gen.path, config=EngineConfig(aipu_cores=1)) as engine:
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+        first = next(pipeline.run(stream()))
+        assert first.item.source == "good" and first.error is None
+        assert next(pulled) <= 2 * pipeline.max_in_flight  # not the whole stream
+
+
+def test_stopping_early_closes_a_video_being_read(tiny, tmp_path) -> None:
+    import cv2
+
+    from axrun.sources import expand
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 24))
+    for i in range(100):
+        writer.write(np.full((24, 32, 3), i, np.uint8))
+    writer.release()
+    gen = tiny(kind="classifier", batch=1, size=8)
+    with Engine(gen.path) as engine:
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+        for n, _ in enumerate(pipeline.run(expand([str(video)]))):
+            if n == 3:
+                break
+        assert wait_until(no_axrun_threads)  # the pipeline is still referenced here

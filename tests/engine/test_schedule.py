@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
+
 from axrun.engine.schedule import LagTracker, batches, instance_for
 
 
@@ -54,3 +58,27 @@ def test_batches_and_round_robin() -> None:
     assert list(batches(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(batches([], 2)) == []
     assert [instance_for(j, 3) for j in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_batches_keep_what_was_read_before_a_failure_and_close_their_source() -> None:
+    def failing():
+        yield from range(5)
+        raise OSError("gone")
+
+    it = batches(failing(), 2)
+    assert [next(it), next(it), next(it)] == [[0, 1], [2, 3], [4]]
+    with pytest.raises(OSError, match="gone"):
+        next(it)
+
+    closed = []
+
+    def endless():
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(True)
+
+    it = batches(endless(), 3)
+    assert next(it) == [0, 1, 2]
+    it.close()
+    assert closed == [True]
