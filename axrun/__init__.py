@@ -5,6 +5,8 @@ import os as _os
 # Refuse to decode images above 256 megapixels (e.g. a decompression bomb whose header
 # claims an enormous size): OpenCV's own default is 1 gigapixel. Set before cv2 loads.
 _os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
+# axrun reports unreadable inputs itself, one line each: no OpenCV warnings on top.
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 from axrun._version import __version__
 from axrun.errors import (

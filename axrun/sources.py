@@ -99,6 +99,15 @@ def decode_image(path: str | Path) -> np.ndarray:
 
     Greyscale, 16-bit and alpha images are converted to 8-bit BGR.
     """
+    # One OpenCV call reads and decodes with the GIL released throughout (a Python
+    # read would release and retake it several times); on failure, the slow path
+    # below finds out why.
+    try:
+        image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is not None:
+        return image
     data = read_bytes(path)
     if not data:
         raise InputError(f"{path}: empty file", "empty")
