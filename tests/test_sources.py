@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from polling import wait_until
 
 from axrun.errors import InputError
 from axrun.sources import SourceOptions, decode_image, expand, read_ahead
@@ -109,13 +110,6 @@ def reader_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "axrun-test-reader"]
 
 
-def wait_for(condition, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return condition()
-
-
 def test_read_ahead_keeps_order_and_stays_bounded() -> None:
     produced = []
 
@@ -129,7 +123,7 @@ def test_read_ahead_keeps_order_and_stays_bounded() -> None:
     time.sleep(0.1)
     assert len(produced) <= 5 + 3 + 1  # consumed + waiting + the one being produced
     assert list(stream) == list(range(5, 100))
-    assert wait_for(lambda: not reader_threads())
+    assert wait_until(lambda: not reader_threads())
 
 
 def test_read_ahead_passes_errors_on_and_stops_when_dropped() -> None:
@@ -156,7 +150,7 @@ def test_read_ahead_passes_errors_on_and_stops_when_dropped() -> None:
     stream = read_ahead(endless(), 2, "axrun-test-reader")
     assert next(stream) == 0
     del stream  # the consumer walks away
-    assert closed.wait(2.0) and wait_for(lambda: not reader_threads())
+    assert closed.wait(2.0) and wait_until(lambda: not reader_threads())
 
 
 def test_broken_video_is_one_error_item(tmp_path: Path) -> None:

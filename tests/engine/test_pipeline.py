@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from modelgen import reference_outputs
+from polling import wait_until
 from reference import reference_input
 
 from axrun import emulator as axr
@@ -39,6 +41,17 @@ def expected_for(gen, image: np.ndarray) -> list[np.ndarray]:
     x = reference_input(image, RECIPE, spec_in)[None].repeat(spec_in.shape[0], 0)
     out = reference_outputs(gen, spec_in, folder.manifest.outputs, x)
     return [o[0] for o in out]
+
+
+def zeros(name: str) -> Item:
+    return Item(name, image=np.zeros((8, 8, 3), np.uint8))
+
+
+def counted(pulled: itertools.count) -> Iterator[Item]:
+    """Blank frames without end; ``next(pulled)`` tells how many were read."""
+    for i in itertools.count():
+        next(pulled)
+        yield zeros(f"i{i}")
 
 
 def no_axrun_threads() -> bool:
@@ -185,16 +198,10 @@ def test_keyboard_interrupt_joins_threads_and_releases(tiny) -> None:
 def test_in_flight_frames_are_bounded(tiny) -> None:
     gen = tiny(kind="classifier", batch=2, size=8)
     pulled = itertools.count()
-
-    def stream():
-        for i in itertools.count():
-            next(pulled)
-            yield Item(f"i{i}", image=np.zeros((8, 8, 3), np.uint8))
-
     with Engine(gen.path) as engine:
         pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
         bound = pipeline.max_in_flight * 2
-        for n, _ in enumerate(pipeline.run(stream())):
+        for n, _ in enumerate(pipeline.run(counted(pulled))):
             time.sleep(0.002)  # a slow consumer
             if n == 300:
                 break
@@ -296,31 +303,14 @@ def test_postprocess_failure_names_exactly_the_frame(tiny) -> None:
     assert no_axrun_threads()
 
 
-def wait_until(condition, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
-
-
-def zeros(name: str) -> Item:
-    return Item(name, image=np.zeros((8, 8, 3), np.uint8))
-
-
 @pytest.mark.timeout(30)
 def test_a_stop_still_delivers_every_finished_frame_to_a_slow_consumer(tiny) -> None:
     gen = tiny(kind="classifier", batch=1, size=8)
     pulled = itertools.count()
-
-    def stream():
-        for i in itertools.count():
-            next(pulled)
-            yield zeros(f"i{i}")
-
     with Engine(gen.path) as engine:
         pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
         out = []
-        for r in pipeline.run(stream()):
+        for r in pipeline.run(counted(pulled)):
             out.append(r.item.source)
             if len(out) == 3:
                 pipeline.request_stop()
