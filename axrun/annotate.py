@@ -69,7 +69,8 @@ class _Video:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        self.writer = cv2.VideoWriter(os.fsencode(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"),
+                                      fps, size)  # bytes: OpenCV crashes on non-UTF-8 str
         if not self.writer.isOpened():
             raise UsageError(f"--save-dir: cannot write video {path}")
         self.size = size

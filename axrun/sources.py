@@ -13,6 +13,7 @@ import glob
 import itertools
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -92,6 +93,15 @@ def read_bytes(path: str | Path) -> bytes:
     except OSError as exc:
         kind = "symlink_loop" if exc.errno == errno.ELOOP else "read"
         raise InputError(f"{path}: cannot read ({exc.strerror})", kind) from None
+    except ValueError:  # a NUL byte in the name
+        raise InputError(f"{path!r}: not a valid file name", "not_found") from None
+
+
+def _is_regular_file(name: bytes) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(name).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def decode_image(path: str | Path) -> np.ndarray:
@@ -99,15 +109,18 @@ def decode_image(path: str | Path) -> np.ndarray:
 
     Greyscale, 16-bit and alpha images are converted to 8-bit BGR.
     """
-    # One OpenCV call reads and decodes with the GIL released throughout (a Python
-    # read would release and retake it several times); on failure, the slow path
-    # below finds out why.
-    try:
-        image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    except cv2.error:
-        image = None
-    if image is not None:
-        return image
+    # A regular file: one OpenCV call reads and decodes it with the GIL released
+    # throughout (a Python read releases and retakes it several times). OpenCV gets
+    # the name as bytes: a name that is not UTF-8 crashes it as a str. Anything else
+    # (a pipe, a failure) takes the path below, which also says what went wrong.
+    name = os.fsencode(path)
+    if b"\0" not in name and _is_regular_file(name):
+        try:
+            image = cv2.imread(name, cv2.IMREAD_COLOR)
+        except cv2.error:
+            image = None
+        if image is not None:
+            return image
     data = read_bytes(path)
     if not data:
         raise InputError(f"{path}: empty file", "empty")
@@ -271,7 +284,7 @@ def _decode_video(path: Path, stride: int, rel: str | None) -> Iterator[Item]:
         yield Item(str(path), error=InputError(f"{path}: permission denied", "permission"))
         return
     stat = _stat(path)
-    cap = cv2.VideoCapture(str(path))
+    cap = cv2.VideoCapture(os.fsencode(path))  # bytes: see decode_image
     try:
         if not cap.isOpened():
             yield Item(str(path), error=InputError(f"{path}: cannot open video", "video"))
@@ -303,7 +316,7 @@ def _decode_video(path: Path, stride: int, rel: str | None) -> Iterator[Item]:
 def frame_indices(path: Path, stride: int = 1, rel: str | None = None) -> Iterator[Item]:
     """Like :func:`video_frames` without decoding: one pixel-less item per frame the
     container says it has (for counting)."""
-    cap = cv2.VideoCapture(str(path))
+    cap = cv2.VideoCapture(os.fsencode(path))  # bytes: see decode_image
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
     cap.release()
     if count <= 0:

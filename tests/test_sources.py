@@ -191,3 +191,32 @@ def test_an_unlistable_subfolder_is_recorded_and_the_walk_goes_on(tmp_path: Path
     items = list(expand([str(tmp_path)]))
     assert [Path(i.source).name for i in items] == ["a.png", "locked", "z.png"]
     assert items[1].error.kind == "permission" and items[2].error is None
+
+
+def test_names_that_are_not_utf8_are_read(tmp_path: Path) -> None:
+    image = write_image(tmp_path / "ok.png")
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png")  # how Python holds them
+    os.rename(image, odd)
+    video = write_video(tmp_path / "v.mp4", 3)
+    odd_video = os.fsdecode(os.fsencode(tmp_path) + b"/v\xe9.mp4")
+    os.rename(video, odd_video)
+    items = list(expand([str(tmp_path)]))
+    assert [i.source for i in items] == [odd] + [odd_video] * 3
+    assert items[0].load().shape == (20, 30, 3) and items[1].error is None
+
+
+def test_a_named_pipe_is_read_like_a_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "in.png"
+    os.mkfifo(fifo)
+    data = cv2.imencode(".png", np.full((6, 5, 3), 7, np.uint8))[1].tobytes()
+    writer = threading.Thread(target=fifo.write_bytes, args=(data,))
+    writer.start()
+    assert decode_image(fifo).shape == (6, 5, 3)
+    writer.join()
+
+
+def test_a_name_with_a_nul_byte_is_not_found(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png")
+    with pytest.raises(InputError) as info:
+        decode_image(f"{tmp_path}/a.png\0.png")
+    assert info.value.kind == "not_found"
