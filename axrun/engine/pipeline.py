@@ -3,12 +3,13 @@
 Threads and what they own:
 
 - the **host threads** (``EngineConfig.threads``, default one per CPU) do all the
-  host work, whichever comes first: for each free *input set* (one padded buffer per
-  model input, whole batch) they read the next batch from the input stream (one
+  host work. For each signal on their work queue they postprocess a job whose outputs
+  came back, if there is one; else they take a free *input set* (one padded buffer
+  per model input, whole batch), read the next batch of the input into it (one
   thread at a time, so jobs are numbered in input order), decode and preprocess its
   frames straight into the set (OpenCV releases the GIL) and hand the job to
-  instance ``j % n``; for each job whose outputs came back they run the task's
-  postprocessing. A thread waiting for a slow input holds up no other work.
+  instance ``j % n``. A thread finding another one reading (maybe waiting on a slow
+  pipe) does not wait for it: it goes back to its other work.
 - **worker k** runs its jobs in job order and calls ``run()`` with a free *output
   set*; when the output it gets back holds a job's result (two calls later with
   double buffering), it hands that job and output set to the host threads. When no
@@ -95,6 +96,9 @@ class _Stopped(Exception):
     """Internal: the stop event was set while waiting."""
 
 
+_WORK = object()  # a signal to the host threads: there is work (or maybe there is)
+
+
 def _wrapped(exc: BaseException, what: str) -> BaseException:
     """axrun's own errors as they are; anything else as a PipelineError caused by it."""
     if isinstance(exc, AxrunError):
@@ -142,13 +146,17 @@ class Pipeline:
         # Hand-offs are C SimpleQueues (less GIL time per frame than queue.Queue), bounded
         # all the same by the fixed number of buffer sets. Jobs may arrive out of order;
         # each reader restores the order; an int is the end: the number of jobs.
-        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()  # for the host threads
+        # Host threads wait on _work, one signal per piece of work: a job to postprocess
+        # (in _post, done first) or a free input set to read into (in _parked).
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._post: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._parked: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         self._inq: list[queue.SimpleQueue[Any]] = [
             queue.SimpleQueue() for _ in range(self._workers)]
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # for the caller
-        for _ in range(self.max_in_flight):  # a free input set is work: "read into me"
-            self._work.put([np.full(i.shape, i.zero_point, np.int8)
-                            for i in session.input_infos])
+        for _ in range(self.max_in_flight):
+            self._free_inputs([np.full(i.shape, i.zero_point, np.int8)
+                               for i in session.input_infos])
         # One per job in flight, plus the one each worker's current run() writes into.
         self._free_out: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         for _ in range(self.max_in_flight + self._workers):
@@ -157,7 +165,6 @@ class Pipeline:
         self._batches: Iterator[list[Item]] = iter(())
         self._reading = threading.Lock()  # held by the one thread reading the input
         self._reader: threading.Thread | None = None  # that thread, while inside next()
-        self._parked: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         self._read = 0  # batches read so far
         self._exhausted = False
         self._input_error: BaseException | None = None
@@ -197,67 +204,91 @@ class Pipeline:
 
     # -- host threads: read + decode + preprocess, and postprocess ------------------------
 
+    def _free_inputs(self, inputs: list[np.ndarray]) -> None:
+        """An input set is free: a host thread reads the next batch into it."""
+        self._parked.put(inputs)
+        self._work.put(_WORK)
+
+    def _to_postprocess(self, job: _Job) -> None:
+        self._post.put(job)
+        self._work.put(_WORK)
+
     def _host(self) -> None:
-        """A host thread: takes work in the order it comes. A job with outputs is
-        postprocessed; a job without is decoded and preprocessed; an input set is
-        free, and a batch is read into it."""
+        """A host thread: for each signal, postprocesses a job whose outputs came back
+        if there is one, else reads a batch into a free input set, decodes and
+        preprocesses it, and hands it to its instance."""
         try:
-            while (work := self._get(self._work)) is not None:
-                if not isinstance(work, _Job):
-                    self._offer(work)
-                elif work.outputs is None:
-                    self._prepare(work)
-                    self._inq[instance_for(work.index, self._workers)].put(work)
+            while self._get(self._work) is not None:
+                try:
+                    job = self._post.get_nowait()
+                except queue.Empty:
+                    if (job := self._read_next()) is not None:
+                        self._prepare(job)
+                        self._inq[instance_for(job.index, self._workers)].put(job)
                 else:
-                    self._finish(work)
+                    self._finish(job)
         except _Stopped:
-            self._settle()
+            if self._failure is not None:
+                self._settle()
         except BaseException as exc:
             self._fail(_wrapped(exc, "a host thread failed"))
             self._settle()
 
-    def _offer(self, inputs: list[np.ndarray]) -> None:
-        """Read the next batch into a free input set, unless another thread is reading
-        (it may be waiting for a slow input, such as a pipe): then leave the set to that
-        reader and go on with other work, so that postprocessing never waits for input.
+    def _read_next(self) -> _Job | None:
+        """The next batch of the input, in a free input set; None if there is none now.
 
-        Whoever holds the reading lock looks for parked sets again after releasing it,
-        so a set parked while the lock was taken is never forgotten.
+        Only if no other thread is reading (it may be waiting for a slow input, such as
+        a pipe): else this thread goes back to its other work, so that decoding and
+        postprocessing never wait for input. The reader signals again after releasing
+        the reading lock if free sets remain, so that none is forgotten.
         """
-        self._parked.put(inputs)
-        while self._reading.acquire(blocking=False):
-            try:
-                self._read_parked()
-            finally:
-                self._reading.release()
-            if self._parked.empty() or self._exhausted:
-                return
+        if not self._reading.acquire(blocking=False):
+            return None
+        try:
+            job = self._read_one()
+            if self._stop.is_set():
+                self._close_input()  # the run has ended while this thread was reading
+        finally:
+            self._reading.release()
+        if not (self._parked.empty() or self._exhausted or self._stop.is_set()):
+            self._work.put(_WORK)
+        return job
 
-    def _read_parked(self) -> None:
-        """With the reading lock: one batch per parked input set, numbered in input
-        order, queued for decoding. At the end of the input (or on a stop request, or
-        if reading fails), tell the workers and the caller how many jobs there were."""
-        while not self._exhausted:
+    def _read_one(self) -> _Job | None:
+        """With the reading lock: the next batch, numbered in input order, in a free
+        input set. At the end of the input (or on a stop request, or if reading
+        fails), tell the workers and the caller how many jobs there were."""
+        if self._exhausted or self._stop.is_set():
+            return None
+        try:
+            inputs = self._parked.get_nowait()
+        except queue.Empty:
+            return None
+        chunk = None
+        if not self._graceful.is_set():
+            self._reader = threading.current_thread()
             try:
-                inputs = self._parked.get_nowait()
-            except queue.Empty:
-                return
-            chunk = None
-            if not self._graceful.is_set():
-                self._reader = threading.current_thread()
-                try:
-                    chunk = next(self._batches, None)
-                except Exception as exc:  # the input stream itself failed: end it there
-                    self._input_error = exc
-                finally:
-                    self._reader = None
-            if chunk is None:
-                self._exhausted = True
-                for q in (*self._inq, self._done):
-                    q.put(self._read)
-                return
-            self._work.put(_Job(self._read, chunk, inputs))
-            self._read += 1
+                chunk = next(self._batches, None)
+            except Exception as exc:  # the input stream itself failed: end it there
+                self._input_error = exc
+            finally:
+                self._reader = None
+        if self._stop.is_set():
+            return None  # the run ended while waiting for input: what came is not used
+        if chunk is None:
+            self._exhausted = True
+            for q in (*self._inq, self._done):
+                q.put(self._read)
+            return None
+        self._read += 1
+        return _Job(self._read - 1, chunk, inputs)
+
+    def _close_input(self) -> None:
+        """With the reading lock: close the input stream if it can be (a video being
+        read is released)."""
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            close()
 
     def _prepare(self, job: _Job) -> None:
         """Decode + preprocess each frame of a job into its slot of the job's input set.
@@ -323,20 +354,17 @@ class Pipeline:
         workers_gone = False
         while time.perf_counter() < deadline:
             try:
-                work = self._work.get(timeout=POLL_S)
+                job = self._post.get(timeout=POLL_S)
             except queue.Empty:
                 if workers_gone:
                     return  # and nothing they handed over is left
                 # Once no worker is left, nothing more can come: one more look, then done.
                 workers_gone = not any(t.is_alive() for t in self._threads[: self._workers])
                 continue
-            if work is None:
-                return
-            if isinstance(work, _Job) and work.outputs is not None:
-                try:
-                    self._finish(work)
-                except BaseException:
-                    return  # the first failure is the one reported
+            try:
+                self._finish(job)
+            except BaseException:
+                return  # the first failure is the one reported
 
     # -- workers: one per instance, the only threads that call run() ----------------------
 
@@ -377,7 +405,7 @@ class Pipeline:
         instance = self.session.instances[k]
         filler = [np.full(i.shape, i.zero_point, np.int8) for i in self.session.input_infos]
         tracker: LagTracker[_Job] = LagTracker(self._lag)
-        done_q, work_q = self._done, self._work
+        done_q = self._done
 
         def release_skipped() -> None:
             for skipped in tracker.ready_skipped():
@@ -392,7 +420,7 @@ class Pipeline:
                 self._free_out.put(outputs)  # nothing useful came back (double buffering)
             else:
                 done.outputs = outputs
-                work_q.put(done)  # for a host thread
+                self._to_postprocess(done)
             release_skipped()
 
         try:
@@ -490,7 +518,7 @@ class Pipeline:
         try:
             for job in self._jobs_in_order():
                 if job.inputs is not None:
-                    self._work.put(job.inputs)  # free: read the next batch into it
+                    self._free_inputs(job.inputs)
                 for item, result, error, meta, image in zip(
                         job.items, job.results, job.errors, job.metas, job.images,
                         strict=True):
@@ -508,7 +536,7 @@ class Pipeline:
 
     def _shutdown(self) -> None:
         for _ in range(self.config.threads):
-            self._work.put(None)  # idle host threads end at once
+            self._work.put(None)  # host threads end at once (after the signals before)
         self._stop.set()
         # Abandoning a stop: threads blocked in run() are daemons, do not wait them out;
         # nor one blocked inside the input stream.
@@ -518,10 +546,8 @@ class Pipeline:
             t.join(max(0.0, deadline - time.perf_counter()))
         # Close the input stream where possible (a video's read-ahead thread ends with
         # it); not while a thread is inside it.
-        if self._reading.acquire(blocking=False):
+        if self._reading.acquire(blocking=False):  # else the reader closes it on return
             try:
-                close = getattr(self._batches, "close", None)
-                if close is not None:
-                    close()
+                self._close_input()
             finally:
                 self._reading.release()

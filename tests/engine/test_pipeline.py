@@ -416,3 +416,46 @@ def test_stopping_early_closes_a_video_being_read(tiny, tmp_path) -> None:
             if n == 3:
                 break
         assert wait_until(no_axrun_threads)  # the pipeline is still referenced here
+
+
+@pytest.mark.timeout(30)
+def test_one_host_thread_with_a_slow_input_still_delivers_as_it_goes(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+
+    def trickle():
+        for i in range(12):
+            time.sleep(0.1)  # e.g. paths arriving on a pipe
+            yield zeros(f"i{i}")
+
+    config = EngineConfig(decode_threads=1, double_buffer=False)
+    with Engine(gen.path, config=config) as engine:
+        t0 = time.perf_counter()
+        first = next(engine.run(RawTask(engine.folder, RECIPE), trickle()))
+        # not after every free buffer was filled from the slow input (1.3 s and more)
+        assert first.item.source == "i0" and time.perf_counter() - t0 < 0.8
+
+
+@pytest.mark.timeout(30)
+def test_a_run_that_ends_during_a_slow_read_stops_reading_and_closes_the_input(tiny) -> None:
+    gen = tiny(kind="classifier", batch=1, size=8)
+    gate, pulled, closed = threading.Event(), itertools.count(), threading.Event()
+
+    def stream():
+        try:
+            for i in itertools.count():
+                if i == 3:
+                    gate.wait(10)  # the input goes quiet
+                next(pulled)
+                yield zeros(f"i{i}")
+        finally:
+            closed.set()
+
+    with Engine(gen.path, config=EngineConfig(double_buffer=False)) as engine:
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+        for n, _ in enumerate(pipeline.run(stream())):
+            if n == 1:
+                break
+        gate.set()  # the input speaks again, after the run has ended
+        assert closed.wait(3)  # the thread that was reading closed it
+        assert next(pulled) <= 4  # and read nothing more
+        assert wait_until(no_axrun_threads)
