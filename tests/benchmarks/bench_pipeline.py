@@ -36,7 +36,7 @@ from axrun.sources import Item, decode_image
 from axrun.tasks.classify import Classifier
 
 PHOTOS = 600
-ROUNDS = 7
+ROUNDS = 11
 
 
 def host_ceiling(paths: list[Path], task: Classifier, threads: int) -> float:
