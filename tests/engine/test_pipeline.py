@@ -459,3 +459,12 @@ def test_a_run_that_ends_during_a_slow_read_stops_reading_and_closes_the_input(t
         assert closed.wait(3)  # the thread that was reading closed it
         assert next(pulled) <= 4  # and read nothing more
         assert wait_until(no_axrun_threads)
+
+
+def test_opening_an_engine_turns_opencv_threading_off(tiny) -> None:
+    import cv2
+
+    gen = tiny(kind="classifier", batch=1, size=8)
+    cv2.setNumThreads(2)
+    with Engine(gen.path):
+        assert cv2.getNumThreads() == 1  # the host threads are the parallelism
