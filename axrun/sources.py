@@ -100,7 +100,7 @@ def read_bytes(path: str | Path) -> bytes:
 def _is_regular_file(name: bytes) -> bool:
     try:
         return stat.S_ISREG(os.stat(name).st_mode)
-    except (OSError, ValueError):
+    except OSError:
         return False
 
 

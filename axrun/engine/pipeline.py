@@ -36,7 +36,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,7 +84,7 @@ class FrameResult:
 class _Job:
     index: int
     items: list[Item]
-    inputs: list[np.ndarray] | None  # None once returned to the free pool
+    inputs: list[np.ndarray]  # held until the job is delivered
     metas: list[Any] = field(default_factory=list)
     errors: list[InputError | None] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
@@ -162,7 +162,7 @@ class Pipeline:
         for _ in range(self.max_in_flight + self._workers):
             self._free_out.put([np.full(i.shape, i.zero_point, np.int8)
                                 for i in session.output_infos])
-        self._batches: Iterator[list[Item]] = iter(())
+        self._batches: Generator[list[Item], None, None] = batches((), 1)  # set by run()
         self._reading = threading.Lock()  # held by the one thread reading the input
         self._reader: threading.Thread | None = None  # that thread, while inside next()
         self._read = 0  # batches read so far
@@ -286,14 +286,11 @@ class Pipeline:
     def _close_input(self) -> None:
         """With the reading lock: close the input stream if it can be (a video being
         read is released)."""
-        close = getattr(self._batches, "close", None)
-        if close is not None:
-            close()
+        self._batches.close()
 
     def _prepare(self, job: _Job) -> None:
         """Decode + preprocess each frame of a job into its slot of the job's input set.
         A bad frame gets an InputError; anything else stops the run, naming the frame."""
-        assert job.inputs is not None
         decode_s = preprocess_s = 0.0
         for slot, item in enumerate(job.items):
             t0 = time.perf_counter()
@@ -345,7 +342,7 @@ class Pipeline:
             source = job.items[0].source
             raise PipelineError(f"{source}: postprocessing returned {len(results)} results "
                                 f"for {len(job.items)} frames", source)
-        return results if len(results) == len(job.items) else list(results[: len(job.items)])
+        return list(results[: len(job.items)])
 
     def _settle(self) -> None:
         """After a stop, postprocess the outputs already back (within :data:`SETTLE_S`):
@@ -368,28 +365,40 @@ class Pipeline:
 
     # -- workers: one per instance, the only threads that call run() ----------------------
 
-    def _jobs_for(self, k: int) -> Iterator[_Job | None]:
-        """Worker ``k``'s jobs (k, k + n, k + 2n, ...) in order, as decoding finishes them;
-        None each time no job came for :data:`IDLE_S`."""
+    def _in_order(self, receive: Callable[[], Any], first: int,
+                  step: int) -> Iterator[_Job | None]:
+        """Jobs ``first``, ``first + step``, ... in order, from ``receive()``, which gives
+        them in any order, or the number of jobs (the end; -1: end now), or None
+        (nothing came for a while: None is yielded)."""
         ready: dict[int, _Job] = {}
-        expected, total = k, None
-        q = self._inq[k]
+        expected, total = first, None
         while total is None or expected < total:
             if expected in ready:
                 yield ready.pop(expected)
-                expected += self._workers
+                expected += step
                 continue
+            got = receive()
+            if got is None:
+                yield None
+            elif isinstance(got, int):
+                total = got if got >= 0 else expected
+            else:
+                ready[got.index] = got
+
+    def _jobs_for(self, k: int) -> Iterator[_Job | None]:
+        """Worker ``k``'s jobs (k, k + n, k + 2n, ...) in order, as decoding finishes them;
+        None each time no job came for :data:`IDLE_S`."""
+        q = self._inq[k]
+
+        def receive() -> Any:
             if self._stop.is_set():
                 raise _Stopped
             try:
-                got = q.get(timeout=IDLE_S)
+                return q.get(timeout=IDLE_S)
             except queue.Empty:
-                yield None
-                continue
-            if isinstance(got, int):
-                total = got
-            else:
-                ready[got.index] = got
+                return None
+
+        return self._in_order(receive, k, self._workers)
 
     def _run(self, instance: Any, inputs: list[np.ndarray], outputs: list[np.ndarray],
              job: _Job | None) -> None:
@@ -438,7 +447,6 @@ class Pipeline:
                     else:
                         release_skipped()
                     continue
-                assert job.inputs is not None
                 tracker.submit(job)
                 run_and_emit(job.inputs, job)
             while tracker.in_flight:
@@ -482,20 +490,6 @@ class Pipeline:
         reader = self._reader
         return [t for t in self._threads if t is not reader]
 
-    def _jobs_in_order(self) -> Iterator[_Job]:
-        ready: dict[int, _Job] = {}
-        expected, total = 0, None
-        while total is None or expected < total:
-            if expected in ready:
-                yield ready.pop(expected)
-                expected += 1
-                continue
-            got = self._collect()
-            if isinstance(got, int):
-                total = got if got >= 0 else expected
-            else:
-                ready[got.index] = got
-
     def run(self, items: Iterable[Item]) -> Iterator[FrameResult]:
         """Yield one :class:`FrameResult` per item, in input order.
 
@@ -516,9 +510,9 @@ class Pipeline:
         for t in self._threads:
             t.start()
         try:
-            for job in self._jobs_in_order():
-                if job.inputs is not None:
-                    self._free_inputs(job.inputs)
+            for job in self._in_order(self._collect, 0, 1):
+                assert job is not None  # _collect waits: it never gives None
+                self._free_inputs(job.inputs)
                 for item, result, error, meta, image in zip(
                         job.items, job.results, job.errors, job.metas, job.images,
                         strict=True):
