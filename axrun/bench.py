@@ -26,7 +26,7 @@ import numpy as np
 from axrun.engine import Engine, StageTimes
 from axrun.engine.pipeline import Task
 from axrun.errors import UsageError
-from axrun.sources import Item, expand
+from axrun.sources import Item, ItemStream, expand
 
 REPORT_VERSION = 1
 
@@ -174,7 +174,7 @@ def system_phase(engine: Engine, task: Task, items: Sequence[Item], seconds: flo
     deadline = time.perf_counter() + seconds
     first = last = 0.0
     frames = 0
-    for _ in pipeline.run(itertools.cycle(items)):
+    for _ in pipeline.run(ItemStream(itertools.cycle(items), may_wait=False)):
         last = time.perf_counter()
         if frames == 0:
             first = last

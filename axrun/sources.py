@@ -359,14 +359,34 @@ def stdin_paths(stream: BinaryIO, null: bool) -> Iterator[str]:
             yield os.fsdecode(chunk)
 
 
+class ItemStream(Iterator[Item]):
+    """A lazy stream of items that can be closed, and says whether reading it may wait
+    on the outside world (``may_wait``: paths from a pipe may come at any time). The
+    engine reads such a stream only in its own threads, never in the thread that
+    collects results (see :meth:`axrun.engine.Pipeline.run`)."""
+
+    def __init__(self, items: Iterator[Item], may_wait: bool) -> None:
+        self._items = items
+        self.may_wait = may_wait
+
+    def __next__(self) -> Item:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Close the underlying stream, if it can be (a video being read is released)."""
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+
 def expand(specs: Sequence[str], options: SourceOptions | None = None,
            stdin: BinaryIO | None = None,
            skip: Callable[[Item], bool] | None = None,
-           video: VideoReader = video_frames) -> Iterator[Item]:
+           video: VideoReader = video_frames) -> ItemStream:
     """The items for command-line inputs: files, folders (recursive, sorted, images by
     extension or content, other files skipped), globs, videos (one item per kept frame,
     read by ``video``) and ``-`` (paths from ``stdin``, themselves expanded). Lazy;
-    closing the stream releases a video being read.
+    closing the stream releases a video being read. With ``-`` it may wait for input.
     Items for which ``skip`` is true are left out (``--resume``); ``limit`` applies after.
     """
     options = options or SourceOptions()
@@ -394,4 +414,4 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
         finally:
             source.close()  # closing the stream ends any video read-ahead thread
 
-    return stream()
+    return ItemStream(stream(), may_wait="-" in specs)

@@ -81,8 +81,8 @@ DoubleBufferOpt = Annotated[bool, typer.Option(
     "--double-buffer/--no-double-buffer", help="DMA double buffering (results two calls "
     "late, more throughput).", rich_help_panel=DEVICE)]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    "--decode-threads", help="Host threads: decode + preprocess, and postprocessing "
-    "where it is costly (default: CPU count).",
+    "--decode-threads", help="Threads doing host work: decode + preprocess and "
+    "postprocessing, this command's own thread counted (default: CPU count).",
     rich_help_panel=DEVICE)]
 ResizeOpt = Annotated[int | None, typer.Option(
     "--resize", help="Resize the short side to N, then centre-crop to the input size.",

@@ -17,13 +17,15 @@ Threads and what they own:
   out the results still in the device. Workers run little Python: they mostly wait
   for the device.
 - the **caller's thread** yields results in input order and returns each job's input
-  set to the host threads. An input set stays with its job until the device has
-  returned that job's result, an output set until its results are postprocessed: no
-  buffer is written while ``run()`` may still read it, or read while ``run()`` may
-  write it.
+  set to the host threads. While its next result is not there, it is one of the host
+  threads (one fewer is started) and does their work, unless the input may wait on
+  the outside world (see :meth:`Pipeline.run`): it must never wait there while results
+  are ready. An input set stays with its job until the device has returned that job's
+  result, an output set until its results are postprocessed: no buffer is written
+  while ``run()`` may still read it, or read while ``run()`` may write it.
 
-When the host is the limit, host threads are always busy, so handing them work wakes
-nobody; a frame wakes its worker and the caller, once each. Hand-offs are C
+When the host is the limit, host threads (the caller among them) are always busy, so
+handing them work wakes nobody; a frame wakes its worker only. Hand-offs are C
 ``SimpleQueue``s. Every blocking wait lasts at most :data:`POLL_S` before checking
 the shared stop event. The first failure sets it; outputs already back are still
 postprocessed (:data:`SETTLE_S`); everything joins; the caller gets the error with
@@ -36,7 +38,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,7 +82,7 @@ class FrameResult:
     image: np.ndarray | None = None  # the decoded pixels, when the pipeline keeps them
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     index: int
     items: list[Item]
@@ -97,6 +99,17 @@ class _Stopped(Exception):
 
 
 _WORK = object()  # a signal to the host threads: there is work (or maybe there is)
+
+
+def _take(q: queue.SimpleQueue[Any]) -> Any:
+    """An item of ``q`` if there is one now, else None (an exception is slower, and
+    having nothing is the usual case)."""
+    if q.empty():
+        return None
+    try:
+        return q.get_nowait()
+    except queue.Empty:  # another thread took it first
+        return None
 
 
 def _wrapped(exc: BaseException, what: str) -> BaseException:
@@ -168,6 +181,7 @@ class Pipeline:
         self._read = 0  # batches read so far
         self._exhausted = False
         self._input_error: BaseException | None = None
+        self._caller_helps = False  # set by run()
         self._used = False
 
     @property
@@ -219,20 +233,25 @@ class Pipeline:
         preprocesses it, and hands it to its instance."""
         try:
             while self._get(self._work) is not None:
-                try:
-                    job = self._post.get_nowait()
-                except queue.Empty:
-                    if (job := self._read_next()) is not None:
-                        self._prepare(job)
-                        self._inq[instance_for(job.index, self._workers)].put(job)
-                else:
-                    self._finish(job)
+                self._host_step()
         except _Stopped:
             if self._failure is not None:
                 self._settle()
         except BaseException as exc:
             self._fail(_wrapped(exc, "a host thread failed"))
             self._settle()
+
+    def _host_step(self) -> bool:
+        """Postprocess a job whose outputs came back, else read, decode and preprocess
+        the next batch and hand it to its instance. False: there was nothing to do."""
+        if (job := _take(self._post)) is not None:
+            self._finish(job)
+            return True
+        if (job := self._read_next()) is None:
+            return False
+        self._prepare(job)
+        self._inq[instance_for(job.index, self._workers)].put(job)
+        return True
 
     def _read_next(self) -> _Job | None:
         """The next batch of the input, in a free input set; None if there is none now.
@@ -260,9 +279,7 @@ class Pipeline:
         fails), tell the workers and the caller how many jobs there were."""
         if self._exhausted or self._stop.is_set():
             return None
-        try:
-            inputs = self._parked.get_nowait()
-        except queue.Empty:
+        if (inputs := _take(self._parked)) is None:
             return None
         chunk = None
         if not self._graceful.is_set():
@@ -479,6 +496,15 @@ class Pipeline:
                     return self._done.get_nowait()
                 except queue.Empty:
                     return -1
+            if self._caller_helps:  # do host work until the next job is there
+                if (done := _take(self._done)) is not None:
+                    return done
+                try:
+                    if self._host_step():
+                        continue
+                except Exception as exc:  # as in a host thread; KeyboardInterrupt goes up
+                    self._fail(_wrapped(exc, "host work in the caller's thread failed"))
+                    continue
             try:
                 return self._done.get(timeout=POLL_S)
             except queue.Empty:
@@ -493,6 +519,13 @@ class Pipeline:
     def run(self, items: Iterable[Item]) -> Iterator[FrameResult]:
         """Yield one :class:`FrameResult` per item, in input order.
 
+        While it waits for the next result, the caller's thread does host work, also
+        reading ``items``, if it can never wait long there: when ``items`` is a
+        sequence, or says so (an ``may_wait`` attribute that is false, as the streams of
+        :func:`axrun.sources.expand` without stdin have). Else (a pipe, a camera) only
+        the host threads read it, so that results are never held up by input that has
+        not come yet.
+
         Raises:
             DeviceError, PipelineError: the first failure, naming the frame; every
                 thread has been joined by then.
@@ -501,12 +534,14 @@ class Pipeline:
             raise RuntimeError("a Pipeline runs once; make a new one")
         self._used = True
         start = time.perf_counter()
+        may_wait = getattr(items, "may_wait", not isinstance(items, Sequence))
+        self._caller_helps = self.config.threads > 1 and not may_wait
         self._batches = batches(items, self._batch)
         self._threads = [threading.Thread(target=self._worker, args=(k,),
                                           name=f"axrun-worker-{k}", daemon=True)
                          for k in range(self._workers)]
         self._threads += [threading.Thread(target=self._host, name=f"axrun-host-{i}",
-                                           daemon=True) for i in range(self.config.threads)]
+                                           daemon=True) for i in range(self._host_threads)]
         for t in self._threads:
             t.start()
         try:
@@ -528,8 +563,13 @@ class Pipeline:
             self._shutdown()
             self.stats.wall_s += time.perf_counter() - start
 
+    @property
+    def _host_threads(self) -> int:
+        """Host threads to start: the caller's thread, when it helps, is one of them."""
+        return self.config.threads - self._caller_helps
+
     def _shutdown(self) -> None:
-        for _ in range(self.config.threads):
+        for _ in range(self._host_threads):
             self._work.put(None)  # host threads end at once (after the signals before)
         self._stop.set()
         # Abandoning a stop: threads blocked in run() are daemons, do not wait them out;

@@ -24,10 +24,10 @@ class EngineConfig:
     """How to use the device and the host.
 
     ``aipu_cores``: cores to use per device (``cores // batch`` instances each).
-    ``devices``: indices or names; ``None`` for all. ``decode_threads``: host
-    threads, which decode + preprocess and run costly postprocessing (``None``: the
-    number of CPUs). ``queue_depth``: jobs queued
-    per instance beyond those on the device.
+    ``devices``: indices or names; ``None`` for all. ``decode_threads``: threads
+    doing host work (decode + preprocess, postprocess), the caller's own thread among
+    them when it can help (see :meth:`Pipeline.run`); ``None``: the number of CPUs.
+    ``queue_depth``: jobs queued per instance beyond those on the device.
     """
 
     aipu_cores: int = CORES_PER_DEVICE

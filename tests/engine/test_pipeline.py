@@ -436,6 +436,29 @@ def test_one_host_thread_with_a_slow_input_still_delivers_as_it_goes(tiny) -> No
 
 
 @pytest.mark.timeout(30)
+def test_an_input_that_waits_for_each_result_gets_it_at_once(tiny) -> None:
+    # A request/response client: the next path comes only after the last result. The
+    # caller's thread, which helps with host work, must not wait inside such an input.
+    gen = tiny(kind="classifier", batch=1, size=8)
+    answered = [threading.Event() for _ in range(4)]
+
+    def client():
+        for i in range(4):
+            yield zeros(f"i{i}")
+            if not answered[i].wait(5):
+                return
+
+    config = EngineConfig(decode_threads=2, double_buffer=False)
+    with Engine(gen.path, config=config) as engine:
+        t0, got = time.perf_counter(), []
+        for r in engine.run(RawTask(engine.folder, RECIPE), client()):
+            answered[len(got)].set()
+            got.append(r.item.source)
+        assert got == ["i0", "i1", "i2", "i3"]
+        assert time.perf_counter() - t0 < 2  # not 5 s of waiting per answer
+
+
+@pytest.mark.timeout(30)
 def test_a_run_that_ends_during_a_slow_read_stops_reading_and_closes_the_input(tiny) -> None:
     gen = tiny(kind="classifier", batch=1, size=8)
     gate, pulled, closed = threading.Event(), itertools.count(), threading.Event()
