@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -491,3 +492,25 @@ def test_opening_an_engine_turns_opencv_threading_off(tiny) -> None:
     cv2.setNumThreads(2)
     with Engine(gen.path):
         assert cv2.getNumThreads() == 1  # the host threads are the parallelism
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_decoding_in_the_callers_thread_reuses_freed_frame_memory(tiny, monkeypatch) -> None:
+    # The caller's (main) thread decodes too; without the allocator settings, glibc
+    # gave its frames' memory back and faulted it in again: ~30 page faults a frame.
+    import resource
+    from pathlib import Path
+
+    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(key, raising=False)
+    photos = sorted((Path(__file__).parents[2] / "models" / "samples").glob("*.jpg"))
+    items = [Item(str(photos[i % len(photos)])) for i in range(240)]
+    gen = tiny(kind="classifier", batch=1, size=8)
+    config = EngineConfig(decode_threads=2, double_buffer=False)
+    with Engine(gen.path, config=config) as engine:
+        task = RawTask(engine.folder, RECIPE)
+        assert len(list(engine.run(task, items))) == 240  # warm-up
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        assert len(list(engine.run(task, items))) == 240
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults / 240 < 15, faults
