@@ -7,9 +7,11 @@ Threads and what they own:
   came back, if there is one; else they take a free *input set* (one padded buffer
   per model input, whole batch), read the next batch of the input into it (one
   thread at a time, so jobs are numbered in input order), decode and preprocess its
-  frames straight into the set (OpenCV releases the GIL) and hand the job to
-  instance ``j % n``. A thread finding another one reading (maybe waiting on a slow
-  pipe) does not wait for it: it goes back to its other work.
+  frames straight into the set (OpenCV releases the GIL) and hand the job to its
+  instance: ``j // GROUP % n``. Consecutive jobs of the same instance are read,
+  prepared and handed over together, as free sets allow (not from an input that may
+  wait): one worker wake-up per group. A thread finding another one reading (maybe
+  waiting on a slow pipe) does not wait for it: it goes back to its other work.
 - **worker k** runs its jobs in job order and calls ``run()`` with a free *output
   set*; when the output it gets back holds a job's result (two calls later with
   double buffering), it hands that job and output set to the host threads. When no
@@ -25,7 +27,7 @@ Threads and what they own:
   while ``run()`` may still read it, or read while ``run()`` may write it.
 
 When the host is the limit, host threads (the caller among them) are always busy, so
-handing them work wakes nobody; a frame wakes its worker only. Hand-offs are C
+handing them work wakes nobody; a group of frames wakes its worker, once. Hand-offs are C
 ``SimpleQueue``s. Every blocking wait lasts at most :data:`POLL_S` before checking
 the shared stop event. The first failure sets it; outputs already back are still
 postprocessed (:data:`SETTLE_S`); everything joins; the caller gets the error with
@@ -35,6 +37,7 @@ memory does not grow with the input length.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -45,7 +48,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from axrun.engine.plan import DeviceSession, EngineConfig
-from axrun.engine.schedule import DOUBLE_BUFFER_LAG, LagTracker, batches, instance_for
+from axrun.engine.schedule import (
+    DOUBLE_BUFFER_LAG,
+    GROUP,
+    LagTracker,
+    batches,
+    instance_for,
+    jobs_of,
+)
 from axrun.engine.stats import StageTimes
 from axrun.errors import AxrunError, InputError, PipelineError
 from axrun.runtime import translate
@@ -182,14 +192,18 @@ class Pipeline:
         self._exhausted = False
         self._input_error: BaseException | None = None
         self._caller_helps = False  # set by run()
+        self._input_may_wait = True  # set by run()
         self._used = False
 
     @property
     def max_in_flight(self) -> int:
         """Jobs (batches) that can be between the input stream and the caller at once:
-        per instance, those in the device, one being collected and ``queue_depth``
-        decoded ahead; plus one for each host thread."""
-        return self._workers * (self._lag + 1 + self.config.queue_depth) + self.config.threads
+        per instance, those in the device, a group being collected and ``queue_depth``
+        decoded ahead; plus a group for each host thread. (A job is delivered only once
+        its instance has run ``lag`` more: its instance's next group, ``n`` groups on,
+        must fit too, or the pipeline would wait for :data:`IDLE_S` fillers.)"""
+        return (self._workers * (self._lag + GROUP + self.config.queue_depth)
+                + self.config.threads * GROUP)
 
     def request_stop(self) -> None:
         """Stop taking new input; frames in flight complete and are returned, unless
@@ -247,14 +261,17 @@ class Pipeline:
         if (job := _take(self._post)) is not None:
             self._finish(job)
             return True
-        if (job := self._read_next()) is None:
+        if not (jobs := self._read_next()):
             return False
-        self._prepare(job)
-        self._inq[instance_for(job.index, self._workers)].put(job)
+        for job in jobs:
+            self._prepare(job)
+        self._inq[instance_for(jobs[0].index, self._workers, GROUP)].put(jobs)
         return True
 
-    def _read_next(self) -> _Job | None:
-        """The next batch of the input, in a free input set; None if there is none now.
+    def _read_next(self) -> list[_Job]:
+        """The next batch of the input, in a free input set, and the batches after it
+        that go to the same instance (up to its group of :data:`GROUP`, as free sets
+        allow), unless the input may wait; none if there is nothing to read now.
 
         Only if no other thread is reading (it may be waiting for a slow input, such as
         a pipe): else this thread goes back to its other work, so that decoding and
@@ -262,16 +279,20 @@ class Pipeline:
         the reading lock if free sets remain, so that none is forgotten.
         """
         if not self._reading.acquire(blocking=False):
-            return None
+            return []
+        jobs = []
         try:
-            job = self._read_one()
+            while job := self._read_one():
+                jobs.append(job)
+                if self._input_may_wait or (job.index + 1) % GROUP == 0:
+                    break
             if self._stop.is_set():
                 self._close_input()  # the run has ended while this thread was reading
         finally:
             self._reading.release()
         if not (self._parked.empty() or self._exhausted or self._stop.is_set()):
             self._work.put(_WORK)
-        return job
+        return jobs
 
     def _read_one(self) -> _Job | None:
         """With the reading lock: the next batch, numbered in input order, in a free
@@ -382,28 +403,31 @@ class Pipeline:
 
     # -- workers: one per instance, the only threads that call run() ----------------------
 
-    def _in_order(self, receive: Callable[[], Any], first: int,
-                  step: int) -> Iterator[_Job | None]:
-        """Jobs ``first``, ``first + step``, ... in order, from ``receive()``, which gives
-        them in any order, or the number of jobs (the end; -1: end now), or None
-        (nothing came for a while: None is yielded)."""
+    def _in_order(self, receive: Callable[[], Any],
+                  order: Iterator[int]) -> Iterator[_Job | None]:
+        """The jobs numbered by ``order``, in that order, from ``receive()``, which gives
+        them in any order (alone or in lists), or the number of jobs (the end; -1: end
+        now), or None (nothing came for a while: None is yielded)."""
         ready: dict[int, _Job] = {}
-        expected, total = first, None
+        expected, total = next(order), None
         while total is None or expected < total:
             if expected in ready:
                 yield ready.pop(expected)
-                expected += step
+                expected = next(order)
                 continue
             got = receive()
             if got is None:
                 yield None
             elif isinstance(got, int):
                 total = got if got >= 0 else expected
+            elif isinstance(got, list):
+                for job in got:
+                    ready[job.index] = job
             else:
                 ready[got.index] = got
 
     def _jobs_for(self, k: int) -> Iterator[_Job | None]:
-        """Worker ``k``'s jobs (k, k + n, k + 2n, ...) in order, as decoding finishes them;
+        """Worker ``k``'s jobs (see :func:`jobs_of`) in order, as decoding finishes them;
         None each time no job came for :data:`IDLE_S`."""
         q = self._inq[k]
 
@@ -415,7 +439,7 @@ class Pipeline:
             except queue.Empty:
                 return None
 
-        return self._in_order(receive, k, self._workers)
+        return self._in_order(receive, jobs_of(k, self._workers, GROUP))
 
     def _run(self, instance: Any, inputs: list[np.ndarray], outputs: list[np.ndarray],
              job: _Job | None) -> None:
@@ -535,6 +559,7 @@ class Pipeline:
         self._used = True
         start = time.perf_counter()
         may_wait = getattr(items, "may_wait", not isinstance(items, Sequence))
+        self._input_may_wait = may_wait
         self._caller_helps = self.config.threads > 1 and not may_wait
         self._batches = batches(items, self._batch)
         self._threads = [threading.Thread(target=self._worker, args=(k,),
@@ -545,7 +570,7 @@ class Pipeline:
         for t in self._threads:
             t.start()
         try:
-            for job in self._in_order(self._collect, 0, 1):
+            for job in self._in_order(self._collect, itertools.count()):
                 assert job is not None  # _collect waits: it never gives None
                 self._free_inputs(job.inputs)
                 for item, result, error, meta, image in zip(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from itertools import islice
 
 import pytest
 
-from axrun.engine.schedule import LagTracker, batches, instance_for
+from axrun.engine.schedule import LagTracker, batches, instance_for, jobs_of
 
 
 def drive(lag: int, jobs: list[tuple[str, bool]]) -> tuple[list[str], int]:
@@ -58,6 +59,10 @@ def test_batches_and_round_robin() -> None:
     assert list(batches(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(batches([], 2)) == []
     assert [instance_for(j, 3) for j in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert [instance_for(j, 3, group=2) for j in range(8)] == [0, 0, 1, 1, 2, 2, 0, 0]
+    for k in range(3):  # each instance's jobs, in order, are the ones assigned to it
+        mine = list(islice(jobs_of(k, 3, group=2), 4))
+        assert mine == [j for j in range(24) if instance_for(j, 3, group=2) == k][:4]
 
 
 def test_batches_keep_what_was_read_before_a_failure_and_close_their_source() -> None:
