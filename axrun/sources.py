@@ -386,7 +386,8 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
     """The items for command-line inputs: files, folders (recursive, sorted, images by
     extension or content, other files skipped), globs, videos (one item per kept frame,
     read by ``video``) and ``-`` (paths from ``stdin``, themselves expanded). Lazy;
-    closing the stream releases a video being read. With ``-`` it may wait for input.
+    closing the stream releases a video being read. It may wait for input with ``-`` or
+    a named pipe among ``specs``.
     Items for which ``skip`` is true are left out (``--resume``); ``limit`` applies after.
     """
     options = options or SourceOptions()
@@ -414,4 +415,16 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
         finally:
             source.close()  # closing the stream ends any video read-ahead thread
 
-    return ItemStream(stream(), may_wait="-" in specs)
+    return ItemStream(stream(), may_wait=any(_may_wait(spec) for spec in specs))
+
+
+def _may_wait(spec: str) -> bool:
+    """Whether reading this input may wait on the outside world: stdin, or a path that
+    names neither a file nor a folder (a named pipe, a device)."""
+    if spec == "-":
+        return True
+    try:
+        mode = os.stat(spec).st_mode
+    except (OSError, ValueError):
+        return False  # missing (an error item) or a glob
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))

@@ -88,11 +88,13 @@ def test_stdin_lines_keep_spaces_and_unicode(tmp_path: Path) -> None:
     assert all(i.error is None for i in expand(["-"], stdin=io.BytesIO(data)))
 
 
-def test_only_a_stream_reading_stdin_may_wait(tmp_path: Path) -> None:
+def test_only_a_stream_reading_stdin_or_a_pipe_may_wait(tmp_path: Path) -> None:
     # the engine's result-collecting thread does not read a stream that may wait
     write_image(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "pipe.png")
     assert expand(["-"], stdin=io.BytesIO(b"")).may_wait
-    assert not expand([str(tmp_path)]).may_wait
+    assert expand([str(tmp_path / "a.png"), str(tmp_path / "pipe.png")]).may_wait
+    assert not expand([str(tmp_path / "a.png"), str(tmp_path / "none.png")]).may_wait
 
 
 def test_stdin_nul_separated(tmp_path: Path) -> None:

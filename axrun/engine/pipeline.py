@@ -188,6 +188,7 @@ class Pipeline:
         self._batches: Generator[list[Item], None, None] = batches((), 1)  # set by run()
         self._reading = threading.Lock()  # held by the one thread reading the input
         self._reader: threading.Thread | None = None  # that thread, while inside next()
+        self._missed_read = False  # a thread found the reading lock taken
         self._read = 0  # batches read so far
         self._exhausted = False
         self._input_error: BaseException | None = None
@@ -247,7 +248,7 @@ class Pipeline:
         preprocesses it, and hands it to its instance."""
         try:
             while self._get(self._work) is not None:
-                self._host_step()
+                self._tokens_used(self._host_step(woken=True) - 1)  # one woke it up
         except _Stopped:
             if self._failure is not None:
                 self._settle()
@@ -255,32 +256,46 @@ class Pipeline:
             self._fail(_wrapped(exc, "a host thread failed"))
             self._settle()
 
-    def _host_step(self) -> bool:
+    def _host_step(self, woken: bool) -> int:
         """Postprocess a job whose outputs came back, else read, decode and preprocess
-        the next batch and hand it to its instance. False: there was nothing to do."""
+        the next batch (or group) and hand it to its instance. Returns the pieces of
+        work done (jobs postprocessed or free sets used): 0, there was nothing to do.
+        ``woken``: a signal brought the thread here (not so for the caller's thread)."""
         if (job := _take(self._post)) is not None:
             self._finish(job)
-            return True
-        if not (jobs := self._read_next()):
-            return False
+            return 1
+        if not (jobs := self._read_next(woken)):
+            return 0
         for job in jobs:
             self._prepare(job)
         self._inq[instance_for(jobs[0].index, self._workers, GROUP)].put(jobs)
-        return True
+        return len(jobs)
 
-    def _read_next(self) -> list[_Job]:
+    def _tokens_used(self, count: int) -> None:
+        """Take the signals of ``count`` pieces of work done without waiting for them,
+        so that signals stay as many as the pieces of work there are (not one more for
+        every piece the caller's thread or a group did)."""
+        for _ in range(count):
+            if _take(self._work) is None:
+                return
+
+    def _read_next(self, woken: bool) -> list[_Job]:
         """The next batch of the input, in a free input set, and the batches after it
         that go to the same instance (up to its group of :data:`GROUP`, as free sets
         allow), unless the input may wait; none if there is nothing to read now.
 
         Only if no other thread is reading (it may be waiting for a slow input, such as
         a pipe): else this thread goes back to its other work, so that decoding and
-        postprocessing never wait for input. The reader signals again after releasing
-        the reading lock if free sets remain, so that none is forgotten.
+        postprocessing never wait for input. The reader then signals again after
+        releasing the reading lock if free sets remain, so that none is forgotten.
         """
+        jobs: list[_Job] = []
         if not self._reading.acquire(blocking=False):
-            return []
-        jobs = []
+            # Tell the reader to signal again when it is done (the signal that brought
+            # this thread here is used up), then look once more: it may be done already.
+            self._missed_read |= woken
+            if not self._reading.acquire(blocking=False):
+                return jobs
         try:
             while job := self._read_one():
                 jobs.append(job)
@@ -290,8 +305,10 @@ class Pipeline:
                 self._close_input()  # the run has ended while this thread was reading
         finally:
             self._reading.release()
-        if not (self._parked.empty() or self._exhausted or self._stop.is_set()):
-            self._work.put(_WORK)
+        if self._missed_read:
+            self._missed_read = False
+            if not (self._parked.empty() or self._exhausted or self._stop.is_set()):
+                self._work.put(_WORK)
         return jobs
 
     def _read_one(self) -> _Job | None:
@@ -524,7 +541,8 @@ class Pipeline:
                 if (done := _take(self._done)) is not None:
                     return done
                 try:
-                    if self._host_step():
+                    if work := self._host_step(woken=False):
+                        self._tokens_used(work)
                         continue
                 except Exception as exc:  # as in a host thread; KeyboardInterrupt goes up
                     self._fail(_wrapped(exc, "host work in the caller's thread failed"))

@@ -9,7 +9,8 @@
   to :data:`KEEP_BYTES` freed at its top stay there. glibc does this by itself for
   threads other than the main one, mostly; the main thread, which decodes too while
   it waits for results, took about 30 page faults per frame without it. Nothing is
-  changed when ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` is set.
+  changed when ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or a
+  ``glibc.malloc`` tunable (``GLIBC_TUNABLES``) is set.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def tune_process() -> None:
 
 def keep_freed_memory() -> bool:
     """With glibc, keep freed frame-sized memory for reuse; False where nothing was
-    changed (another C library, or the user's own ``MALLOC_*`` settings)."""
-    if not sys.platform.startswith("linux") or any(k in os.environ for k in _ENV):
+    changed (another C library, or the user's own allocator settings)."""
+    if not sys.platform.startswith("linux") or any(k in os.environ for k in _ENV) \
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

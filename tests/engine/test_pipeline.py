@@ -295,6 +295,28 @@ class Img3ExplodingTask(RawTask):
         return super().postprocess(outputs, metas)
 
 
+class SlowPreprocess(RawTask):
+    """Host work that takes a while (the GIL released, as in OpenCV): the host is the
+    limit, and host threads are never idle."""
+
+    def preprocess(self, image, slots):
+        time.sleep(0.001)
+        return super().preprocess(image, slots)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_work_signals_do_not_pile_up_in_a_long_run(tiny, threads) -> None:
+    # One signal per piece of work: one left over per frame would grow without bound
+    # over a long run (they are only used up when the host goes idle).
+    gen = tiny(kind="classifier", batch=1, size=8)
+    config = EngineConfig(decode_threads=threads)
+    with Engine(gen.path, config=config) as engine:
+        pipeline = engine.pipeline(SlowPreprocess(engine.folder, RECIPE))
+        pending = [pipeline._work.qsize()
+                   for n, _ in enumerate(pipeline.run(items_of(images(1500)))) if n % 100 == 99]
+    assert max(pending) <= pipeline.max_in_flight + threads, pending
+
+
 def test_postprocess_failure_names_exactly_the_frame(tiny) -> None:
     gen = tiny(kind="classifier", batch=1, size=8)
     done = []
