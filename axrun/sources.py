@@ -365,18 +365,19 @@ class ItemStream(Iterator[Item]):
     engine reads such a stream only in its own threads, never in the thread that
     collects results (see :meth:`axrun.engine.Pipeline.run`)."""
 
-    def __init__(self, items: Iterator[Item], may_wait: bool) -> None:
-        self._items = items
+    def __init__(self, items: Iterable[Item], may_wait: bool,
+                 close: Callable[[], None] | None = None) -> None:
+        self._items = iter(items)
         self.may_wait = may_wait
+        self._close = close or getattr(self._items, "close", None)
 
     def __next__(self) -> Item:
         return next(self._items)
 
     def close(self) -> None:
         """Close the underlying stream, if it can be (a video being read is released)."""
-        close = getattr(self._items, "close", None)
-        if close is not None:
-            close()
+        if self._close is not None:
+            self._close()
 
 
 def expand(specs: Sequence[str], options: SourceOptions | None = None,
@@ -408,14 +409,8 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
         items = itertools.filterfalse(skip, items)
     if options.limit is not None:
         items = itertools.islice(items, options.limit)
-
-    def stream() -> Iterator[Item]:
-        try:
-            yield from items
-        finally:
-            source.close()  # closing the stream ends any video read-ahead thread
-
-    return ItemStream(stream(), may_wait=any(_may_wait(spec) for spec in specs))
+    # Closing the stream closes the source, ending any video read-ahead thread.
+    return ItemStream(items, any(_may_wait(spec) for spec in specs), close=source.close)
 
 
 def _may_wait(spec: str) -> bool:

@@ -243,9 +243,7 @@ class Pipeline:
         self._work.put(_WORK)
 
     def _host(self) -> None:
-        """A host thread: for each signal, postprocesses a job whose outputs came back
-        if there is one, else reads a batch into a free input set, decodes and
-        preprocesses it, and hands it to its instance."""
+        """A host thread: for each signal, one :meth:`_host_step`."""
         try:
             while self._get(self._work) is not None:
                 self._tokens_used(self._host_step(woken=True) - 1)  # one woke it up
@@ -533,10 +531,9 @@ class Pipeline:
                         continue
                     raise failure from None
             if self._graceful.is_set() and time.perf_counter() - self._graceful_at > GRACE_S:
-                try:  # stopping: what has finished is delivered, what has not is abandoned
-                    return self._done.get_nowait()
-                except queue.Empty:
-                    return -1
+                # Stopping: what has finished is delivered, what has not is abandoned.
+                done = _take(self._done)
+                return -1 if done is None else done
             if self._caller_helps:  # do host work until the next job is there
                 if (done := _take(self._done)) is not None:
                     return done
@@ -563,10 +560,10 @@ class Pipeline:
 
         While it waits for the next result, the caller's thread does host work, also
         reading ``items``, if it can never wait long there: when ``items`` is a
-        sequence, or says so (an ``may_wait`` attribute that is false, as the streams of
-        :func:`axrun.sources.expand` without stdin have). Else (a pipe, a camera) only
-        the host threads read it, so that results are never held up by input that has
-        not come yet.
+        sequence, or says so (a ``may_wait`` attribute that is false, as the streams of
+        :func:`axrun.sources.expand` without stdin or a named pipe have). Else (a pipe,
+        a camera) only the host threads read it, one batch at a time, so that results
+        are never held up by input that has not come yet.
 
         Raises:
             DeviceError, PipelineError: the first failure, naming the frame; every
@@ -576,9 +573,8 @@ class Pipeline:
             raise RuntimeError("a Pipeline runs once; make a new one")
         self._used = True
         start = time.perf_counter()
-        may_wait = getattr(items, "may_wait", not isinstance(items, Sequence))
-        self._input_may_wait = may_wait
-        self._caller_helps = self.config.threads > 1 and not may_wait
+        self._input_may_wait = getattr(items, "may_wait", not isinstance(items, Sequence))
+        self._caller_helps = self.config.threads > 1 and not self._input_may_wait
         self._batches = batches(items, self._batch)
         self._threads = [threading.Thread(target=self._worker, args=(k,),
                                           name=f"axrun-worker-{k}", daemon=True)
