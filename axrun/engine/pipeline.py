@@ -188,7 +188,9 @@ class Pipeline:
         self._batches: Generator[list[Item], None, None] = batches((), 1)  # set by run()
         self._reading = threading.Lock()  # held by the one thread reading the input
         self._reader: threading.Thread | None = None  # that thread, while inside next()
-        self._missed_read = False  # a thread found the reading lock taken
+        # One token per signal used up by a thread that found the reading lock taken:
+        # the reader gives each back when it is done (see _read_next).
+        self._missed_reads: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._read = 0  # batches read so far
         self._exhausted = False
         self._input_error: BaseException | None = None
@@ -284,14 +286,16 @@ class Pipeline:
 
         Only if no other thread is reading (it may be waiting for a slow input, such as
         a pipe): else this thread goes back to its other work, so that decoding and
-        postprocessing never wait for input. The reader then signals again after
-        releasing the reading lock if free sets remain, so that none is forgotten.
+        postprocessing never wait for input. The signal that brought it here stands
+        for work still to do, so the reader gives it back after releasing the reading
+        lock: every signal used up this way, however many (a thread may find the lock
+        taken many times during one slow read), or free sets would wait with no signal
+        and the pipeline would run on workers' idle fillers.
         """
         jobs: list[_Job] = []
         if not self._reading.acquire(blocking=False):
-            # Tell the reader to signal again when it is done (the signal that brought
-            # this thread here is used up), then look once more: it may be done already.
-            self._missed_read |= woken
+            if woken:  # leave a token for the reader, then look once more: it may be done
+                self._missed_reads.put(_WORK)
             if not self._reading.acquire(blocking=False):
                 return jobs
         try:
@@ -303,10 +307,10 @@ class Pipeline:
                 self._close_input()  # the run has ended while this thread was reading
         finally:
             self._reading.release()
-        if self._missed_read:
-            self._missed_read = False
-            if not (self._parked.empty() or self._exhausted or self._stop.is_set()):
-                self._work.put(_WORK)
+        # Tokens left before this release (or before a later holder's) are given back
+        # by this thread (or that holder): none is forgotten.
+        while _take(self._missed_reads) is not None:
+            self._work.put(_WORK)
         return jobs
 
     def _read_one(self) -> _Job | None:

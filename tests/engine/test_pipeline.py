@@ -538,3 +538,26 @@ def test_decoding_in_the_callers_thread_reuses_freed_frame_memory(tiny, monkeypa
         assert len(list(engine.run(task, items))) == 240
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults / 240 < 15, faults
+
+
+@pytest.mark.timeout(60)
+def test_an_input_that_may_wait_runs_without_idle_fillers_when_it_does_not(tiny) -> None:
+    # stdin paths, a plain generator: the input may wait, so host threads read it one
+    # batch at a time, and a thread finding another one reading gives up its signal.
+    # Every such signal must come back: free buffers left without one stalled the run
+    # (workers idled, then pushed results out with filler calls: 8 frames/s from stdin).
+    gen = tiny(kind="classifier", batch=1, size=8)
+    frames, instances = 300, 4
+
+    def paths_from_a_pipe():
+        for i in range(frames):
+            time.sleep(0.0005)  # a little work per path, the GIL released (a stat())
+            yield zeros(f"i{i}")
+
+    stats = StageTimes()
+    with Engine(gen.path, config=EngineConfig(decode_threads=2)) as engine:
+        got = list(engine.run(RawTask(engine.folder, RECIPE), paths_from_a_pipe(), stats))
+    assert len(got) == frames
+    # One call per frame, the double-buffer drain at the end (2 per instance), and at
+    # most a few idle pushes when the machine was busy elsewhere.
+    assert stats.device_calls <= frames + 2 * instances + 6, stats.device_calls
