@@ -16,7 +16,10 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -32,6 +35,13 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".w
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
                             ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv", ".gif"})
 VIDEO_READ_AHEAD = 4  # decoded frames waiting per video: bounds memory, smooths decoding
+# What an input that is not a regular file (a pipe, a device, a URL) may hold at most:
+# far above any real image, and bounds memory for an endless one such as /dev/zero.
+MAX_READ_BYTES = 1 << 30
+_CHUNK = 1 << 20
+URL_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps")
+FETCH_TIMEOUT_S = 30.0  # an HTTP(S) image or a stream that sends nothing for this long fails
+RECONNECTS = 3  # a live stream that drops is reopened this often, after 1, 2, 4... s
 _POLL_S = 0.05
 T = TypeVar("T")
 
@@ -58,6 +68,7 @@ class Item:
     rel: str | None = None  # path relative to the folder it was found in (for --save-dir)
     size: int | None = None  # the file's size and modification time, when it exists:
     mtime: float | None = None  # what --resume identifies an input by
+    max_bytes: int | None = None  # read at most this many bytes (inputs that are not files)
 
     @property
     def key(self) -> tuple[str, int | None]:
@@ -75,14 +86,21 @@ class Item:
             raise self.error
         if self.image is not None:
             return self.image
-        return decode_image(self.source)
+        if is_url(self.source):
+            return decode_bytes(fetch_url(self.source, self.max_bytes or MAX_READ_BYTES),
+                                self.source)
+        return decode_image(self.source, self.max_bytes or MAX_READ_BYTES)
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """A file's bytes, with read failures as :class:`InputError` of a precise kind."""
+def read_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
+    """A file's bytes, with read failures as :class:`InputError` of a precise kind.
+    With ``max_bytes``, reading stops past that many (memory stays bounded for an
+    endless input such as ``/dev/zero``) and the input fails as ``too_large``."""
     try:
         with open(path, "rb") as f:
-            return f.read()
+            if max_bytes is None:
+                return f.read()
+            return read_capped(f, max_bytes, str(path))
     except FileNotFoundError:
         kind = "broken_symlink" if os.path.islink(path) else "not_found"
         raise InputError(f"{path}: no such file", kind) from None
@@ -97,6 +115,48 @@ def read_bytes(path: str | Path) -> bytes:
         raise InputError(f"{path!r}: not a valid file name", "not_found") from None
 
 
+def read_capped(stream: BinaryIO, max_bytes: int, name: str) -> bytes:
+    """Everything ``stream`` gives, in chunks, but never more than ``max_bytes``.
+
+    Raises:
+        InputError: ``too_large`` when the stream has more.
+    """
+    data = bytearray()
+    while chunk := stream.read(min(_CHUNK, max_bytes + 1 - len(data))):
+        data += chunk
+        if len(data) > max_bytes:
+            raise InputError(f"{name}: more than {format_bytes(max_bytes)} to read (not a "
+                             "regular file; raise the cap with --max-read-bytes)", "too_large")
+    return bytes(data)
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes in the largest binary unit that divides it (1 GiB, 300 MiB, 512 B)."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"
+
+
+def parse_bytes(text: str) -> int:
+    """A byte count with an optional binary suffix: ``1G``, ``300M``, ``64K``, ``512``.
+
+    Raises:
+        UsageError: not such a count, or below 1.
+    """
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    body = text.strip().upper().removesuffix("IB").removesuffix("B")
+    suffix = body[-1:] if body[-1:] in units else ""
+    try:
+        value = int(body[: len(body) - len(suffix)]) * units[suffix]
+    except ValueError:
+        raise UsageError(f"--max-read-bytes: expected a size like 1G or 300M, not {text!r}") \
+            from None
+    if value < 1:
+        raise UsageError("--max-read-bytes must be at least 1")
+    return value
+
+
 def _is_regular_file(name: bytes) -> bool:
     try:
         return stat.S_ISREG(os.stat(name).st_mode)
@@ -104,49 +164,70 @@ def _is_regular_file(name: bytes) -> bool:
         return False
 
 
-def decode_image(path: str | Path) -> np.ndarray:
+def decode_image(path: str | Path, max_bytes: int = MAX_READ_BYTES) -> np.ndarray:
     """Decode an image file to BGR ``uint8``; EXIF orientation is applied.
 
-    Greyscale, 16-bit and alpha images are converted to 8-bit BGR.
+    Greyscale, 16-bit and alpha images are converted to 8-bit BGR. An input that is
+    not a regular file (a named pipe, a device) is read up to ``max_bytes``.
+
+    Raises:
+        InputError: the file cannot be read or decoded (its ``kind`` says why).
     """
     # A regular file: one OpenCV call reads and decodes it with the GIL released
     # throughout (a Python read releases and retakes it several times). OpenCV gets
     # the name as bytes: a name that is not UTF-8 crashes it as a str. Anything else
     # (a pipe, a failure) takes the path below, which also says what went wrong.
     name = os.fsencode(path)
-    if b"\0" not in name and _is_regular_file(name):
+    regular = b"\0" not in name and _is_regular_file(name)
+    if regular:
         try:
             image = cv2.imread(name, cv2.IMREAD_COLOR)
         except cv2.error:
             image = None
         if image is not None:
             return image
-    data = read_bytes(path)
+    return decode_bytes(read_bytes(path, None if regular else max_bytes), path)
+
+
+def decode_bytes(data: bytes, name: str | Path) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, ...) to BGR ``uint8``; ``name`` is for messages.
+
+    Raises:
+        InputError: ``empty``, or ``decode`` when it is not an image OpenCV decodes.
+    """
     if not data:
-        raise InputError(f"{path}: empty file", "empty")
+        raise InputError(f"{name}: empty file", "empty")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
-        raise InputError(f"{path}: cannot decode image ({exc.err})", "decode") from None
+        raise InputError(f"{name}: cannot decode image ({exc.err})", "decode") from None
     if image is None:
-        raise InputError(f"{path}: not a decodable image", "decode")
+        raise InputError(f"{name}: not a decodable image", "decode")
     return image
 
 
 @dataclass(frozen=True)
 class SourceOptions:
     """How inputs are expanded: ``vid_stride`` keeps every n-th video frame,
-    ``limit`` stops after that many items, ``null`` reads NUL-separated stdin paths."""
+    ``limit`` stops after that many items, ``null`` reads NUL-separated stdin paths,
+    ``max_read_bytes`` caps what is read from an input that is not a regular file
+    (bytes), ``reconnects`` is how often a live stream that drops is reopened."""
 
     vid_stride: int = 1
     limit: int | None = None
     null: bool = False
+    max_read_bytes: int = MAX_READ_BYTES
+    reconnects: int = RECONNECTS
 
     def __post_init__(self) -> None:
         if self.vid_stride < 1:
             raise UsageError("--vid-stride must be at least 1")
         if self.limit is not None and self.limit < 0:
             raise UsageError("--limit must be 0 or more")
+        if self.max_read_bytes < 1:
+            raise UsageError("--max-read-bytes must be at least 1")
+        if self.reconnects < 0:
+            raise UsageError("--reconnects must be 0 or more")
 
 
 def looks_like_image(path: Path) -> bool:
@@ -156,6 +237,11 @@ def looks_like_image(path: Path) -> bool:
             head = f.read(16)
     except OSError:
         return False
+    return _is_image_header(head)
+
+
+def _is_image_header(head: bytes) -> bool:
+    """Whether 16 leading bytes are those of a common image format."""
     return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
@@ -212,7 +298,9 @@ def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> I
             continue  # a symlink to a folder: not followed
         suffix = path.suffix.lower()
         rel = str(path.relative_to(folder))
-        if suffix in IMAGE_SUFFIXES:
+        if (special := special_file(path)) is not None:
+            yield _not_regular(path, special, rel)  # never opened: it could wait forever
+        elif suffix in IMAGE_SUFFIXES:
             yield Item(str(path), rel=rel, **_stat(path))
         elif suffix in VIDEO_SUFFIXES:
             yield from video(path, options.vid_stride, rel)
@@ -228,6 +316,29 @@ def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> I
     if not found:
         yield Item(str(folder), error=InputError(f"{folder}: no images or videos in folder",
                                                  "not_found"))
+
+
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def special_file(path: str | Path) -> str | None:
+    """What ``path`` is (symlinks followed) when it is neither a regular file nor a
+    folder, e.g. ``"a named pipe"``; None otherwise (also when it does not exist)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((name for test, name in _SPECIAL_KINDS if test(mode)),
+                "not a regular file")
+
+
+def _not_regular(path: Path, kind: str, rel: str | None) -> Item:
+    return Item(str(path), rel=rel, error=InputError(
+        f"{path}: {kind}, found by a folder scan or glob: not read (name it on the "
+        "command line to read it)", "not_regular"))
 
 
 def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
@@ -283,34 +394,81 @@ def _decode_video(path: Path, stride: int, rel: str | None) -> Iterator[Item]:
     if not os.access(path, os.R_OK):
         yield Item(str(path), error=InputError(f"{path}: permission denied", "permission"))
         return
-    stat = _stat(path)
     cap = cv2.VideoCapture(os.fsencode(path))  # bytes: see decode_image
     try:
         if not cap.isOpened():
             yield Item(str(path), error=InputError(f"{path}: cannot open video", "video"))
             return
-        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        fps = fps if 0 < fps < 1000 else None
-        index = 0
-        while True:
-            t0 = time.perf_counter()
-            if index % stride == 0:
-                ok, frame = cap.read()
-            else:
-                ok, frame = cap.grab(), None
-            elapsed = time.perf_counter() - t0
-            if not ok:
-                break
-            if frame is not None:
-                yield Item(str(path), frame=index,
-                           time_s=round(index / fps, 6) if fps else None,
-                           image=frame, fps=fps, decode_s=elapsed, rel=rel, **stat)
-            index += 1
-        if index == 0:
+        if not (yield from _capture_frames(cap, str(path), stride, 0, None, rel=rel,
+                                           **_stat(path))):
             yield Item(str(path), error=InputError(f"{path}: video has no readable frames",
                                                    "video"))
     finally:
         cap.release()
+
+
+def _capture_frames(cap: cv2.VideoCapture, source: str, stride: int, first: int,
+                    opened_at: float | None, **fields: Any) -> Generator[Item, None, int]:
+    """Every ``stride``-th frame ``cap`` gives until a read fails, numbered from
+    ``first``; returns the number of frames read (kept or not). ``time_s`` is the frame
+    index over the container's frame rate, or for a live source (``opened_at`` given, a
+    ``time.monotonic()``) the seconds since it was opened."""
+    rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    fps = rate if 0 < rate < 1000 else None
+    index = first
+    while True:
+        t0 = time.perf_counter()
+        if index % stride == 0:
+            ok, frame = cap.read()
+        else:
+            ok, frame = cap.grab(), None
+        elapsed = time.perf_counter() - t0
+        if not ok:
+            return index - first
+        if frame is not None:
+            if opened_at is not None:
+                time_s: float | None = round(time.monotonic() - opened_at, 6)
+            else:
+                time_s = round(index / fps, 6) if fps else None
+            yield Item(source, frame=index, time_s=time_s, image=frame, fps=fps,
+                       decode_s=elapsed, **fields)
+        index += 1
+
+
+def live_frames(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int = 1,
+                reconnects: int = RECONNECTS) -> Iterator[Item]:
+    """Frames of a live source (a camera, an RTSP/RTMP/HTTP stream) as they arrive, in
+    a read-ahead thread (:func:`read_ahead`). A live source has no end: when a read
+    fails, the source is reopened up to ``reconnects`` times in a row, after 1, 2,
+    4, ... seconds (frame numbers go on; a frame that arrives resets the count); then
+    an error item (``stream``) ends it. ``time_s`` is seconds since it was opened."""
+    yield from read_ahead(_live(source, open_capture, stride, reconnects), VIDEO_READ_AHEAD,
+                          "axrun-live")
+
+
+def _live(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int,
+          reconnects: int) -> Iterator[Item]:
+    index, failures, opened_at = 0, 0, None
+    while True:
+        cap = open_capture()
+        try:
+            if cap.isOpened():
+                opened_at = opened_at or time.monotonic()
+                got = yield from _capture_frames(cap, source, stride, index, opened_at)
+                index += got
+                failures = 0 if got else failures
+        finally:
+            cap.release()
+        if opened_at is None:  # never opened: nothing to reconnect to
+            yield Item(source, error=InputError(f"{source}: cannot open", "stream"))
+            return
+        if failures >= reconnects:
+            yield Item(source, frame=index, error=InputError(
+                f"{source}: stream lost after frame {index - 1}, reopened {failures} "
+                "time(s) in vain (--reconnects)", "stream"))
+            return
+        time.sleep(2.0 ** failures)
+        failures += 1
 
 
 def frame_indices(path: Path, stride: int = 1, rel: str | None = None) -> Iterator[Item]:
@@ -326,15 +484,30 @@ def frame_indices(path: Path, stride: int = 1, rel: str | None = None) -> Iterat
         yield Item(str(path), frame=index, rel=rel)
 
 
-def _path_items(spec: str, options: SourceOptions, video: VideoReader) -> Iterator[Item]:
+def _path_items(spec: str, options: SourceOptions, video: VideoReader,
+                scanned: bool = False) -> Iterator[Item]:
+    """The items of one input as given (``scanned``: matched by a glob, not named)."""
+    if is_url(spec):
+        yield from _url_items(spec, options)
+        return
+    if (camera := camera_source(spec)) is not None:
+        yield from live_frames(spec, lambda: cv2.VideoCapture(camera), options.vid_stride,
+                               options.reconnects)
+        return
     path = Path(spec)
     if path.is_dir():
         yield from _folder_items(path, options, video)
     elif path.exists() or path.is_symlink():
-        if is_video(path):
+        special = special_file(path)
+        if special is not None and scanned:
+            yield _not_regular(path, special, None)
+        elif is_video(path):
             yield from video(path, options.vid_stride, None)
-        else:
-            yield Item(spec, **_stat(path))  # named explicitly: always an input
+        elif special is None and is_list_file(spec):
+            yield from _listed_items(path, options, video)
+        else:  # named explicitly: always an input; a pipe or device is read, capped
+            yield Item(spec, max_bytes=options.max_read_bytes if special else None,
+                       **_stat(path))
     elif glob.has_magic(spec):
         matches = sorted(glob.glob(spec, recursive=True))
         if not matches:
@@ -342,21 +515,131 @@ def _path_items(spec: str, options: SourceOptions, video: VideoReader) -> Iterat
         for match in matches:
             if Path(match).is_dir():
                 continue
-            yield from _path_items(match, options, video)
+            yield from _path_items(match, options, video, scanned=True)
     else:
         yield Item(spec, error=InputError(f"{spec}: no such file or folder", "not_found"))
 
 
+def is_url(spec: str) -> bool:
+    """Whether an input is a URL axrun reads (``http(s)://``, ``rtsp(s)://``, ``rtmp(s)://``)."""
+    scheme, sep, _ = spec.partition("://")
+    return bool(sep) and scheme.lower() in URL_SCHEMES
+
+
+def camera_source(spec: str) -> int | str | None:
+    """The camera an input names, as OpenCV opens it: an index (``0``, when no file
+    of that name exists) or a V4L2 device (``/dev/video0``); None for anything else."""
+    if spec.isdigit() and not os.path.lexists(spec):
+        return int(spec)
+    if spec.startswith("/dev/video") and spec[len("/dev/video"):].isdigit():
+        return spec
+    return None
+
+
+def is_list_file(spec: str) -> bool:
+    """Whether an input named on the command line is a list of inputs (``*.txt``)."""
+    return spec.lower().endswith(".txt")
+
+
+def _listed_items(path: Path, options: SourceOptions, video: VideoReader) -> Iterator[Item]:
+    """The inputs a list file names, one per line (blank lines and ``#`` comments
+    skipped). A relative path is taken from the current folder, else from the list's."""
+    try:
+        lines = read_bytes(path, options.max_read_bytes).splitlines()
+    except InputError as exc:
+        yield Item(str(path), error=exc)
+        return
+    for raw in lines:
+        line = os.fsdecode(raw.strip())
+        if not line or line.startswith("#"):
+            continue
+        if not (is_url(line) or os.path.isabs(line) or os.path.lexists(line)
+                or glob.has_magic(line)) and os.path.lexists(path.parent / line):
+            line = str(path.parent / line)
+        if is_list_file(line):  # no recursion, no loops
+            yield Item(line, error=InputError(f"{line}: a list file named in a list file "
+                                              f"({path}): not read", "not_found"))
+            continue
+        yield from _path_items(line, options, video)
+
+
+def fetch_url(url: str, max_bytes: int = MAX_READ_BYTES) -> bytes:
+    """The body of an HTTP(S) URL, at most ``max_bytes``, within :data:`FETCH_TIMEOUT_S`.
+
+    Raises:
+        InputError: ``url`` (the server's status or the network error), or ``too_large``.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
+            return read_capped(response, max_bytes, url)
+    except urllib.error.HTTPError as exc:
+        raise InputError(f"{url}: HTTP {exc.code} {exc.reason}", "url") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InputError(f"{url}: cannot fetch ({reason})", "url") from None
+
+
+def _url_items(url: str, options: SourceOptions) -> Iterator[Item]:
+    """An HTTP(S) image (by its path's extension, else by its Content-Type or first
+    bytes), decoded in the engine's threads; anything else is a video for FFmpeg: a
+    file when it says how many frames it has, else a live stream."""
+    if url.lower().startswith(("http://", "https://")):
+        suffix = Path(urllib.parse.urlsplit(url).path).suffix.lower()
+        if suffix in IMAGE_SUFFIXES or (suffix not in VIDEO_SUFFIXES and _serves_image(url)):
+            yield Item(url, max_bytes=options.max_read_bytes)
+            return
+    first: list[cv2.VideoCapture] = [cv2.VideoCapture(url, cv2.CAP_FFMPEG)]
+    if first[0].isOpened() and first[0].get(cv2.CAP_PROP_FRAME_COUNT) > 0:
+        cap = first[0]  # a video file: frames by the container's clock, as for a local one
+        try:
+            if not (yield from _capture_frames(cap, url, options.vid_stride, 0, None)):
+                yield Item(url, error=InputError(f"{url}: video has no readable frames",
+                                                 "video"))
+        finally:
+            cap.release()
+        return
+
+    def capture() -> cv2.VideoCapture:  # the capture opened above, then new ones
+        return first.pop() if first else cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+
+    yield from live_frames(url, capture, options.vid_stride, options.reconnects)
+
+
+def _serves_image(url: str) -> bool:
+    """Whether an HTTP(S) URL answers with an image (its Content-Type, or its first
+    bytes); False when it cannot be asked (opening the stream then says why)."""
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
+            if str(response.headers.get_content_type()).startswith("image/"):
+                return True
+            return _is_image_header(response.read(16))
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def stdin_paths(stream: BinaryIO, null: bool) -> Iterator[str]:
-    """Paths from a byte stream, one per line (or NUL-separated); names are kept
-    byte-exact (spaces, unicode) and decoded like the file system does."""
+    """Paths from a byte stream, one per line (or NUL-separated), each as soon as its
+    separator (or the end) arrives; names are kept byte-exact (spaces, unicode) and
+    decoded like the file system does."""
     if null:
-        chunks = stream.read().split(b"\0")
+        chunks: Iterable[bytes] = _split_stream(stream, b"\0")
     else:
         chunks = (line.rstrip(b"\n").rstrip(b"\r") for line in stream)
     for chunk in chunks:
         if chunk:
             yield os.fsdecode(chunk)
+
+
+def _split_stream(stream: BinaryIO, separator: bytes) -> Iterator[bytes]:
+    """The pieces of ``stream`` between separators, each yielded as soon as it is
+    complete: reads what has arrived (``read1``), never waits for a full buffer."""
+    read = getattr(stream, "read1", stream.read)
+    pending = b""
+    while block := read(_CHUNK):
+        *complete, pending = (pending + block).split(separator)
+        yield from complete
+    if pending:
+        yield pending
 
 
 class ItemStream(Iterator[Item]):
@@ -386,9 +669,11 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
            video: VideoReader = video_frames) -> ItemStream:
     """The items for command-line inputs: files, folders (recursive, sorted, images by
     extension or content, other files skipped), globs, videos (one item per kept frame,
-    read by ``video``) and ``-`` (paths from ``stdin``, themselves expanded). Lazy;
-    closing the stream releases a video being read. It may wait for input with ``-`` or
-    a named pipe among ``specs``.
+    read by ``video``), ``-`` (paths from ``stdin``, themselves expanded), list files
+    (``*.txt``, one input per line), HTTP(S) images and videos, live streams (RTSP,
+    RTMP, HTTP) and cameras (``0``, ``/dev/video0``). Lazy; closing the stream releases
+    a video being read. It may wait for input when any of these but files, folders
+    and globs is among ``specs`` (see :func:`countable`).
     Items for which ``skip`` is true are left out (``--resume``); ``limit`` applies after.
     """
     options = options or SourceOptions()
@@ -414,12 +699,21 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
 
 
 def _may_wait(spec: str) -> bool:
-    """Whether reading this input may wait on the outside world: stdin, or a path that
-    names neither a file nor a folder (a named pipe, a device)."""
-    if spec == "-":
+    """Whether reading this input may wait on the outside world: stdin, a URL, a
+    camera, a list file (it may name those), or a path that names neither a file nor
+    a folder (a named pipe, a device)."""
+    if spec == "-" or is_url(spec) or camera_source(spec) is not None:
         return True
     try:
         mode = os.stat(spec).st_mode
     except (OSError, ValueError):
         return False  # missing (an error item) or a glob
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    if stat.S_ISREG(mode):
+        return is_list_file(spec)
+    return not stat.S_ISDIR(mode)
+
+
+def countable(specs: Sequence[str]) -> bool:
+    """Whether the items of ``specs`` can be counted ahead (for a progress bar) without
+    reading anything that may wait or never end."""
+    return not any(_may_wait(spec) for spec in specs)

@@ -58,7 +58,8 @@ def test_folder_is_recursive_sorted_and_sniffs_content(tree: Path) -> None:
 
 
 def test_a_named_file_is_always_an_input(tree: Path) -> None:
-    (item,) = expand([str(tree / "README.txt")])
+    (tree / "notes.md").write_text("not an image")
+    (item,) = expand([str(tree / "notes.md")])
     with pytest.raises(InputError, match="not a decodable image"):
         item.load()
 

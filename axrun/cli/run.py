@@ -36,7 +36,14 @@ from axrun.resume import ResumeState, model_fingerprint, write_params
 from axrun.resume import prepare as prepare_resume
 from axrun.runner import Run, RunPolicy, RunSummary
 from axrun.sinks import JsonLinesSink, Sink, open_file_sink, output_format, stdout_is_terminal
-from axrun.sources import SourceOptions, expand, frame_indices
+from axrun.sources import (
+    RECONNECTS,
+    SourceOptions,
+    countable,
+    expand,
+    frame_indices,
+    parse_bytes,
+)
 
 INPUT = "Inputs"
 DEVICE = "Device"
@@ -44,7 +51,9 @@ OUTPUT = "Output"
 PRE = "Preprocessing (for model folders without axrun.json)"
 
 Inputs = Annotated[list[str], typer.Argument(
-    help="Image/video files, folders (recursive), globs, or - to read paths from stdin.",
+    help="Image/video files, folders (recursive), globs, - (paths on stdin), list.txt "
+    "(one input per line), http(s):// images and videos, rtsp:// or rtmp:// streams, "
+    "cameras (0, /dev/video0).",
     show_default=False)]
 ModelOpt = Annotated[Path | None, typer.Option(
     "-m", "--model", help="Model folder, its model.json, or a parent of one "
@@ -57,6 +66,13 @@ LimitOpt = Annotated[int | None, typer.Option(
     rich_help_panel=INPUT)]
 StrideOpt = Annotated[int, typer.Option(
     "--vid-stride", help="Use every n-th video frame.", rich_help_panel=INPUT)]
+MaxReadOpt = Annotated[str, typer.Option(
+    "--max-read-bytes", help="Most bytes read from an input that is not a regular file "
+    "(a pipe, a device, a URL): past it, an error record (K, M, G suffixes).",
+    rich_help_panel=INPUT)]
+ReconnectsOpt = Annotated[int, typer.Option(
+    "--reconnects", help="Reopen a live stream or camera that drops this often in a row "
+    "(after 1, 2, 4... s), then an error record.", rich_help_panel=INPUT)]
 OutputOpt = Annotated[str | None, typer.Option(
     "-o", "--output", help="Write records to FILE.jsonl, FILE.json (one array) or FILE.csv; "
     "- for JSON lines on stdout. Default: JSON lines when stdout is not a terminal, "
@@ -82,7 +98,8 @@ DoubleBufferOpt = Annotated[bool, typer.Option(
     "late, more throughput).", rich_help_panel=DEVICE)]
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--decode-threads", help="Threads doing host work: decode + preprocess and "
-    "postprocessing, this command's own thread counted (default: CPU count).",
+    "postprocessing, this command's own thread counted (default: CPU count; at most 4 "
+    "x CPU count).",
     rich_help_panel=DEVICE)]
 ResizeOpt = Annotated[int | None, typer.Option(
     "--resize", help="Resize the short side to N, then centre-crop to the input size.",
@@ -106,6 +123,8 @@ class CommonArgs:
     null: bool
     limit: int | None
     vid_stride: int
+    max_read_bytes: str
+    reconnects: int
     quiet: bool
     max_errors: int | None
     fail_fast: bool
@@ -134,12 +153,16 @@ class CommonArgs:
                             decode_threads=self.decode_threads)
 
     def source_options(self) -> SourceOptions:
-        return SourceOptions(vid_stride=self.vid_stride, limit=self.limit, null=self.null)
+        return SourceOptions(vid_stride=self.vid_stride, limit=self.limit, null=self.null,
+                             max_read_bytes=parse_bytes(self.max_read_bytes),
+                             reconnects=self.reconnects)
 
 
 COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
     ("output", OutputOpt, None), ("null", NullOpt, False), ("limit", LimitOpt, None),
-    ("vid_stride", StrideOpt, 1), ("quiet", QuietOpt, False), ("max_errors", MaxErrorsOpt, None),
+    ("vid_stride", StrideOpt, 1), ("max_read_bytes", MaxReadOpt, "1G"),
+    ("reconnects", ReconnectsOpt, RECONNECTS), ("quiet", QuietOpt, False),
+    ("max_errors", MaxErrorsOpt, None),
     ("fail_fast", FailFastOpt, False), ("resume", ResumeOpt, False),
     ("aipu_cores", CoresOpt, 4), ("devices", DevicesOpt, "all"),
     ("double_buffer", DoubleBufferOpt, True), ("decode_threads", ThreadsOpt, None),
@@ -295,9 +318,10 @@ def resume_state(args: CommonArgs, params: dict[str, Any], console: Console) -> 
 
 
 def count_inputs(args: CommonArgs, skip: Callable[[Any], bool] | None) -> int | None:
-    """How many items there will be, for the progress bar (None with stdin input).
+    """How many items there will be, for the progress bar (None with stdin, a URL, a
+    camera, a list file or a pipe among the inputs).
     Videos are counted from their container's frame count, not decoded."""
-    if "-" in args.inputs:
+    if not countable(args.inputs):
         return None
     return sum(1 for _ in expand(args.inputs, args.source_options(), skip=skip,
                                  video=frame_indices))

@@ -17,6 +17,9 @@ from axrun.modelfolder import ModelFolder
 from axrun.runtime import Backend
 
 CORES_PER_DEVICE = 4
+# Host threads beyond this many per CPU only contend for the GIL (thousands livelocked
+# the process, signals included).
+MAX_THREADS_PER_CPU = 4
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,8 @@ class EngineConfig:
     ``aipu_cores``: cores to use per device (``cores // batch`` instances each).
     ``devices``: indices or names; ``None`` for all. ``decode_threads``: threads
     doing host work (decode + preprocess, postprocess), the caller's own thread among
-    them when it can help (see :meth:`Pipeline.run`); ``None``: the number of CPUs.
+    them when it can help (see :meth:`Pipeline.run`); ``None``: the number of CPUs;
+    at most :data:`MAX_THREADS_PER_CPU` per CPU.
     ``queue_depth``: jobs queued per instance beyond those on the device.
     """
 
@@ -39,8 +43,10 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.aipu_cores <= CORES_PER_DEVICE:
             raise UsageError(f"--aipu-cores must be 1-{CORES_PER_DEVICE}, not {self.aipu_cores}")
-        if self.decode_threads is not None and self.decode_threads < 1:
-            raise UsageError("--decode-threads must be at least 1")
+        most = MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+        if self.decode_threads is not None and not 1 <= self.decode_threads <= most:
+            raise UsageError(f"--decode-threads must be 1-{most} ({MAX_THREADS_PER_CPU} per "
+                             f"CPU), not {self.decode_threads}")
         if self.queue_depth < 1:
             raise UsageError("queue depth must be at least 1")
 
