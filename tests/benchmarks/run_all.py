@@ -15,12 +15,14 @@ import bench_end_to_end
 import bench_memory
 import bench_pipeline
 import bench_preprocess
+import bench_streams
 
 
 def main() -> None:
     start = time.perf_counter()
     rows = []
     for name, fn in [("preprocess", bench_preprocess.run), ("pipeline", bench_pipeline.run),
+                     ("streams", bench_streams.run),
                      ("end to end", lambda: [bench_end_to_end.classify_row()]),
                      ("detect", bench_detect.run), ("memory", bench_memory.run)]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
