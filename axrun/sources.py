@@ -621,19 +621,26 @@ def stdin_paths(stream: BinaryIO, null: bool) -> Iterator[str]:
     """Paths from a byte stream, one per line (or NUL-separated), each as soon as its
     separator (or the end) arrives; names are kept byte-exact (spaces, unicode) and
     decoded like the file system does."""
-    if null:
-        chunks: Iterable[bytes] = _split_stream(stream, b"\0")
-    else:
-        chunks = (line.rstrip(b"\n").rstrip(b"\r") for line in stream)
-    for chunk in chunks:
+    for chunk in _split_stream(stream, b"\0" if null else b"\n"):
+        if not null:
+            chunk = chunk.removesuffix(b"\r")
         if chunk:
             yield os.fsdecode(chunk)
 
 
 def _split_stream(stream: BinaryIO, separator: bytes) -> Iterator[bytes]:
     """The pieces of ``stream`` between separators, each yielded as soon as it is
-    complete: reads what has arrived (``read1``), never waits for a full buffer."""
-    read = getattr(stream, "read1", stream.read)
+    complete: reads what has arrived, never waits for a full buffer. A stream with a
+    file descriptor is read with ``os.read``, not through Python's buffered reader,
+    whose lock a thread still waiting there at exit would hold (a fatal error at
+    interpreter shutdown)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.BytesIO and the like
+        read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+    else:
+        def read(size: int) -> bytes:
+            return os.read(fd, size)
     pending = b""
     while block := read(_CHUNK):
         *complete, pending = (pending + block).split(separator)

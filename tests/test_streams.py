@@ -255,3 +255,28 @@ def test_a_list_file_names_inputs(tmp_path: Path, monkeypatch) -> None:
                                          "other.txt"]
     assert [i.error is None for i in items] == [True, True, True, False]
     assert "list file named in a list file" in str(items[3].error)
+
+
+def test_ctrl_c_while_stdin_waits_exits_at_once_with_every_record(tmp_path: Path) -> None:
+    # The producer keeps stdin open: a host thread waits inside the read. Nothing is in
+    # flight, so the stop needs no grace period, and that thread must not hold a lock
+    # the interpreter needs at exit (it did: 2.7 s, then "Fatal Python error" and
+    # SIGABRT, or a hang).
+    out = tmp_path / "r.jsonl"
+    read_end, write_end = os.pipe()  # (communicate() would close a PIPE: EOF)
+    proc = subprocess.Popen([sys.executable, "-m", "axrun", "classify", "-", "-o", str(out)],
+                            stdin=read_end, stderr=subprocess.PIPE, text=True)
+    os.close(read_end)
+    try:
+        os.write(write_end, os.fsencode(SAMPLES / "coffee.jpg") + b"\n")
+        wait_for_lines(out, 1, proc)
+        time.sleep(0.5)  # the host threads settle: one of them waits inside stdin
+        t0 = time.monotonic()
+        proc.send_signal(2)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        os.close(write_end)
+        proc.kill()
+    assert time.monotonic() - t0 < 2.0 and proc.returncode == 130, err
+    assert "Fatal" not in err and "Traceback" not in err
+    assert len(out.read_text().splitlines()) == 1

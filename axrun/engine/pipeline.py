@@ -192,6 +192,7 @@ class Pipeline:
         # the reader gives each back when it is done (see _read_next).
         self._missed_reads: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._read = 0  # batches read so far
+        self._delivered = 0  # jobs whose results the caller has had
         self._exhausted = False
         self._input_error: BaseException | None = None
         self._caller_helps = False  # set by run()
@@ -534,8 +535,12 @@ class Pipeline:
                     if busy and time.perf_counter() - self._failed_at < SETTLE_S:
                         continue
                     raise failure from None
-            if self._graceful.is_set() and time.perf_counter() - self._graceful_at > GRACE_S:
-                # Stopping: what has finished is delivered, what has not is abandoned.
+            if self._graceful.is_set() and (
+                    time.perf_counter() - self._graceful_at > GRACE_S
+                    or (self._reader is not None and self._delivered == self._read)):
+                # Stopping: what has finished is delivered, what has not is abandoned
+                # (at once when every job read was delivered and a thread waits inside
+                # the input: nothing else can come).
                 done = _take(self._done)
                 return -1 if done is None else done
             if self._caller_helps:  # do host work until the next job is there
@@ -590,6 +595,7 @@ class Pipeline:
         try:
             for job in self._in_order(self._collect, itertools.count()):
                 assert job is not None  # _collect waits: it never gives None
+                self._delivered += 1
                 self._free_inputs(job.inputs)
                 for item, result, error, meta, image in zip(
                         job.items, job.results, job.errors, job.metas, job.images,
