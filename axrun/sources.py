@@ -395,14 +395,21 @@ def _decode_video(path: Path, stride: int, rel: str | None) -> Iterator[Item]:
         yield Item(str(path), error=InputError(f"{path}: permission denied", "permission"))
         return
     cap = cv2.VideoCapture(os.fsencode(path))  # bytes: see decode_image
+    if not cap.isOpened():
+        cap.release()
+        yield Item(str(path), error=InputError(f"{path}: cannot open video", "video"))
+        return
+    yield from _video_file(cap, str(path), stride, rel=rel, **_stat(path))
+
+
+def _video_file(cap: cv2.VideoCapture, source: str, stride: int,
+                **fields: Any) -> Iterator[Item]:
+    """The frames of an opened video file (``time_s`` by the container's clock), or
+    an error item when none is readable; releases ``cap``."""
     try:
-        if not cap.isOpened():
-            yield Item(str(path), error=InputError(f"{path}: cannot open video", "video"))
-            return
-        if not (yield from _capture_frames(cap, str(path), stride, 0, None, rel=rel,
-                                           **_stat(path))):
-            yield Item(str(path), error=InputError(f"{path}: video has no readable frames",
-                                                   "video"))
+        if not (yield from _capture_frames(cap, source, stride, 0, None, **fields)):
+            yield Item(source, error=InputError(f"{source}: video has no readable frames",
+                                                "video"))
     finally:
         cap.release()
 
@@ -590,13 +597,7 @@ def _url_items(url: str, options: SourceOptions) -> Iterator[Item]:
             return
     first: list[cv2.VideoCapture] = [cv2.VideoCapture(url, cv2.CAP_FFMPEG)]
     if first[0].isOpened() and first[0].get(cv2.CAP_PROP_FRAME_COUNT) > 0:
-        cap = first[0]  # a video file: frames by the container's clock, as for a local one
-        try:
-            if not (yield from _capture_frames(cap, url, options.vid_stride, 0, None)):
-                yield Item(url, error=InputError(f"{url}: video has no readable frames",
-                                                 "video"))
-        finally:
-            cap.release()
+        yield from _video_file(first[0], url, options.vid_stride)  # as a local one
         return
 
     def capture() -> cv2.VideoCapture:  # the capture opened above, then new ones
