@@ -443,18 +443,19 @@ def _capture_frames(cap: cv2.VideoCapture, source: str, stride: int, first: int,
 
 
 def live_frames(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int = 1,
-                reconnects: int = RECONNECTS) -> Iterator[Item]:
+                reconnects: int = RECONNECTS, what: str = "stream") -> Iterator[Item]:
     """Frames of a live source (a camera, an RTSP/RTMP/HTTP stream) as they arrive, in
     a read-ahead thread (:func:`read_ahead`). A live source has no end: when a read
     fails, the source is reopened up to ``reconnects`` times in a row, after 1, 2,
     4, ... seconds (frame numbers go on; a frame that arrives resets the count); then
-    an error item (``stream``) ends it. ``time_s`` is seconds since it was opened."""
-    yield from read_ahead(_live(source, open_capture, stride, reconnects), VIDEO_READ_AHEAD,
-                          "axrun-live")
+    an error item (``stream``) ends it. ``time_s`` is seconds since it was opened.
+    ``what`` names the source in the error when it cannot be opened at all."""
+    yield from read_ahead(_live(source, open_capture, stride, reconnects, what),
+                          VIDEO_READ_AHEAD, "axrun-live")
 
 
 def _live(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int,
-          reconnects: int) -> Iterator[Item]:
+          reconnects: int, what: str) -> Iterator[Item]:
     index, failures, opened_at = 0, 0, None
     while True:
         cap = open_capture()
@@ -467,7 +468,7 @@ def _live(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int
         finally:
             cap.release()
         if opened_at is None:  # never opened: nothing to reconnect to
-            yield Item(source, error=InputError(f"{source}: cannot open", "stream"))
+            yield Item(source, error=InputError(f"{source}: cannot open {what}", "stream"))
             return
         if failures >= reconnects:
             yield Item(source, frame=index, error=InputError(
@@ -499,7 +500,7 @@ def _path_items(spec: str, options: SourceOptions, video: VideoReader,
         return
     if (camera := camera_source(spec)) is not None:
         yield from live_frames(spec, lambda: cv2.VideoCapture(camera), options.vid_stride,
-                               options.reconnects)
+                               options.reconnects, "camera (and no file has that name)")
         return
     path = Path(spec)
     if path.is_dir():

@@ -234,7 +234,8 @@ def test_a_camera_that_is_not_there_gets_an_error_record(tmp_path: Path) -> None
     index = "97"  # no such camera, and no file of that name in the working folder
     result = axrun("classify", index, "-o", "-", "-q", cwd=tmp_path)
     (rec,) = records(result.stdout)
-    assert rec["error"] == {"type": "stream", "message": "97: cannot open"}
+    assert rec["error"] == {"type": "stream",
+                            "message": "97: cannot open camera (and no file has that name)"}
     assert result.returncode == 1
 
 
