@@ -281,3 +281,4 @@ def test_ctrl_c_while_stdin_waits_exits_at_once_with_every_record(tmp_path: Path
     assert time.monotonic() - t0 < 2.0 and proc.returncode == 130, err
     assert "Fatal" not in err and "Traceback" not in err
     assert len(out.read_text().splitlines()) == 1
+

@@ -111,7 +111,7 @@ class _Stopped(Exception):
 _WORK = object()  # a signal to the host threads: there is work (or maybe there is)
 
 
-def _take(q: queue.SimpleQueue[Any]) -> Any:
+def _take(q: queue.SimpleQueue[Any] | queue.Queue[Any]) -> Any:
     """An item of ``q`` if there is one now, else None (an exception is slower, and
     having nothing is the usual case)."""
     if q.empty():
@@ -176,7 +176,11 @@ class Pipeline:
         self._parked: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         self._inq: list[queue.SimpleQueue[Any]] = [
             queue.SimpleQueue() for _ in range(self._workers)]
-        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # for the caller
+        # For the caller: a queue.Queue, whose timed wait is a lock's. The caller's
+        # thread is the one that runs signal handlers, and on CPython 3.11 a handler
+        # that outlasts the rest of a SimpleQueue.get(timeout=...) turns it into a
+        # wait without end (a negative timeout): Ctrl-C then hung the run.
+        self._done: queue.Queue[Any] = queue.Queue()
         for _ in range(self.max_in_flight):
             self._free_inputs([np.full(i.shape, i.zero_point, np.int8)
                                for i in session.input_infos])
@@ -335,8 +339,9 @@ class Pipeline:
             return None  # the run ended while waiting for input: what came is not used
         if chunk is None:
             self._exhausted = True
-            for q in (*self._inq, self._done):
+            for q in self._inq:
                 q.put(self._read)
+            self._done.put(self._read)
             return None
         self._read += 1
         return _Job(self._read - 1, chunk, inputs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import sys
 import threading
 import time
@@ -561,3 +563,31 @@ def test_an_input_that_may_wait_runs_without_idle_fillers_when_it_does_not(tiny)
     # One call per frame, the double-buffer drain at the end (2 per instance), and at
     # most a few idle pushes when the machine was busy elsewhere.
     assert stats.device_calls <= frames + 2 * instances + 6, stats.device_calls
+
+
+@pytest.mark.timeout(30)
+def test_a_slow_signal_handler_does_not_turn_the_callers_wait_into_a_hang(tiny) -> None:
+    # CPython 3.11: a handler that outlasts the rest of SimpleQueue.get(timeout=...)
+    # makes that wait endless. The caller's thread runs the CLI's handler (which prints,
+    # slowly under load): Ctrl-C hung the run in about 1 of 3 tries on a loaded machine.
+    gen = tiny(kind="classifier", batch=1, size=8)
+    gate = threading.Event()
+
+    def goes_quiet():
+        yield zeros("i0")
+        gate.wait(20)
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: time.sleep(0.3))
+    try:
+        with Engine(gen.path) as engine:
+            pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+            results = pipeline.run(goes_quiet())
+            assert next(results).item.source == "i0"
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+            threading.Timer(0.8, pipeline.request_stop).start()
+            t0 = time.monotonic()
+            assert list(results) == []  # the stop ends the run: the wait has an end
+            assert time.monotonic() - t0 < 5
+    finally:
+        gate.set()
+        signal.signal(signal.SIGUSR1, previous)
