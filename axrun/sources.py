@@ -39,9 +39,11 @@ VIDEO_READ_AHEAD = 4  # decoded frames waiting per video: bounds memory, smooths
 # far above any real image, and bounds memory for an endless one such as /dev/zero.
 MAX_READ_BYTES = 1 << 30
 _CHUNK = 1 << 20
+MAX_PATH_BYTES = 1 << 16  # a "path" longer than this on stdin names no file (PATH_MAX: 4 KiB)
 URL_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps")
 FETCH_TIMEOUT_S = 30.0  # an HTTP(S) image or a stream that sends nothing for this long fails
 RECONNECTS = 3  # a live stream that drops is reopened this often, after 1, 2, 4... s
+STREAM_READ_TIMEOUT_S = 10.0  # a stream that sends no frame for this long has dropped
 _POLL_S = 0.05
 T = TypeVar("T")
 
@@ -341,21 +343,37 @@ def _not_regular(path: Path, kind: str, rel: str | None) -> Item:
         "command line to read it)", "not_regular"))
 
 
+# Set when the interpreter begins to exit (before it joins non-daemon threads): the
+# read-ahead threads then end after the frame they are reading. They are not daemons:
+# a daemon thread still inside OpenCV's C++ code (a live stream's read) when the
+# interpreter finalizes is unwound by force and aborts the process ("FATAL: exception
+# not rethrown", SIGABRT, after every record was written). threading._register_atexit
+# is CPython's hook for this, as concurrent.futures uses it; atexit runs too late.
+_EXITING = threading.Event()
+_register_atexit = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:
+    _register_atexit(_EXITING.set)
+
+
 def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
     """``items``, produced by a thread of their own at most ``depth`` ahead of the
     consumer. An exception in ``items`` reaches the consumer; closing this generator
-    (or dropping it) stops the thread after the item it is producing."""
+    (or dropping it) stops the thread after the item it is producing, and so does the
+    interpreter's exit (which waits for that)."""
     ready: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
     free = threading.Semaphore(depth)
     stop = threading.Event()
+
+    def stopped() -> bool:
+        return stop.is_set() or _EXITING.is_set()
 
     def produce() -> None:
         try:
             for item in items:
                 while not free.acquire(timeout=_POLL_S):
-                    if stop.is_set():
+                    if stopped():
                         return
-                if stop.is_set():
+                if stopped():
                     return
                 ready.put((True, item))
             ready.put((False, None))
@@ -366,7 +384,7 @@ def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
             if close is not None:
                 close()
 
-    threading.Thread(target=produce, name=name, daemon=True).start()
+    threading.Thread(target=produce, name=name, daemon=_register_atexit is None).start()
     try:
         while True:
             ok, value = ready.get()
@@ -475,7 +493,8 @@ def _live(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int
                 f"{source}: stream lost after frame {index - 1}, reopened {failures} "
                 "time(s) in vain (--reconnects)", "stream"))
             return
-        time.sleep(2.0 ** failures)
+        if _EXITING.wait(2.0 ** failures):
+            return
         failures += 1
 
 
@@ -596,15 +615,24 @@ def _url_items(url: str, options: SourceOptions) -> Iterator[Item]:
         if suffix in IMAGE_SUFFIXES or (suffix not in VIDEO_SUFFIXES and _serves_image(url)):
             yield Item(url, max_bytes=options.max_read_bytes)
             return
-    first: list[cv2.VideoCapture] = [cv2.VideoCapture(url, cv2.CAP_FFMPEG)]
+    first: list[cv2.VideoCapture] = [_open_url(url)]
     if first[0].isOpened() and first[0].get(cv2.CAP_PROP_FRAME_COUNT) > 0:
         yield from _video_file(first[0], url, options.vid_stride)  # as a local one
         return
 
     def capture() -> cv2.VideoCapture:  # the capture opened above, then new ones
-        return first.pop() if first else cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+        return first.pop() if first else _open_url(url)
 
     yield from live_frames(url, capture, options.vid_stride, options.reconnects)
+
+
+def _open_url(url: str) -> cv2.VideoCapture:
+    """A video or stream URL opened by FFmpeg, giving up on opening after
+    :data:`FETCH_TIMEOUT_S` and on a read after :data:`STREAM_READ_TIMEOUT_S` (a live
+    stream silent that long has dropped)."""
+    return cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(FETCH_TIMEOUT_S * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(STREAM_READ_TIMEOUT_S * 1000)])
 
 
 def _serves_image(url: str) -> bool:
@@ -622,20 +650,22 @@ def _serves_image(url: str) -> bool:
 def stdin_paths(stream: BinaryIO, null: bool) -> Iterator[str]:
     """Paths from a byte stream, one per line (or NUL-separated), each as soon as its
     separator (or the end) arrives; names are kept byte-exact (spaces, unicode) and
-    decoded like the file system does."""
-    for chunk in _split_stream(stream, b"\0" if null else b"\n"):
+    decoded like the file system does. A piece longer than :data:`MAX_PATH_BYTES`
+    comes cut to one byte more than that (it names no file), the rest dropped: memory
+    stays bounded on a stream without separators."""
+    for chunk in _split_stream(stream, b"\0" if null else b"\n", MAX_PATH_BYTES):
         if not null:
             chunk = chunk.removesuffix(b"\r")
         if chunk:
             yield os.fsdecode(chunk)
 
 
-def _split_stream(stream: BinaryIO, separator: bytes) -> Iterator[bytes]:
+def _split_stream(stream: BinaryIO, separator: bytes, limit: int) -> Iterator[bytes]:
     """The pieces of ``stream`` between separators, each yielded as soon as it is
-    complete: reads what has arrived, never waits for a full buffer. A stream with a
-    file descriptor is read with ``os.read``, not through Python's buffered reader,
-    whose lock a thread still waiting there at exit would hold (a fatal error at
-    interpreter shutdown)."""
+    complete (a piece over ``limit`` bytes: its first ``limit + 1``, at once): reads
+    what has arrived, never waits for a full buffer. A stream with a file descriptor
+    is read with ``os.read``, not through Python's buffered reader, whose lock a
+    thread still waiting there at exit would hold (a fatal error at shutdown)."""
     try:
         fd = stream.fileno()
     except (AttributeError, OSError, ValueError):  # io.BytesIO and the like
@@ -643,10 +673,18 @@ def _split_stream(stream: BinaryIO, separator: bytes) -> Iterator[bytes]:
     else:
         def read(size: int) -> bytes:
             return os.read(fd, size)
-    pending = b""
+    pending, dropping = b"", False
     while block := read(_CHUNK):
+        if dropping:  # the rest of an over-long piece
+            cut = block.find(separator)
+            if cut < 0:
+                continue
+            block, dropping = block[cut + len(separator):], False
         *complete, pending = (pending + block).split(separator)
         yield from complete
+        if len(pending) > limit:
+            yield pending[: limit + 1]
+            pending, dropping = b"", True
     if pending:
         yield pending
 
@@ -693,6 +731,11 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
                 if stdin is None:
                     raise UsageError("'-' given but there is no standard input to read")
                 for line in stdin_paths(stdin, options.null):
+                    if len(os.fsencode(line)) > MAX_PATH_BYTES:
+                        yield Item(line[:60] + "...", error=InputError(
+                            f"stdin: a path of more than {format_bytes(MAX_PATH_BYTES)}: "
+                            "not a file name", "not_found"))
+                        continue
                     yield from _path_items(line, options, video)
             else:
                 yield from _path_items(spec, options, video)

@@ -230,3 +230,13 @@ def test_a_name_with_a_nul_byte_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         decode_image(f"{tmp_path}/a.png\0.png")
     assert info.value.kind == "not_found"
+
+
+def test_stdin_without_separators_stays_bounded_and_goes_on(tmp_path: Path) -> None:
+    # e.g. `axrun classify - < /dev/zero`: a "path" grew without end
+    write_image(tmp_path / "a.png")
+    data = b"x" * 300_000 + b"\n" + os.fsencode(tmp_path / "a.png") + b"\n"
+    first, second = expand(["-"], stdin=io.BytesIO(data))
+    assert first.error is not None and "not a file name" in str(first.error)
+    assert len(first.source) < 100
+    assert second.source == str(tmp_path / "a.png") and second.error is None

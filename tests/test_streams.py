@@ -163,6 +163,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/live":
             return self._live()
+        if self.path == "/endless":
+            return self._mjpeg(10**6, interval=0.15)
         path = self.root / self.path.lstrip("/")
         if not path.is_file():
             return self.send_error(404)
@@ -178,15 +180,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         type(self).served += 1
         if self.served > self.live_connections:
             return self.send_error(404)
+        self._mjpeg(self.live_frames)
+
+    def _mjpeg(self, frames: int, interval: float = 0.02) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.end_headers()
-        for i in range(self.live_frames):
+        for i in range(frames):
             _, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), i * 30, np.uint8))
             self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d"
                              b"\r\n\r\n%s\r\n" % (len(jpg), jpg.tobytes()))
-            self.wfile.flush()
-            time.sleep(0.02)
+            try:
+                self.wfile.flush()
+            except OSError:  # the client went away
+                return
+            time.sleep(interval)
 
 
 @pytest.fixture
@@ -228,6 +236,26 @@ def test_a_live_stream_that_drops_is_reopened_then_gets_an_error_record(server: 
     assert last.error is not None and last.error.kind == "stream"
     assert "lost after frame 11, reopened 1 time(s)" in str(last.error)
     assert expand([f"{server}/live"]).may_wait
+
+
+def test_ctrl_c_on_an_endless_live_stream_exits_130_with_every_record(server: str,
+                                                                      tmp_path: Path) -> None:
+    # The thread reading the stream is inside FFmpeg (waiting for the next frame) when
+    # the run ends: the process used to abort at exit ("FATAL: exception not
+    # rethrown", SIGABRT).
+    out = tmp_path / "r.json"
+    proc = start("classify", f"{server}/endless", "-o", str(out))
+    deadline = time.monotonic() + 60
+    while not out.exists() or out.read_text().count('"frame"') < 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    proc.send_signal(2)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 2.0 and proc.returncode == 130, err
+    assert "FATAL" not in err
+    recs = json.loads(out.read_text())  # a complete JSON array
+    assert [r["frame"] for r in recs] == list(range(len(recs)))
 
 
 def test_a_camera_that_is_not_there_gets_an_error_record(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ StrideOpt = Annotated[int, typer.Option(
     "--vid-stride", help="Use every n-th video frame.", rich_help_panel=INPUT)]
 MaxReadOpt = Annotated[str, typer.Option(
     "--max-read-bytes", help="Most bytes read from an input that is not a regular file "
-    "(a pipe, a device, a URL): past it, an error record (K, M, G suffixes).",
+    "(a pipe, a device, an image URL): past it, an error record (K, M, G suffixes).",
     rich_help_panel=INPUT)]
 ReconnectsOpt = Annotated[int, typer.Option(
     "--reconnects", help="Reopen a live stream or camera that drops this often in a row "

@@ -619,7 +619,11 @@ class Pipeline:
 
     @property
     def _host_threads(self) -> int:
-        """Host threads to start: the caller's thread, when it helps, is one of them."""
+        """Host threads to start: the caller's thread, when it helps, is one of them.
+        At least two for an input that may wait: one of them may wait inside it, and
+        the results already back must not wait with it."""
+        if self._input_may_wait:
+            return max(2, self.config.threads)
         return self.config.threads - self._caller_helps
 
     def _shutdown(self) -> None:

@@ -591,3 +591,25 @@ def test_a_slow_signal_handler_does_not_turn_the_callers_wait_into_a_hang(tiny) 
     finally:
         gate.set()
         signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.timeout(30)
+def test_one_host_thread_waiting_inside_the_input_holds_no_result_back(tiny) -> None:
+    # --decode-threads 1 with paths from a pipe: the one host thread waits for the next
+    # path; the result of the last one must still come out (the caller postprocesses).
+    gen = tiny(kind="classifier", batch=1, size=8)
+    gate = threading.Event()
+
+    def one_then_quiet():
+        yield zeros("i0")
+        gate.wait(20)
+
+    with Engine(gen.path, config=EngineConfig(decode_threads=1)) as engine:
+        t0 = time.monotonic()
+        results = engine.run(RawTask(engine.folder, RECIPE), one_then_quiet())
+        try:
+            assert next(results).item.source == "i0"
+            assert time.monotonic() - t0 < 5  # not when the input speaks again (20 s)
+        finally:
+            gate.set()
+            results.close()
