@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/axrun devices
 	$(BIN)/axrun classify models/samples/
-	$(BIN)/axrun detect models/samples/ --save-dir out/demo -o out/demo/detections.jsonl
+	$(BIN)/axrun detect models/samples/ --save-dir out/demo -o out/demo/detections.jsonl --overwrite
 	@echo "annotated images and detections.jsonl are in out/demo/"
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.

@@ -95,6 +95,13 @@ class _Video:
 ENCODABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
+def _same_file(a: Path, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
 class SaveDir:
     """``--save-dir``: annotated images under their original names (sub-folders mirrored),
     one annotated ``.mp4`` per video input with the source's frame rate and size.
@@ -127,6 +134,9 @@ class SaveDir:
             n += 1
             path = self.root / rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
         self._taken[path] = result.item.source
+        if os.path.lexists(path) and _same_file(path, result.item.source):
+            raise UsageError(f"--save-dir {self.root}: the annotated copy of "
+                             f"{result.item.source} would replace it; choose another folder")
         return path
 
     def write(self, result: FrameResult) -> None:

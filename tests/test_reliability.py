@@ -174,7 +174,7 @@ def test_max_errors_and_fail_fast(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "stopped early (max-errors)" in proc.stderr
     assert sum("error" in r for r in recs) >= 2 and len(recs) < 150
     assert [Path(r["source"]).name for r in recs] == [f"{i:03d}.jpg" for i in range(len(recs))]
-    proc = axrun("classify", str(folder), "-o", str(out), "--fail-fast")
+    proc = axrun("classify", str(folder), "-o", str(out), "--fail-fast", "--overwrite")
     assert proc.returncode == 1 and len(lines(out)) < 150
 
 

@@ -14,6 +14,7 @@ from axrun.cli._common import global_options, handle_errors
 from axrun.engine import Engine, FrameResult
 from axrun.errors import UsageError
 from axrun.modelfolder import read_labels
+from axrun.outputs import check_save_dir
 from axrun.preprocess import PreprocessRecipe
 from axrun.tasks.detect import DetectOptions, Detector
 
@@ -80,6 +81,8 @@ def detect(
     succeeded, 1 some failed, 2 usage error, 3 model or device error, 130 interrupted.
     """
     assert args is not None
+    if save_dir is not None:
+        check_save_dir(save_dir, args.inputs)
     folder = common.resolve_model(model, "detect")
     recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=None, crop=None,
                                     mean=mean, std=std, color=color)

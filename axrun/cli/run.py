@@ -31,6 +31,7 @@ from axrun.cli._common import configure_logging, stderr_console
 from axrun.engine import Engine, EngineConfig, FrameResult, parse_devices
 from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
+from axrun.outputs import check_results_file
 from axrun.preprocess import PreprocessRecipe
 from axrun.resume import ResumeState, model_fingerprint, write_params
 from axrun.resume import prepare as prepare_resume
@@ -79,6 +80,9 @@ OutputOpt = Annotated[str | None, typer.Option(
     "else a table.", rich_help_panel=OUTPUT)]
 QuietOpt = Annotated[bool, typer.Option(
     "-q", "--quiet", help="No progress bar, no summary.", rich_help_panel=OUTPUT)]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace an existing -o results file (without it, a results file "
+    "that exists is refused; --resume continues one).", rich_help_panel=OUTPUT)]
 MaxErrorsOpt = Annotated[int | None, typer.Option(
     "--max-errors", help="Stop after this many failed inputs.", rich_help_panel=OUTPUT)]
 FailFastOpt = Annotated[bool, typer.Option(
@@ -126,6 +130,7 @@ class CommonArgs:
     max_read_bytes: str
     reconnects: int
     quiet: bool
+    overwrite: bool
     max_errors: int | None
     fail_fast: bool
     resume: bool
@@ -145,6 +150,9 @@ class CommonArgs:
         RunPolicy(self.max_errors, self.fail_fast)
         if self.resume and not self.jsonl_file:
             raise UsageError("--resume needs a JSON-lines output: -o results.jsonl")
+        if self.output is not None:
+            check_results_file(self.output, self.inputs, overwrite=self.overwrite,
+                               resume=self.resume)
         self.engine_config()
 
     def engine_config(self) -> EngineConfig:
@@ -162,6 +170,7 @@ COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
     ("output", OutputOpt, None), ("null", NullOpt, False), ("limit", LimitOpt, None),
     ("vid_stride", StrideOpt, 1), ("max_read_bytes", MaxReadOpt, "1G"),
     ("reconnects", ReconnectsOpt, RECONNECTS), ("quiet", QuietOpt, False),
+    ("overwrite", OverwriteOpt, False),
     ("max_errors", MaxErrorsOpt, None),
     ("fail_fast", FailFastOpt, False), ("resume", ResumeOpt, False),
     ("aipu_cores", CoresOpt, 4), ("devices", DevicesOpt, "all"),
