@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from axrun.engine import FrameResult
-from axrun.errors import UsageError
+from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write, umask
 from axrun.tasks.detect import Detections
 
@@ -59,7 +59,10 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
     ok, data = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
         raise UsageError(f"--save-dir: cannot encode {path.suffix} images")
-    atomic_write(path, data.tobytes())
+    try:
+        atomic_write(path, data.tobytes())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 class _Video:
@@ -121,7 +124,7 @@ class SaveDir:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"--save-dir {root}: cannot create ({exc.strerror})") from exc
+            raise OutputError(f"--save-dir {root}: cannot create ({exc.strerror})") from exc
 
     def _target(self, result: FrameResult, suffix: str | None = None) -> Path:
         rel = Path(result.item.relative)

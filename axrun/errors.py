@@ -10,6 +10,8 @@
     ├── InputError              one input cannot be read or decoded; becomes an
     │                           error record and the run goes on                  (1)
     ├── PipelineError           an unexpected failure inside the engine           (3)
+    ├── OutputError             a results file or annotated copy cannot be written
+    │                           (disk full, read-only, no permission)             (4)
     └── CommandError            ``axrun exec`` cannot start its command (127 not found,
                                 126 not executable, as shells do)
 
@@ -25,6 +27,7 @@ EXIT_OK = 0
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_MODEL_OR_DEVICE = 3
+EXIT_OUTPUT = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -86,6 +89,13 @@ class PipelineError(AxrunError):
     def __init__(self, message: str, source: str | None = None) -> None:
         super().__init__(message)
         self.source = source
+
+
+class OutputError(AxrunError):
+    """An output (results file, annotated image or video) cannot be written; the
+    message names the file and the system's reason. Records written before stay."""
+
+    exit_code = EXIT_OUTPUT
 
 
 class CommandError(AxrunError):

@@ -179,6 +179,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path}: file not found") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: not UTF-8 text (byte {exc.start}): not a JSON file "
+                         "axrun can read") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -194,6 +197,9 @@ def read_labels(path: Path) -> tuple[str, ...]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ModelError(f"{path}: cannot read labels file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: labels file is not UTF-8 text (byte {exc.start})") \
+            from None
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:

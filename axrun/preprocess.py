@@ -19,12 +19,17 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from axrun.errors import UsageError
+
 if TYPE_CHECKING:
     from axrun.modelfolder import TensorSpec
 
 MODES = ("crop", "letterbox", "stretch")
 COLORS = ("rgb", "bgr")
 ALIGNS = ("center", "topleft")
+# A crop resize past this many times the network input only costs memory (a short side
+# of 100,000 pixels asked OpenCV for 45 GB and stopped the run at its first image).
+MAX_RESIZE_FACTOR = 16
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,11 @@ class Preprocessor:
         self.spec = spec
         (_, _), (self._y0, _), (self._x0, _), (self._c0, _) = spec.padding
         _, self.height, self.width, _ = spec.unpadded_shape
+        most = MAX_RESIZE_FACTOR * max(self.height, self.width)
+        if recipe.resize is not None and recipe.resize > most:
+            raise UsageError(f"resize {recipe.resize}: at most {most} for this "
+                             f"{self.width}x{self.height} network input "
+                             f"({MAX_RESIZE_FACTOR} times its size)")
         self._table = quantize_table(recipe, spec.scale, spec.zero_point)
         # Network channel c comes from source (BGR) channel _src[c].
         self._src = (2, 1, 0) if recipe.color == "rgb" else (0, 1, 2)

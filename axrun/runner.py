@@ -13,7 +13,7 @@ from typing import Any
 
 from axrun.engine import Engine, FrameResult, Pipeline, StageTimes, Task
 from axrun.errors import UsageError
-from axrun.sinks import Sink, to_record
+from axrun.sinks import Sink, output_failed, to_record
 from axrun.sources import Item
 
 
@@ -97,7 +97,12 @@ class Run:
             for result in self._pipeline.run(items):
                 record = to_record(result)
                 for sink in self.sinks:
-                    sink.write(record)
+                    try:
+                        sink.write(record)
+                    except BrokenPipeError:
+                        raise  # the reader went away: the caller decides (`| head`)
+                    except OSError as exc:
+                        raise output_failed(sink, exc) from exc
                 summary.inputs += 1
                 if result.error is not None:
                     summary.failed += 1

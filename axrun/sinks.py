@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from axrun.engine.pipeline import FrameResult
-from axrun.errors import UsageError
+from axrun.errors import OutputError, UsageError
 from axrun.tasks.classify import Classification
 from axrun.tasks.detect import Detections
 
@@ -61,6 +61,17 @@ class Sink(Protocol):
     def write(self, record: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+
+def sink_name(sink: Sink) -> str:
+    """What a sink writes to, for messages: its file's name, or ``stdout``."""
+    name = getattr(getattr(sink, "stream", None), "name", None)
+    return "stdout" if name in (None, "<stdout>") else str(name)
+
+
+def output_failed(sink: Sink, exc: OSError) -> OutputError:
+    """The error for a sink whose file cannot be written."""
+    return OutputError(f"{sink_name(sink)}: cannot write ({exc.strerror or exc})")
 
 
 def _dumps(record: dict[str, Any]) -> str:
@@ -158,7 +169,7 @@ def open_file_sink(path: str, task: str, top_k: int, append: bool = False) -> Si
         stream = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115 - the sink owns it
                       newline="" if fmt == "csv" else None)
     except OSError as exc:
-        raise UsageError(f"-o {path}: cannot write ({exc.strerror})") from exc
+        raise OutputError(f"-o {path}: cannot write ({exc.strerror})") from exc
     if fmt == "jsonl":
         return JsonLinesSink(stream, owned=True)
     if fmt == "json":

@@ -270,7 +270,22 @@ def _stat(path: Path) -> dict[str, float | int | None]:
 def _walk(folder: Path) -> Iterator[Path | Item]:
     """Files under ``folder``, recursively, sorted; symlinked folders are not followed
     (no loops); a sub-folder that cannot be listed becomes an error item and the walk
-    goes on."""
+    goes on. Depth-first with a stack of its own: no recursion limit, however deep."""
+    stack = [_listing(folder)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+        elif isinstance(entry, Item):
+            yield entry
+        elif entry.is_dir(follow_symlinks=False):
+            stack.append(_listing(Path(entry.path)))
+        else:
+            yield Path(entry.path)
+
+
+def _listing(folder: Path) -> Iterator[os.DirEntry[str] | Item]:
+    """A folder's entries sorted by name, or an error item if it cannot be listed."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -279,11 +294,7 @@ def _walk(folder: Path) -> Iterator[Path | Item]:
         yield Item(str(folder), error=InputError(
             f"{folder}: cannot list folder ({exc.strerror})", kind))
         return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path))
-        else:
-            yield Path(entry.path)
+    yield from entries
 
 
 VideoReader = Callable[[Path, int, "str | None"], Iterator["Item"]]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,63 @@ def test_the_results_file_cannot_be_an_input(photos: Path) -> None:
                    str(photos / "coffee.jpg"), "--overwrite")
     assert result.returncode == 2 and "is the input" in result.stderr
     assert digest(photos) == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_full_disk_is_an_output_error_naming_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    out.symlink_to("/dev/full")  # every write: ENOSPC
+    result = axrun("classify", str(SAMPLES), "-o", str(out))
+    assert result.returncode == 4, result.stderr
+    assert f"error: {out}: cannot write (No space left on device)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def model_copy(tmp_path: Path, name: str = "efficientnet-lite0-imagenet") -> Path:
+    folder = tmp_path / name
+    shutil.copytree(SAMPLES.parent / name, folder)
+    return folder
+
+
+@pytest.mark.parametrize(("file", "damage", "message"), [
+    ("model.onnx", b"", "cannot load device graph"),
+    ("model.onnx", b"\x08\x07garbage" * 10, "cannot load device graph"),
+    ("manifest.json", b"\xff\xfe{}", "not UTF-8 text"),
+    ("axrun.json", b"\xff\xfe{}", "not UTF-8 text"),
+    ("labels.txt", b"caf\xe9\n", "not UTF-8 text"),
+])
+def test_a_damaged_model_folder_is_one_line_and_exit_3(tmp_path: Path, file, damage,
+                                                        message) -> None:
+    folder = model_copy(tmp_path)
+    (folder / file).write_bytes(damage)
+    result = axrun("classify", str(SAMPLES), "-m", str(folder), "-o", "-")
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(folder / file) in errors[0] and message in errors[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--devices", ",,"], "no device named"),
+    (["--resize", "100000"], "resize 100000: at most 3584"),
+])
+def test_bad_option_values_are_refused_before_the_device_opens(option, message) -> None:
+    result = axrun("classify", str(SAMPLES), "-o", "-", *option)
+    assert result.returncode == 2 and message in result.stderr
+    assert "plan:" not in result.stderr  # no device was opened
+    assert "Traceback" not in result.stderr
+
+
+def test_a_very_deep_folder_tree_is_walked(tmp_path: Path) -> None:
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    path = deep
+    for _ in range(1200):  # deeper than Python's recursion limit (one level at a time:
+        path = path / "d"  # mkdir(parents=True) recurses too)
+        path.mkdir()
+    (path / "a.jpg").write_bytes((SAMPLES / "coffee.jpg").read_bytes())
+    (deep / "b.jpg").write_bytes((SAMPLES / "rocket.jpg").read_bytes())
+    result = axrun("classify", str(deep), "-o", "-", "-k", "1")
+    recs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 0, result.stderr[-500:]
+    assert [r["source"].rsplit("/", 1)[1] for r in recs] == ["b.jpg", "a.jpg"]

@@ -22,7 +22,7 @@ app = typer.Typer(
         "Batch INT8 inference on Axelera Metis, or on axrun's built-in emulator when no "
         "card (no axelera.runtime) is present.\n\n"
         "Exit status: 0 all inputs succeeded, 1 some inputs failed, 2 usage error, "
-        "3 model or device error, 130 interrupted."
+        "3 model or device error, 4 output error, 130 interrupted."
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",

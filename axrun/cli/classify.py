@@ -53,7 +53,7 @@ def classify(
     """Classify images and video frames; one JSON record per input, in input order.
 
     Exit status: 0 all inputs succeeded, 1 some failed (each has an error record),
-    2 usage error, 3 model or device error, 130 interrupted.
+    2 usage error, 3 model or device error, 4 output error, 130 interrupted.
     """
     assert args is not None
     folder = common.resolve_model(model, "classify")

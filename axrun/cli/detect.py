@@ -78,7 +78,8 @@ def detect(
     """Detect objects in images and video frames; one JSON record per input, in order.
 
     Boxes are in original-image pixels, clipped to the image. Exit status: 0 all inputs
-    succeeded, 1 some failed, 2 usage error, 3 model or device error, 130 interrupted.
+    succeeded, 1 some failed, 2 usage error, 3 model or device error, 4 output error,
+    130 interrupted.
     """
     assert args is not None
     if save_dir is not None:

@@ -36,7 +36,14 @@ from axrun.preprocess import PreprocessRecipe
 from axrun.resume import ResumeState, model_fingerprint, write_params
 from axrun.resume import prepare as prepare_resume
 from axrun.runner import Run, RunPolicy, RunSummary
-from axrun.sinks import JsonLinesSink, Sink, open_file_sink, output_format, stdout_is_terminal
+from axrun.sinks import (
+    JsonLinesSink,
+    Sink,
+    open_file_sink,
+    output_failed,
+    output_format,
+    stdout_is_terminal,
+)
 from axrun.sources import (
     RECONNECTS,
     SourceOptions,
@@ -425,7 +432,12 @@ def execute(
         summary.stopped = "output closed"
     finally:
         for sink in sinks:
-            sink.close()
+            try:
+                sink.close()
+            except BrokenPipeError:
+                pass  # the reader went away; nothing more can reach it
+            except OSError as exc:
+                raise output_failed(sink, exc) from exc
         if on_close:
             on_close(complete)
     if not args.quiet:

@@ -386,13 +386,15 @@ class ModelInstance(Object):
         self._fail_after = settings.fail_after
         self._in_infos = model.inputs()
         self._out_infos = model.outputs()
-        self._session = (
-            _open_session(model.device_graph, settings.threads) if self._compute else None
-        )
         # Double buffering: (input arrays, time the device finishes them), oldest first.
+        # Set before the session: an instance whose graph fails to load is still
+        # released with its connection.
         self._pending: deque[tuple[list[np.ndarray], float]] = deque()
         self._device_free_at = 0.0
         self._running = threading.Lock()
+        self._session: Any = None
+        if self._compute:
+            self._session = _open_session(model.device_graph, settings.threads)
 
     def _on_release(self) -> None:
         self._session = None

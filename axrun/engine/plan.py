@@ -56,7 +56,11 @@ class EngineConfig:
 
 
 def parse_devices(spec: str | None) -> tuple[int | str, ...] | None:
-    """``all``/empty → None; ``0,1`` → indices; names kept as strings."""
+    """``all``/empty → None; ``0,1`` → indices; names kept as strings.
+
+    Raises:
+        UsageError: only separators (``,,``).
+    """
     if spec is None or spec.strip().lower() in ("", "all"):
         return None
     out: list[int | str] = []
@@ -64,6 +68,9 @@ def parse_devices(spec: str | None) -> tuple[int | str, ...] | None:
         part = part.strip()
         if part:
             out.append(int(part) if part.isdigit() else part)
+    if not out:
+        raise UsageError(f"--devices {spec!r}: no device named; give all, indices (0,1) "
+                         "or names (metis-0:1:0)")
     return tuple(out)
 
 
