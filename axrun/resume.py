@@ -19,6 +19,7 @@ from typing import Any
 from axrun.errors import UsageError
 from axrun.files import atomic_write
 from axrun.modelfolder import ModelFolder
+from axrun.sinks import record_source
 from axrun.sources import Item, file_identity
 
 Key = tuple[str, int | None]
@@ -92,9 +93,10 @@ def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
             continue
         try:
             record = json.loads(line)
-            key: Key = (record["source"], record.get("frame"))
+            key: Key = (record_source(record), record.get("frame"))
             recorded_id = (record.get("file_size"), record.get("file_mtime"))
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+                AttributeError):
             raise UsageError(f"--resume: {output} line {number} is not an axrun record; "
                              "cannot resume safely") from None
         if key[0] not in identities:

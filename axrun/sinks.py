@@ -12,6 +12,7 @@ Record layout version :data:`RECORD_VERSION` (documented in the README):
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
@@ -28,14 +29,46 @@ RECORD_VERSION = 1
 FORMATS = ("jsonl", "json", "csv")
 
 
+def source_fields(source: str) -> dict[str, str]:
+    """``source`` for a record. A file name that is not UTF-8 (bytes decoded with
+    ``surrogateescape``, as Python's ``os`` does) gets the name with U+FFFD for each
+    undecodable byte, for reading, and ``source_b64``: the exact bytes, base64."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(source)
+        return {"source": raw.decode("utf-8", "replace"),
+                "source_b64": base64.b64encode(raw).decode("ascii")}
+    return {"source": source}
+
+
+def record_source(record: dict[str, Any]) -> str:
+    """The input a record is about, exactly (the inverse of :func:`source_fields`).
+
+    Raises:
+        KeyError, ValueError: not a record axrun wrote.
+    """
+    if "source_b64" in record:
+        return os.fsdecode(base64.b64decode(record["source_b64"], validate=True))
+    source = record["source"]
+    if not isinstance(source, str):
+        raise ValueError("source is not a string")
+    return source
+
+
+def _text(text: str) -> str:
+    """``text`` as valid UTF-8 (a file name in a message may hold undecodable bytes)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def to_record(result: FrameResult) -> dict[str, Any]:
     """The JSON-ready record of one input (see the module docstring)."""
     item = result.item
-    record: dict[str, Any] = {"v": RECORD_VERSION, "source": item.source, "frame": item.frame,
-                              "time_s": item.time_s, "file_size": item.size,
-                              "file_mtime": item.mtime}
+    record: dict[str, Any] = {"v": RECORD_VERSION, **source_fields(item.source),
+                              "frame": item.frame, "time_s": item.time_s,
+                              "file_size": item.size, "file_mtime": item.mtime}
     if result.error is not None:
-        record["error"] = {"type": result.error.kind, "message": str(result.error)}
+        record["error"] = {"type": result.error.kind, "message": _text(str(result.error))}
         return record
     if result.meta is not None:
         record["width"], record["height"] = result.meta.width, result.meta.height
@@ -121,7 +154,7 @@ class CsvSink:
             extra = [f"{k}_{r}" for r in range(1, top_k + 1) for k in ("id", "label", "score")]
         else:
             extra = ["id", "label", "score", "x1", "y1", "x2", "y2"]
-        self.columns = base + extra
+        self.columns = base + extra + ["source_b64"]
         self.writer = csv.writer(stream)
         self.writer.writerow(self.columns)
 
@@ -130,16 +163,17 @@ class CsvSink:
         base = [record["source"], record.get("frame"), record.get("time_s"),
                 record.get("width"), record.get("height"), err.get("type"), err.get("message")]
         base = ["" if v is None else v for v in base]
+        raw = [record.get("source_b64", "")]
         if self.task == "classify":
             row = list(base)
             for entry in record.get("top", []):
                 row += [entry["id"], entry["label"], entry["score"]]
-            self.writer.writerow(row + [""] * (len(self.columns) - len(row)))
+            self.writer.writerow(row + [""] * (len(self.columns) - 1 - len(row)) + raw)
         else:
             dets = record.get("detections") or [None]
             for d in dets:
                 self.writer.writerow(base + ([d["id"], d["label"], d["score"], *d["box"]]
-                                             if d else [""] * 7))
+                                             if d else [""] * 7) + raw)
         self.stream.flush()
 
     def close(self) -> None:

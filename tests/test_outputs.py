@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -119,13 +120,72 @@ def test_bad_option_values_are_refused_before_the_device_opens(option, message) 
 def test_a_very_deep_folder_tree_is_walked(tmp_path: Path) -> None:
     deep = tmp_path / "deep"
     deep.mkdir()
-    path = deep
-    for _ in range(1200):  # deeper than Python's recursion limit (one level at a time:
-        path = path / "d"  # mkdir(parents=True) recurses too)
-        path.mkdir()
-    (path / "a.jpg").write_bytes((SAMPLES / "coffee.jpg").read_bytes())
-    (deep / "b.jpg").write_bytes((SAMPLES / "rocket.jpg").read_bytes())
-    result = axrun("classify", str(deep), "-o", "-", "-k", "1")
-    recs = [json.loads(line) for line in result.stdout.splitlines()]
-    assert result.returncode == 0, result.stderr[-500:]
-    assert [r["source"].rsplit("/", 1)[1] for r in recs] == ["b.jpg", "a.jpg"]
+    levels = [deep]
+    try:
+        for _ in range(1200):  # deeper than Python's recursion limit (one at a time:
+            levels.append(levels[-1] / "d")  # mkdir(parents=True) recurses too)
+            levels[-1].mkdir()
+        (levels[-1] / "a.jpg").write_bytes((SAMPLES / "coffee.jpg").read_bytes())
+        (deep / "b.jpg").write_bytes((SAMPLES / "rocket.jpg").read_bytes())
+        result = axrun("classify", str(deep), "-o", "-", "-k", "1")
+        recs = [json.loads(line) for line in result.stdout.splitlines()]
+        assert result.returncode == 0, result.stderr[-500:]
+        assert [r["source"].rsplit("/", 1)[1] for r in recs] == ["b.jpg", "a.jpg"]
+    finally:  # bottom up: pytest's own clean-up (shutil.rmtree) recurses, and would fail
+        for level in reversed(levels):
+            for child in level.iterdir():
+                if not child.is_dir():
+                    child.unlink()
+            if level != deep:
+                level.rmdir()
+
+
+@pytest.fixture
+def latin1(tmp_path: Path) -> Path:
+    """A folder holding an image whose name is Latin-1 bytes (not UTF-8)."""
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.jpg")
+    (folder / name).write_bytes((SAMPLES / "coffee.jpg").read_bytes())
+    (folder / "plain.jpg").write_bytes((SAMPLES / "rocket.jpg").read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_a_name_that_is_not_utf8_round_trips_in_every_output(latin1: Path, tmp_path: Path,
+                                                               fmt) -> None:
+    out = tmp_path / f"r.{fmt}"
+    result = axrun("classify", str(latin1), "-o", str(out), "-k", "1")
+    assert result.returncode == 0, result.stderr[-800:]
+    text = out.read_bytes().decode("utf-8")  # valid UTF-8 throughout
+    if fmt == "csv":
+        import csv
+        import io
+        recs = list(csv.DictReader(io.StringIO(text)))
+    else:
+        recs = ([json.loads(line) for line in text.splitlines()] if fmt == "jsonl"
+                else json.loads(text))
+    odd = recs[0]
+    assert odd["source"] == f"{latin1}/caf\ufffd.jpg"  # readable, and...
+    assert base64.b64decode(odd["source_b64"]) == os.fsencode(latin1) + b"/caf\xe9.jpg"
+    assert recs[1].get("source_b64") in (None, "")  # ...only names that need it
+
+
+def test_resume_finds_inputs_whose_names_are_not_utf8(latin1: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    assert axrun("classify", str(latin1), "-o", str(out), "--limit", "1").returncode == 0
+    resumed = axrun("classify", str(latin1), "-o", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-800:]
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["source"]).name for r in recs] == ["caf\ufffd.jpg", "plain.jpg"]
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff\xfe binary \x80\n", b"[1, 2]\n",
+                                     b'{"source": 5}\n'])
+def test_resume_of_a_file_axrun_did_not_write_is_refused(tmp_path: Path, content) -> None:
+    out = tmp_path / "r.jsonl"
+    assert axrun("classify", str(SAMPLES / "coffee.jpg"), "-o", str(out)).returncode == 0
+    out.write_bytes(content)
+    result = axrun("classify", str(SAMPLES / "coffee.jpg"), "-o", str(out), "--resume")
+    assert result.returncode == 2 and "line 1 is not an axrun record" in result.stderr
+    assert "Traceback" not in result.stderr and out.read_bytes() == content
