@@ -296,10 +296,18 @@ def test_run_failure_mid_stream_keeps_done_frames(tmp_path: Path) -> None:
                  env={"AXRUN_EMULATOR_FAIL_AFTER": "20"})
     assert time.monotonic() - t0 < 60
     assert proc.returncode == 3
-    assert "injected fault" in proc.stderr and "frame" in proc.stderr
+    assert "injected fault" in proc.stderr and "run() failed on" in proc.stderr
     recs = lines(out)
     assert 0 < len(recs) <= 20
     assert [Path(r["source"]).name for r in recs] == [f"{i:04d}.jpg" for i in range(len(recs))]
+
+
+def test_a_device_failure_on_a_video_names_the_frame(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.mp4", 40)
+    proc = axrun("classify", str(video), "-o", "-", "--no-double-buffer",
+                 env={"AXRUN_EMULATOR_FAIL_AFTER": "20"})
+    assert proc.returncode == 3
+    assert f"run() failed on {video} frame " in proc.stderr, proc.stderr
 
 
 def test_model_folder_error_exit_3_naming_file_and_field(tmp_path: Path) -> None:
@@ -320,3 +328,16 @@ def test_closed_pipe_stops_quietly(tmp_path: Path) -> None:
                           shell=True, capture_output=True, text=True, timeout=120)
     assert proc.stdout.count("\n") == 2
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.25, 0.3, 0.4, 0.5, 0.8])
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, delay) -> None:
+    # imports (OpenCV, ONNX Runtime), building the commands and loading the model take
+    # about a second (the first ~50 ms are Python's own start, before any axrun code)
+    folder = big_folder(tmp_path, 50)
+    proc = start("classify", str(folder), "-o", str(tmp_path / "r.jsonl"), env=SLOW)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Error" not in err, err

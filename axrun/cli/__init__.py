@@ -1,5 +1,52 @@
-"""The ``axrun`` command line: a thin layer over the library."""
+"""The ``axrun`` command line: a thin layer over the library.
 
-from axrun.cli.app import app, main
+:func:`main` imports the application itself, with SIGINT and SIGTERM only noted
+while the heavy dependencies load (OpenCV, ONNX Runtime: about half a second): an
+interrupt inside an extension module's initialisation would surface as a traceback
+(``ImportError: initialization failed``). Noted, it ends the process with status 130
+and one line once the imports are done.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from axrun.cli.commands import app
 
 __all__ = ["app", "main"]
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    noted: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _: noted.append(signum))
+                for s in _STOP_SIGNALS}
+    try:
+        from axrun.cli.commands import main as run
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    try:
+        if noted:
+            raise KeyboardInterrupt
+        run()
+    except KeyboardInterrupt:  # outside a command's own handling (typer setting up)
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+        # Not sys.exit: on CPython 3.11 an interrupt that landed inside eval() (typer
+        # reads the commands' annotations with it) makes the interpreter end itself by
+        # SIGINT on the way out (status -2) even once handled. Nothing is open yet.
+        os._exit(130)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from axrun.cli.commands import app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

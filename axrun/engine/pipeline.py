@@ -122,6 +122,11 @@ def _take(q: queue.SimpleQueue[Any] | queue.Queue[Any]) -> Any:
         return None
 
 
+def _frame_name(item: Item) -> str:
+    """An input as messages name it: ``a.jpg``, or ``clip.mp4 frame 120``."""
+    return item.source if item.frame is None else f"{item.source} frame {item.frame}"
+
+
 def _wrapped(exc: BaseException, what: str) -> BaseException:
     """axrun's own errors as they are; anything else as a PipelineError caused by it."""
     if isinstance(exc, AxrunError):
@@ -472,7 +477,7 @@ class Pipeline:
         try:
             instance.run(inputs, outputs)
         except self._device_errors as exc:
-            where = f"frame {job.items[0].source}" if job else "a filler frame"
+            where = _frame_name(job.items[0]) if job else "a filler frame"
             raise translate(exc, f"run() failed on {where}") from exc
         self.stats.add("device", time.perf_counter() - t0, calls=1)
 

@@ -181,7 +181,7 @@ def test_run_failure_reaches_caller_with_frame_and_done_frames_are_kept(tiny) ->
         engine.session.instances[2] = FailingInstance(engine.session.instances[2], after=3)
         # worker 2 runs three of its jobs, then fails on the fourth
         fails_on = list(itertools.islice(jobs_of(2, 4, GROUP), 4))[-1]
-        with pytest.raises(DeviceError, match=rf"run\(\) failed on frame img{fails_on}: DMA"):
+        with pytest.raises(DeviceError, match=rf"run\(\) failed on img{fails_on}: DMA"):
             for r in engine.run(RawTask(engine.folder, RECIPE), items_of(images(40))):
                 done.append(r.item.source)
     assert done == [f"img{i}" for i in range(len(done))] and len(done) <= fails_on
@@ -264,7 +264,7 @@ def test_every_result_completed_before_a_run_failure_is_delivered(tiny) -> None:
     with Engine(gen.path, config=EngineConfig(aipu_cores=1, double_buffer=False)) as engine:
         engine.session.instances[0] = FailingInstance(engine.session.instances[0], after=5)
         done = []
-        with pytest.raises(DeviceError, match="run\\(\\) failed on frame img5"):
+        with pytest.raises(DeviceError, match="run\\(\\) failed on img5"):
             for r in engine.run(RawTask(engine.folder, RECIPE), items_of(images(20))):
                 done.append(r.item.source)
     assert done == [f"img{i}" for i in range(5)]

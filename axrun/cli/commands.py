@@ -1,4 +1,4 @@
-"""The Typer application: global options and command registration."""
+"""The Typer application (`app`): global options and command registration."""
 
 from __future__ import annotations
 
