@@ -341,3 +341,25 @@ def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, del
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Error" not in err, err
+
+
+def test_closed_stdout_is_an_output_error_before_anything_runs(tmp_path: Path) -> None:
+    result = subprocess.run(f"exec {sys.executable} -m axrun classify {SAMPLES} >&-",
+                            shell=True, capture_output=False, stderr=subprocess.PIPE,
+                            text=True, timeout=100)
+    assert result.returncode == 4
+    assert result.stderr.strip() == ("error: stdout is closed: nowhere to write the "
+                                     "records; give -o FILE")
+
+
+def test_stderr_closed_early_does_not_fail_a_complete_run(tmp_path: Path) -> None:
+    # `axrun ... 2>&1 | head -1`: the reader of stderr goes away after the first line
+    out = tmp_path / "r.jsonl"
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "axrun", "classify", str(SAMPLES), "-o",
+                             str(out)], stderr=write_end)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as stderr:
+        assert stderr.readline().startswith(b"plan:")
+    assert proc.wait(100) == 0
+    assert len(lines(out)) == len(list(SAMPLES.glob("*.jpg")))

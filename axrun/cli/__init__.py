@@ -9,10 +9,11 @@ and one line once the imports are done.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from axrun.cli.commands import app
@@ -22,8 +23,40 @@ __all__ = ["app", "main"]
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class _Diagnostics(io.TextIOBase):
+    """stderr for diagnostics only: once its reader has gone away (``2>&1 | head -1``),
+    what is left to say is dropped, and the run's own outcome decides the exit status
+    (a closed stderr made a complete run exit 1)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream: TextIO | None = stream
+
+    def write(self, text: str) -> int:
+        if self._stream is not None:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):  # reader gone, or stream closed
+                self._stream = None
+        return len(text)
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def fileno(self) -> int:
+        if self._stream is None:
+            raise OSError("stderr has been closed")
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+
 def main() -> None:
     """Console-script entry point."""
+    if sys.stderr is not None:
+        sys.stderr = _Diagnostics(sys.stderr)  # type: ignore[assignment]
     noted: list[int] = []
     previous = {s: signal.signal(s, lambda signum, _: noted.append(signum))
                 for s in _STOP_SIGNALS}

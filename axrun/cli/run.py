@@ -29,7 +29,7 @@ from rich.table import Table
 
 from axrun.cli._common import configure_logging, stderr_console
 from axrun.engine import Engine, EngineConfig, FrameResult, parse_devices
-from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OutputError, UsageError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
 from axrun.outputs import check_results_file
 from axrun.preprocess import PreprocessRecipe
@@ -160,6 +160,8 @@ class CommonArgs:
         if self.output is not None:
             check_results_file(self.output, self.inputs, overwrite=self.overwrite,
                                resume=self.resume)
+        if self.output in (None, "-") and sys.stdout is None:  # started with >&-
+            raise OutputError("stdout is closed: nowhere to write the records; give -o FILE")
         self.engine_config()
 
     def engine_config(self) -> EngineConfig:
@@ -297,8 +299,10 @@ def source_cell(record: dict[str, Any]) -> str:
 
 
 def open_sinks(args: CommonArgs, task: str, top_k: int, table: TableSink) -> list[Sink]:
-    if args.output is not None:
+    if args.output not in (None, "-"):
         return [open_file_sink(args.output, task, top_k, append=args.resume)]
+    if args.output == "-":
+        return [JsonLinesSink(sys.stdout)]
     if stdout_is_terminal():
         return [table]
     return [JsonLinesSink(sys.stdout)]
