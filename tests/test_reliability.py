@@ -363,3 +363,16 @@ def test_stderr_closed_early_does_not_fail_a_complete_run(tmp_path: Path) -> Non
         assert stderr.readline().startswith(b"plan:")
     assert proc.wait(100) == 0
     assert len(lines(out)) == len(list(SAMPLES.glob("*.jpg")))
+
+
+def test_runs_started_together_on_one_device_do_not_both_fail(tmp_path: Path) -> None:
+    # Each run needs all 4 cores, one connection per instance: two started at once
+    # could each get half and both fail (2 of 40 trials), each naming itself.
+    for trial in range(8):
+        procs = [start("classify", str(SAMPLES), "-o", str(tmp_path / f"r{trial}{k}.jsonl"))
+                 for k in range(2)]
+        results = [(p.pid, p.wait(100), p.stderr.read()) for p in procs]
+        assert any(code == 0 for _, code, _ in results), results
+        for pid, code, err in results:
+            if code != 0:
+                assert code == 3 and "held by" in err and f"pid {pid} " not in err, err

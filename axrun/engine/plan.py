@@ -8,15 +8,18 @@ all (through the Context) on :meth:`DeviceSession.close`.
 from __future__ import annotations
 
 import os
+import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from axrun.errors import UsageError
+from axrun.errors import DeviceBusy, UsageError
 from axrun.modelfolder import ModelFolder
 from axrun.runtime import Backend
 
 CORES_PER_DEVICE = 4
+CONNECT_RETRY_S = 3.0  # how long a plan that got only part of its cores tries again
 # Host threads beyond this many per CPU only contend for the GIL (thousands livelocked
 # the process, signals included).
 MAX_THREADS_PER_CPU = 4
@@ -151,6 +154,31 @@ def _select_devices(infos: Sequence[Any], wanted: tuple[int | str, ...] | None) 
     return list(dict.fromkeys(chosen))
 
 
+def _connect_all(backend: Backend, ctx: Any, devices: list[str], per_device: int,
+                 batch: int) -> list[tuple[str, Any]]:
+    """One connection of ``batch`` cores per instance, all or none: when some cores are
+    taken by another process part way (two runs started together each got half), the
+    ones held are released and the whole plan is tried again after a random pause,
+    for up to :data:`CONNECT_RETRY_S`; then :class:`DeviceBusy` names the holder."""
+    deadline = time.monotonic() + CONNECT_RETRY_S
+    while True:
+        held: list[tuple[str, Any]] = []
+        try:
+            for name in devices:
+                for _ in range(per_device):
+                    with backend.translating(f"connecting to {name} ({batch} core(s))"):
+                        held.append((name, ctx.device_connect(device=name,
+                                                              num_sub_devices=batch)))
+            return held
+        except DeviceBusy:
+            for _, conn in held:
+                with backend.translating("releasing a connection"):
+                    conn.release()
+            if not held or time.monotonic() > deadline:
+                raise  # the first connection failed: nothing of ours is in the message
+            time.sleep(random.uniform(0.02, 0.2))
+
+
 def open_session(backend: Backend, folder: ModelFolder, config: EngineConfig) -> DeviceSession:
     """Load the model and open ``aipu_cores // batch`` instances on each chosen device.
 
@@ -172,16 +200,14 @@ def open_session(backend: Backend, folder: ModelFolder, config: EngineConfig) ->
             model = ctx.load_model(str(folder.model_json))
         with backend.translating("listing devices"):
             devices = _select_devices(ctx.list_devices(), config.devices)
+        connections = _connect_all(backend, ctx, devices, per_device, batch)
         instances = []
-        for name in devices:
-            for _ in range(per_device):
-                with backend.translating(f"connecting to {name} ({batch} core(s))"):
-                    conn = ctx.device_connect(device=name, num_sub_devices=batch)
-                with backend.translating(f"loading the model on {name}"):
-                    instances.append(conn.load_model_instance(
-                        model, num_sub_devices=batch, aipu_cores=batch,
-                        double_buffer=config.double_buffer,
-                    ))
+        for name, conn in connections:
+            with backend.translating(f"loading the model on {name}"):
+                instances.append(conn.load_model_instance(
+                    model, num_sub_devices=batch, aipu_cores=batch,
+                    double_buffer=config.double_buffer,
+                ))
         plan = Plan(
             backend=backend.name, batch=batch, devices=tuple(devices),
             instances=tuple(n for n in devices for _ in range(per_device)),
