@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from typing import Any
 from axrun.errors import UsageError
 from axrun.files import atomic_write
 from axrun.modelfolder import ModelFolder
-from axrun.sinks import record_source
+from axrun.sinks import dumps_record, record_source, source_fields
 from axrun.sources import Item, file_identity
 
-Key = tuple[str, int | None]
+Key = tuple[str, int | None]  # an input's absolute path (or URL) and frame
+CWD = "cwd"  # the key, in the parameters file, of the recording run's working folder
 
 
 def params_path(output: Path) -> Path:
@@ -41,8 +43,18 @@ def model_fingerprint(folder: ModelFolder) -> str:
 
 
 def write_params(output: Path, params: dict[str, Any]) -> None:
-    """Record a run's parameters beside its output (atomically)."""
-    atomic_write(params_path(output), (json.dumps(params, indent=2) + "\n").encode())
+    """Record a run's parameters beside its output (atomically), with the working
+    folder its relative paths are relative to (``cwd``, not compared on resume)."""
+    data = {**params, CWD: os.getcwd()}
+    atomic_write(params_path(output), (json.dumps(data, indent=2) + "\n").encode())
+
+
+def absolute(source: str, base: str) -> str:
+    """Which file a recorded ``source`` is, as an absolute path (relative paths are
+    taken from ``base``, the recording run's working folder); URLs as they are."""
+    if "://" in source:
+        return source
+    return os.path.normpath(os.path.join(base, source))
 
 
 @dataclass
@@ -55,7 +67,9 @@ class ResumeState:
     dropped_stale: int = 0
 
     def skip(self, item: Item) -> bool:
-        return item.key in self.done
+        """Whether ``item`` was recorded already (by absolute path and frame: the
+        working folder may differ from the recording run's)."""
+        return (absolute(item.source, os.getcwd()), item.frame) in self.done
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -76,7 +90,8 @@ def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
     side = params_path(output)
     try:
         recorded = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        base = str(recorded.pop(CWD, os.getcwd()))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         raise UsageError(f"--resume: {side} is missing or unreadable, so {output} cannot be "
                          "checked against this run; run without --resume to start over") from None
     diff = _differences(recorded, params)
@@ -84,6 +99,7 @@ def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
         raise UsageError(f"--resume: {output} was written with other settings ("
                          + "; ".join(diff) + "); use the same ones, or run without --resume")
     data = output.read_bytes()
+    moved = not os.path.samefile(base, ".") if os.path.isdir(base) else True
     end = data.rfind(b"\n") + 1
     state = ResumeState(dropped_partial=end < len(data))
     kept: list[bytes] = []
@@ -93,7 +109,7 @@ def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
             continue
         try:
             record = json.loads(line)
-            key: Key = (record_source(record), record.get("frame"))
+            key: Key = (absolute(record_source(record), base), record.get("frame"))
             recorded_id = (record.get("file_size"), record.get("file_mtime"))
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
                 AttributeError):
@@ -107,8 +123,21 @@ def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
         if key in state.done:
             continue  # never keep a duplicate
         state.done.add(key)
-        kept.append(line)
+        kept.append(_relative_to_here(record, key[0]) if moved else line)
     state.kept = len(kept)
-    if state.dropped_partial or state.dropped_stale or len(kept) != data[:end].count(b"\n"):
+    if (moved or state.dropped_partial or state.dropped_stale
+            or len(kept) != data[:end].count(b"\n")):
         atomic_write(output, b"".join(kept))
+    if moved:  # the records now say where their inputs are from here
+        write_params(output, params)
     return state
+
+
+def _relative_to_here(record: dict[str, Any], path: str) -> bytes:
+    """A record whose relative ``source`` is rewritten relative to the current working
+    folder (a resume from another folder), as a JSON line."""
+    if "://" not in path and not os.path.isabs(record_source(record)):
+        for k in ("source", "source_b64"):
+            record.pop(k, None)
+        record = {"v": record.pop("v"), **source_fields(os.path.relpath(path)), **record}
+    return (dumps_record(record) + "\n").encode()

@@ -107,7 +107,8 @@ def output_failed(sink: Sink, exc: OSError) -> OutputError:
     return OutputError(f"{sink_name(sink)}: cannot write ({exc.strerror or exc})")
 
 
-def _dumps(record: dict[str, Any]) -> str:
+def dumps_record(record: dict[str, Any]) -> str:
+    """One record as the JSON sinks write it (one line, UTF-8 kept)."""
     return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
 
 
@@ -118,7 +119,7 @@ class JsonLinesSink:
         self.stream, self.owned = stream, owned
 
     def write(self, record: dict[str, Any]) -> None:
-        self.stream.write(_dumps(record) + "\n")
+        self.stream.write(dumps_record(record) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -134,7 +135,7 @@ class JsonArraySink:
         stream.write("[")
 
     def write(self, record: dict[str, Any]) -> None:
-        self.stream.write(("," if self.count else "") + "\n  " + _dumps(record))
+        self.stream.write(("," if self.count else "") + "\n  " + dumps_record(record))
         self.stream.flush()
         self.count += 1
 

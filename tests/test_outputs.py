@@ -189,3 +189,22 @@ def test_resume_of_a_file_axrun_did_not_write_is_refused(tmp_path: Path, content
     result = axrun("classify", str(SAMPLES / "coffee.jpg"), "-o", str(out), "--resume")
     assert result.returncode == 2 and "line 1 is not an axrun record" in result.stderr
     assert "Traceback" not in result.stderr and out.read_bytes() == content
+
+
+def test_resume_from_another_working_folder(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    first = axrun("classify", "photos", "-o", "r.jsonl", "--limit", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = axrun("classify", "../photos", "-o", str(out), "--resume", cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 input(s) already recorded" in resumed.stderr  # not dropped and rerun
+    assert "\n1 input(s), 0 failed" in resumed.stderr
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    # the earlier record was found (not rerun), and every source is now relative to here
+    assert [r["source"] for r in recs] == ["../photos/astronaut.jpg", "../photos/coffee.jpg"]
+    again = axrun("classify", "../photos", "-o", str(out), "--resume", cwd=elsewhere)
+    assert again.returncode == 0 and "0 input(s)" in again.stderr
+    assert out.read_text().splitlines() == [json.dumps(r, ensure_ascii=False,
+                                                       separators=(", ", ": ")) for r in recs]
