@@ -12,6 +12,7 @@ import numpy as np
 from axrun.engine import FrameResult
 from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write, umask
+from axrun.outputs import save_name
 from axrun.tasks.detect import Detections
 
 
@@ -106,37 +107,33 @@ def _same_file(a: Path, b: str) -> bool:
 
 
 class SaveDir:
-    """``--save-dir``: annotated images under their original names (sub-folders mirrored),
-    one annotated ``.mp4`` per video input with the source's frame rate and size.
-
-    Two inputs that would land on the same name get ``-2``, ``-3``... A video that does
-    not start at frame 0 (``--resume``) is written as ``<name>.from-<frame>.mp4``.
+    """``--save-dir``: annotated images, one annotated ``.mp4`` per video input with the
+    source's frame rate and size, each at its input's path relative to
+    ``inputs_root`` (see :func:`axrun.outputs.save_name`): distinct inputs get
+    distinct names, the same in every run over the same inputs. A video that does not
+    start at frame 0 (``--resume``) is written as ``<name>.from-<frame>.mp4``.
     """
 
     def __init__(self, root: Path, annotator: BoxAnnotator | None = None,
-                 vid_stride: int = 1) -> None:
+                 vid_stride: int = 1, inputs_root: str | None = None) -> None:
         self.root = root
         self.annotator = annotator or BoxAnnotator()
         self.vid_stride = vid_stride
+        self.inputs_root = inputs_root or os.getcwd()
         self._video: _Video | None = None
         self._video_source: str | None = None
-        self._taken: dict[Path, str] = {}  # output path → the source written there
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"--save-dir {root}: cannot create ({exc.strerror})") from exc
 
     def _target(self, result: FrameResult, suffix: str | None = None) -> Path:
-        rel = Path(result.item.relative)
+        rel = save_name(result.item.source, self.inputs_root)
         if suffix is not None:
-            rel = rel.with_suffix(suffix)
+            rel = rel.with_name(rel.stem + suffix)
         elif rel.suffix.lower() not in ENCODABLE:
             rel = rel.with_name(rel.name + ".jpg")
-        path, n = self.root / rel, 1
-        while self._taken.get(path, result.item.source) != result.item.source:
-            n += 1
-            path = self.root / rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
-        self._taken[path] = result.item.source
+        path = self.root / rel
         if os.path.lexists(path) and _same_file(path, result.item.source):
             raise UsageError(f"--save-dir {self.root}: the annotated copy of "
                              f"{result.item.source} would replace it; choose another folder")

@@ -1,4 +1,8 @@
-"""Checks that keep a run's outputs off its inputs and off earlier results.
+"""Where outputs go, and checks that keep them off inputs and earlier results.
+
+:func:`inputs_root` and :func:`save_name` place annotated copies: a pure function of
+the inputs as given, so a run, a resumed run and a rerun write the same names.
+
 
 Made before the run starts (before any device is opened), from the inputs as given:
 
@@ -40,6 +44,41 @@ def _named_paths(specs: Sequence[str]) -> Iterator[Path]:
             yield Path(spec)
         elif glob.has_magic(spec):
             yield from (Path(m) for m in glob.iglob(spec, recursive=True))
+
+
+def inputs_root(specs: Sequence[str]) -> str:
+    """The folder annotated copies are named relative to: the deepest folder holding
+    every input named (a folder input counts as itself, a file or glob as its
+    folder; stdin and list files as the working folder; URLs and cameras not at all).
+    """
+    folders = []
+    for spec in specs:
+        if "://" in spec or (spec.isdigit() and not os.path.lexists(spec)):
+            continue
+        if spec == "-" or spec.lower().endswith(".txt"):
+            folders.append(os.getcwd())
+        elif glob.has_magic(spec):
+            head = spec[: min(spec.index(c) for c in "*?[" if c in spec)]
+            folders.append(os.path.abspath(os.path.dirname(head) or "."))
+        elif os.path.isdir(spec):
+            folders.append(os.path.abspath(spec))
+        else:
+            folders.append(os.path.dirname(os.path.abspath(spec)))
+    return os.path.commonpath(folders) if folders else os.getcwd()
+
+
+def save_name(source: str, root: str) -> Path:
+    """Where the annotated copy of ``source`` goes under the save folder: its path
+    relative to ``root``; an input outside ``root`` (from stdin, say) under its
+    absolute path's parts; a URL under its host and path; a camera as ``cameraN``."""
+    if "://" in source:
+        scheme, _, rest = source.partition("://")
+        return Path(rest.strip("/") or scheme)
+    if source.isdigit() and not os.path.lexists(source):
+        return Path(f"camera{source}")
+    path = os.path.abspath(source)
+    rel = os.path.relpath(path, root)
+    return Path(path.lstrip(os.sep) if rel.startswith(os.pardir) else rel)
 
 
 def check_results_file(path: str, specs: Sequence[str], *, overwrite: bool,

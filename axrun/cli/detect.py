@@ -14,7 +14,7 @@ from axrun.cli._common import global_options, handle_errors
 from axrun.engine import Engine, FrameResult
 from axrun.errors import UsageError
 from axrun.modelfolder import read_labels
-from axrun.outputs import check_save_dir
+from axrun.outputs import check_save_dir, inputs_root
 from axrun.preprocess import PreprocessRecipe
 from axrun.tasks.detect import DetectOptions, Detector
 
@@ -93,7 +93,8 @@ def detect(
                             classes=parse_classes(classes, known))
     task = Detector(folder, recipe=recipe, options=options, labels=names)
     table = common.TableSink(Console(highlight=False), ["input", "detections"], _row)
-    saver = SaveDir(save_dir, vid_stride=args.vid_stride) if save_dir else None
+    saver = (SaveDir(save_dir, vid_stride=args.vid_stride, inputs_root=inputs_root(args.inputs))
+             if save_dir else None)
 
     def on_result(result: FrameResult, record: dict[str, Any]) -> None:
         if saver is not None:

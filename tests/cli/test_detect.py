@@ -115,16 +115,25 @@ def test_wrong_task_and_out_of_range_classes_are_usage_errors() -> None:
     assert result.exit_code == 2 and "below 80" in result.stderr
 
 
-def test_save_dir_never_overwrites_and_files_are_readable(tmp_path: Path) -> None:
+def test_save_names_are_the_inputs_paths_and_files_are_readable(tmp_path: Path) -> None:
+    # cam1/frame.jpg and cam2/frame.jpg: named by their paths from the inputs' common
+    # folder, the same in a run, a limited run resumed, and a rerun (not frame-2.jpg,
+    # which depended on what the process had seen: a resume replaced cam1's copy)
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         shutil.copy(SAMPLES / "astronaut.jpg", tmp_path / sub / "x.jpg")
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["detect", str(tmp_path / "a" / "x.jpg"),
-                                 str(tmp_path / "b" / "x.jpg"), "--save-dir", str(out), "-q"])
+    inputs = [str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg")]
+    out, out2 = tmp_path / "out", tmp_path / "out2"
+    result = runner.invoke(app, ["detect", *inputs, "--save-dir", str(out), "-q"])
     assert result.exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["x-2.jpg", "x.jpg"]
-    assert (out / "x.jpg").stat().st_mode & 0o044 == 0o044  # not private to the owner
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg"))
+    assert names == ["a/x.jpg", "b/x.jpg"]
+    assert (out / "a" / "x.jpg").stat().st_mode & 0o044 == 0o044  # not private to the owner
+    results = tmp_path / "r.jsonl"
+    for more in (["--limit", "1"], ["--resume"]):
+        assert runner.invoke(app, ["detect", *inputs, "--save-dir", str(out2), "-q", "-o",
+                                   str(results), *more]).exit_code == 0
+    assert sorted(str(p.relative_to(out2)) for p in out2.rglob("*.jpg")) == names
 
 
 def test_a_video_cut_short_is_kept_as_partial(tmp_path: Path) -> None:
