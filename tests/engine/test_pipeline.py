@@ -58,6 +58,12 @@ def counted(pulled: itertools.count) -> Iterator[Item]:
         yield zeros(f"i{i}")
 
 
+def one_then_quiet(gate: threading.Event) -> Iterator[Item]:
+    """One blank frame, then an input that goes quiet until ``gate`` opens (20 s)."""
+    yield zeros("i0")
+    gate.wait(20)
+
+
 def no_axrun_threads() -> bool:
     return not [t for t in threading.enumerate() if t.name.startswith("axrun-")]
 
@@ -572,16 +578,11 @@ def test_a_slow_signal_handler_does_not_turn_the_callers_wait_into_a_hang(tiny) 
     # slowly under load): Ctrl-C hung the run in about 1 of 3 tries on a loaded machine.
     gen = tiny(kind="classifier", batch=1, size=8)
     gate = threading.Event()
-
-    def goes_quiet():
-        yield zeros("i0")
-        gate.wait(20)
-
     previous = signal.signal(signal.SIGUSR1, lambda *_: time.sleep(0.3))
     try:
         with Engine(gen.path) as engine:
             pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
-            results = pipeline.run(goes_quiet())
+            results = pipeline.run(one_then_quiet(gate))
             assert next(results).item.source == "i0"
             threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
             threading.Timer(0.8, pipeline.request_stop).start()
@@ -596,17 +597,13 @@ def test_a_slow_signal_handler_does_not_turn_the_callers_wait_into_a_hang(tiny) 
 @pytest.mark.timeout(30)
 def test_one_host_thread_waiting_inside_the_input_holds_no_result_back(tiny) -> None:
     # --decode-threads 1 with paths from a pipe: the one host thread waits for the next
-    # path; the result of the last one must still come out (the caller postprocesses).
+    # path; the result of the last one must still come out (a second host thread
+    # postprocesses it).
     gen = tiny(kind="classifier", batch=1, size=8)
     gate = threading.Event()
-
-    def one_then_quiet():
-        yield zeros("i0")
-        gate.wait(20)
-
     with Engine(gen.path, config=EngineConfig(decode_threads=1)) as engine:
         t0 = time.monotonic()
-        results = engine.run(RawTask(engine.folder, RECIPE), one_then_quiet())
+        results = engine.run(RawTask(engine.folder, RECIPE), one_then_quiet(gate))
         try:
             assert next(results).item.source == "i0"
             assert time.monotonic() - t0 < 5  # not when the input speaks again (20 s)
