@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -107,6 +108,31 @@ def make_corpus(folder: Path) -> dict[str, str | None]:
     put("corrupt.mp4", b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000), "video")
     write_video(folder / "empty.mp4", 0)
     expected["empty.mp4"] = "video"
+    # pipes, sockets and links to them, found by the scan: never opened
+    os.mkfifo(folder / "fifo.jpg")
+    os.mkfifo(folder / "fifo_noext")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock"))
+    sock.close()  # the socket file stays
+    (folder / "link_to_fifo.jpg").symlink_to(folder / "fifo.jpg")
+    expected.update(dict.fromkeys(("fifo.jpg", "fifo_noext", "sock", "link_to_fifo.jpg"),
+                                  "not_regular"))
+    (folder / "link_ok.jpg").symlink_to(SAMPLES / "rocket.jpg")
+    expected["link_ok.jpg"] = None
+    photo = cv2.imread(str(SAMPLES / "rocket.jpg"))
+    for name in ("other.webp", "other.bmp", "other.tif", "UPPER.JPG"):
+        cv2.imwrite(str(folder / name.lower()), photo)
+        (folder / name.lower()).rename(folder / name)
+        expected[name] = None
+    put("png_inside", png, None)  # no extension: found by content
+    put("png_named.jpg", png, None)  # content decides, not the extension
+    put("page.jpg", b"<!doctype html><html><body>not found</body></html>\n", "decode")
+    put("soi_only.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 100, "decode")
+    put(".hidden.jpg", coffee, None)
+    put("new\nline.jpg", coffee, None)
+    put("long_" + "x" * 200 + ".jpg", coffee, None)
+    (folder / os.fsdecode(b"latin1_caf\xe9.jpg")).write_bytes(coffee)
+    expected["latin1_caf\ufffd.jpg"] = None  # as the record shows it (source_b64 exact)
     (folder / "notes.txt").write_text("skipped: not an image")
     return expected
 
@@ -133,7 +159,8 @@ def test_bad_input_corpus_gives_one_record_each_and_goes_on(tmp_path: Path) -> N
             assert rec["error"]["message"]
     assert (by_name["exif.jpg"]["width"], by_name["exif.jpg"]["height"]) == (20, 40)
     assert (by_name["tiny.png"]["width"], by_name["tiny.png"]["height"]) == (1, 1)
-    assert "failures:" in proc.stderr and "decode 4" in proc.stderr
+    assert len(expected) >= 30
+    assert "failures:" in proc.stderr and "decode 6" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
