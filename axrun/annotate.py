@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ import numpy as np
 
 from axrun.engine import FrameResult
 from axrun.errors import OutputError, UsageError
-from axrun.files import atomic_write, umask
+from axrun.files import atomic_write
 from axrun.outputs import save_name
 from axrun.tasks.detect import Detections
 
@@ -67,33 +68,67 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
 
 
 class _Video:
-    """One annotated video being written frame by frame; renamed into place on close."""
+    """One annotated video being written frame by frame, through FFmpeg (PyAV) as a
+    fragmented MP4 of one fragment per frame, flushed to the file as each is encoded:
+    whatever stops the run, SIGKILL included, the file plays up to its last frame
+    written. It is written as ``<name>.partial.mp4`` and renamed to ``<name>.mp4``
+    when the video went through to its end.
+
+    MPEG-4 Part 2 (what OpenCV's ``mp4v`` wrote before): the fastest encoder in the
+    wheel, 600 frames/s at 640x360 here against 205 for libx264; OpenCV's writer (890)
+    cannot write fragments, and its file is unplayable until it is closed.
+    """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        import av  # loaded with the first video written
+
         self.path = path
-        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-        self.writer = cv2.VideoWriter(os.fsencode(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"),
-                                      fps, size)  # bytes: OpenCV crashes on non-UTF-8 str
-        if not self.writer.isOpened():
-            raise UsageError(f"--save-dir: cannot write video {path}")
-        self.size = size
+        self.partial = path.with_name(f"{path.stem}.partial{path.suffix}")
+        # yuv420p needs even sides: an odd last row or column is left out
+        self.size = (size[0] - size[0] % 2, size[1] - size[1] % 2)
+        rate = Fraction(round(fps * 1000), 1000) if fps > 0 else Fraction(30)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(os.fsencode(self.partial), "wb", buffering=0)  # noqa: SIM115
+            self._container = av.open(self._file, "w", format="mp4", options={
+                "movflags": "frag_every_frame+empty_moov+default_base_moof",
+                "flush_packets": "1"})
+            self._stream = self._container.add_stream("mpeg4", rate=rate)
+        except OSError as exc:
+            raise OutputError(f"{self.partial}: cannot write ({exc.strerror or exc})") from exc
+        except av.FFmpegError as exc:
+            raise OutputError(f"{self.partial}: cannot write video ({exc})") from exc
+        self._stream.width, self._stream.height = self.size
+        self._stream.pix_fmt = "yuv420p"
+        # about 0.2 bits per pixel: close to what OpenCV's mp4v gave, sharp boxes and text
+        self._stream.bit_rate = max(400_000, int(self.size[0] * self.size[1] * rate * 0.2))
+        self._av = av
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
         if (frame.shape[1], frame.shape[0]) != self.size:
-            frame = cv2.resize(frame, self.size)
-        self.writer.write(frame)
+            frame = np.ascontiguousarray(frame[: self.size[1], : self.size[0]])
+        try:
+            picture = self._av.VideoFrame.from_ndarray(frame, format="bgr24")
+            for packet in self._stream.encode(picture):
+                self._container.mux(packet)
+        except (OSError, self._av.FFmpegError) as exc:
+            raise OutputError(f"{self.partial}: cannot write ({exc})") from exc
         self.frames += 1
 
     def close(self, complete: bool) -> Path:
         """Finish the file: under its name when the video went through to its end, as
         ``<name>.partial.mp4`` when the run stopped before (nothing is thrown away)."""
-        self.writer.release()
-        final = self.path if complete else self.path.with_suffix(".partial" + self.path.suffix)
-        os.chmod(self.tmp, 0o666 & ~umask())
-        os.replace(self.tmp, final)
-        return final
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._file.close()
+            if complete:
+                os.replace(self.partial, self.path)
+        except (OSError, self._av.FFmpegError) as exc:
+            raise OutputError(f"{self.partial}: cannot write ({exc})") from exc
+        return self.path if complete else self.partial
 
 
 ENCODABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

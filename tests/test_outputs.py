@@ -209,3 +209,39 @@ def test_resume_from_another_working_folder(photos: Path, tmp_path: Path) -> Non
     assert again.returncode == 0 and "0 input(s)" in again.stderr
     assert out.read_text().splitlines() == [json.dumps(r, ensure_ascii=False,
                                                        separators=(", ", ": ")) for r in recs]
+
+
+def count_frames(path: Path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_an_annotated_video_killed_plays_to_its_last_frame_and_resume_completes(
+        tmp_path: Path) -> None:
+    from test_reliability import start, wait_for_lines
+    from test_sources import write_video
+
+    video = write_video(tmp_path / "clip.mp4", 60, size=(96, 64))
+    out, results = tmp_path / "out", tmp_path / "r.jsonl"
+    proc = start("detect", str(video), "--save-dir", str(out), "-o", str(results),
+                 env={"AXRUN_EMULATOR_LATENCY_MS": "60"})
+    wait_for_lines(results, 15, proc)
+    proc.kill()  # SIGKILL: nothing is closed or renamed
+    proc.wait(30)
+    recorded = len(results.read_text().splitlines())
+    partial = out / "clip.partial.mp4"
+    assert [p.name for p in out.iterdir()] == [partial.name]  # nothing hidden
+    assert recorded - 2 <= count_frames(partial) <= recorded  # plays to its last frame
+    resumed = axrun("detect", str(video), "--save-dir", str(out), "-o", str(results),
+                    "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-500:]
+    first = json.loads(results.read_text().splitlines()[recorded])["frame"]
+    rest = out / f"clip.from-{first}.mp4"
+    assert sorted(p.name for p in out.iterdir()) == sorted([partial.name, rest.name])
+    assert count_frames(rest) == 60 - first
