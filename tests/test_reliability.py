@@ -357,14 +357,16 @@ def test_closed_pipe_stops_quietly(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("delay", [0.15, 0.25, 0.3, 0.4, 0.5, 0.8])
-def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, delay) -> None:
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, delay,
+                                                             sig) -> None:
     # imports (OpenCV, ONNX Runtime), building the commands and loading the model take
     # about a second (the first ~50 ms are Python's own start, before any axrun code)
     folder = big_folder(tmp_path, 50)
     proc = start("classify", str(folder), "-o", str(tmp_path / "r.jsonl"), env=SLOW)
     time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Error" not in err, err

@@ -65,6 +65,9 @@ def main() -> None:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    # From here on SIGTERM is Ctrl-C, until a run installs its own handling: either
+    # ends the command with status 130 and one line (SIGTERM killed it with 143).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if noted:
             raise KeyboardInterrupt
@@ -76,6 +79,10 @@ def main() -> None:
         # reads the commands' annotations with it) makes the interpreter end itself by
         # SIGINT on the way out (status -2) even once handled. Nothing is open yet.
         os._exit(130)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def __getattr__(name: str) -> Any:
