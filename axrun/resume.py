@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,32 @@ def _relative_to_here(record: dict[str, Any], path: str) -> bytes:
             record.pop(k, None)
         record = {"v": record.pop("v"), **source_fields(os.path.relpath(path)), **record}
     return (dumps_record(record) + "\n").encode()
+
+
+def reorder(output: Path, order: Iterable[Key]) -> bool:
+    """Put the records of ``output`` in input order (``order``: the inputs' keys, as
+    absolute paths from the working folder), rewriting it atomically; records of
+    inputs not in ``order`` keep their place after the others. Returns whether the
+    file changed. A resumed run appends the inputs it reran (their files had changed)
+    after those recorded before: this puts them back in their place.
+    """
+    index: dict[Key, int] = {}
+    for key in order:
+        index.setdefault(key, len(index))
+    data = output.read_bytes()
+    lines = data.splitlines(keepends=True)
+    cwd = os.getcwd()
+
+    def position(line: bytes) -> int:
+        try:
+            record = json.loads(line)
+            key = (absolute(record_source(record), cwd), record.get("frame"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return len(index)
+        return index.get(key, len(index))
+
+    ordered = sorted(lines, key=position)  # stable: ties keep their order
+    if ordered == lines:
+        return False
+    atomic_write(output, b"".join(ordered))
+    return True

@@ -245,3 +245,16 @@ def test_an_annotated_video_killed_plays_to_its_last_frame_and_resume_completes(
     rest = out / f"clip.from-{first}.mp4"
     assert sorted(p.name for p in out.iterdir()) == sorted([partial.name, rest.name])
     assert count_frames(rest) == 60 - first
+
+
+def test_resume_puts_a_changed_file_back_in_input_order(photos: Path, tmp_path: Path) -> None:
+    (photos / "rocket.jpg").write_bytes((SAMPLES / "rocket.jpg").read_bytes())
+    out = tmp_path / "r.jsonl"
+    assert axrun("classify", str(photos), "-o", str(out), "-k", "1").returncode == 0
+    (photos / "astronaut.jpg").write_bytes((SAMPLES / "chelsea.jpg").read_bytes())
+    resumed = axrun("classify", str(photos), "-o", str(out), "-k", "1", "--resume")
+    assert resumed.returncode == 0 and "1 record(s) of changed files dropped" in resumed.stderr
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["source"]).name for r in recs] == ["astronaut.jpg", "coffee.jpg",
+                                                      "rocket.jpg"]
+    assert "cat" in recs[0]["top"][0]["label"]  # the new content's record, in its place

@@ -33,7 +33,7 @@ from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OutputErr
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
 from axrun.outputs import check_results_file
 from axrun.preprocess import PreprocessRecipe
-from axrun.resume import ResumeState, model_fingerprint, write_params
+from axrun.resume import ResumeState, absolute, model_fingerprint, reorder, write_params
 from axrun.resume import prepare as prepare_resume
 from axrun.runner import Run, RunPolicy, RunSummary
 from axrun.sinks import (
@@ -347,6 +347,17 @@ def count_inputs(args: CommonArgs, skip: Callable[[Any], bool] | None) -> int | 
                                  video=frame_indices))
 
 
+def _restore_input_order(args: CommonArgs, state: ResumeState) -> None:
+    """After a resumed run went through: records of inputs rerun because their files
+    changed go back to their place in input order (the file is rewritten atomically)."""
+    assert args.output is not None
+    if not state.dropped_stale:
+        return  # nothing was rerun out of order
+    items = expand(args.inputs, args.source_options(), video=frame_indices)
+    cwd = os.getcwd()
+    reorder(Path(args.output), ((absolute(i.source, cwd), i.frame) for i in items))
+
+
 @contextlib.contextmanager
 def interruptible(run: Run, console: Console, quiet: bool) -> Iterator[None]:
     """First SIGINT/SIGTERM: stop taking input, finish in-flight frames. Second: abort."""
@@ -444,6 +455,8 @@ def execute(
                 raise output_failed(sink, exc) from exc
         if on_close:
             on_close(complete)
+    if complete and args.resume and state is not None and countable(args.inputs):
+        _restore_input_order(args, state)
     if not args.quiet:
         print_summary(console, summary, engine.plan.describe())
     if summary.stopped == "interrupted":
