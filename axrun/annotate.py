@@ -6,6 +6,7 @@ import colorsys
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -141,12 +142,19 @@ def _same_file(a: Path, b: str) -> bool:
         return False
 
 
+INDEX_NAME = "axrun-annotated.txt"
+
+
 class SaveDir:
     """``--save-dir``: annotated images, one annotated ``.mp4`` per video input with the
     source's frame rate and size, each at its input's path relative to
     ``inputs_root`` (see :func:`axrun.outputs.save_name`): distinct inputs get
     distinct names, the same in every run over the same inputs. A video that does not
     start at frame 0 (``--resume``) is written as ``<name>.from-<frame>.mp4``.
+
+    Every file written is listed in ``<root>/axrun-annotated.txt``; an existing file
+    that is not listed there (an input, a user's file) is never replaced: the run
+    stops with :class:`UsageError` first.
     """
 
     def __init__(self, root: Path, annotator: BoxAnnotator | None = None,
@@ -157,21 +165,42 @@ class SaveDir:
         self.inputs_root = inputs_root or os.getcwd()
         self._video: _Video | None = None
         self._video_source: str | None = None
+        self._index: BinaryIO | None = None  # opened with the first file written
+        index = root / INDEX_NAME
         try:
             root.mkdir(parents=True, exist_ok=True)
+            self._ours = set(index.read_bytes().splitlines()) if index.exists() else set()
         except OSError as exc:
             raise OutputError(f"--save-dir {root}: cannot create ({exc.strerror})") from exc
 
     def _target(self, result: FrameResult, suffix: str | None = None) -> Path:
+        """Where ``result``'s annotated copy goes, once it is sure that nothing but an
+        earlier annotated copy is there (and listed as ours before it is written)."""
         rel = save_name(result.item.source, self.inputs_root)
         if suffix is not None:
             rel = rel.with_name(rel.stem + suffix)
         elif rel.suffix.lower() not in ENCODABLE:
             rel = rel.with_name(rel.name + ".jpg")
         path = self.root / rel
-        if os.path.lexists(path) and _same_file(path, result.item.source):
-            raise UsageError(f"--save-dir {self.root}: the annotated copy of "
-                             f"{result.item.source} would replace it; choose another folder")
+        names = [rel, rel.with_name(f"{rel.stem}.partial{rel.suffix}")] if suffix else [rel]
+        for name in names:
+            key = os.fsencode(name)
+            existing = self.root / name
+            if os.path.lexists(existing) and (key not in self._ours or _same_file(
+                    existing, result.item.source)):
+                raise UsageError(f"--save-dir {self.root}: {existing} exists and is not an "
+                                 f"annotated copy axrun wrote (the copy of "
+                                 f"{result.item.source} would replace it); choose another "
+                                 "folder")
+            if key not in self._ours:
+                self._ours.add(key)
+                try:
+                    if self._index is None:
+                        self._index = open(self.root / INDEX_NAME, "ab", buffering=0)  # noqa: SIM115
+                    self._index.write(key + b"\n")
+                except OSError as exc:
+                    raise OutputError(f"{self.root / INDEX_NAME}: cannot write "
+                                      f"({exc.strerror})") from exc
         return path
 
     def write(self, result: FrameResult) -> None:
@@ -205,3 +234,5 @@ class SaveDir:
     def close(self, complete: bool = True) -> None:
         """Finish the last video; ``complete=False`` when the run stopped early."""
         self._close_video(complete)
+        if self._index is not None:
+            self._index.close()

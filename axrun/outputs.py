@@ -111,6 +111,9 @@ def check_save_dir(save_dir: Path, specs: Sequence[str]) -> None:
         UsageError: naming the input concerned.
     """
     for named in _named_paths(specs):
+        if _inside(named, save_dir):
+            raise UsageError(f"--save-dir {save_dir} holds the input {named}: an annotated "
+                             "copy could replace it; choose a folder that holds no input")
         if named.is_dir():
             if _same(named, save_dir) or _inside(save_dir, named):
                 raise UsageError(

@@ -96,6 +96,9 @@ class Run:
         try:
             for result in self._pipeline.run(items):
                 record = to_record(result)
+                summary.inputs += 1
+                if self.on_result:  # first: what it writes (an annotated frame) is then
+                    self.on_result(result, record)  # never missing behind a record
                 for sink in self.sinks:
                     try:
                         sink.write(record)
@@ -103,15 +106,12 @@ class Run:
                         raise  # the reader went away: the caller decides (`| head`)
                     except OSError as exc:
                         raise output_failed(sink, exc) from exc
-                summary.inputs += 1
                 if result.error is not None:
                     summary.failed += 1
                     summary.failures[result.error.kind] += 1
                     limit = self.policy.limit
                     if limit is not None and summary.failed >= limit:
                         self.stop("max-errors")
-                if self.on_result:
-                    self.on_result(result, record)
         finally:
             summary.wall_s = time.perf_counter() - start
             summary.stopped = self._stop_reason

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import os
 import sys
@@ -192,17 +193,41 @@ def output_format(path: str) -> str:
                      "JSON lines on stdout)")
 
 
-def open_file_sink(path: str, task: str, top_k: int, append: bool = False) -> Sink:
-    """A writer for ``-o PATH`` (``-`` = JSON lines on stdout)."""
+class _Replacing(io.TextIOWrapper):
+    """A text file written under ``<name>.partial`` and renamed over ``target`` when
+    closed: the file it replaces is never truncated or written through. If ``target``
+    is a link to another file (an input, say), the link is replaced, not that file."""
+
+    def __init__(self, target: Path, newline: str | None) -> None:
+        self._target = target
+        self._partial = target.with_name(target.name + ".partial")
+        super().__init__(open(self._partial, "wb"), encoding="utf-8",  # noqa: SIM115
+                         newline=newline)
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            os.replace(self._partial, self._target)
+
+
+def open_file_sink(path: str, task: str, top_k: int, append: bool = False,
+                   replace: bool = False) -> Sink:
+    """A writer for ``-o PATH`` (``-`` = JSON lines on stdout). ``append`` continues
+    the file (``--resume``); ``replace`` writes a new one beside it and renames it over
+    the old when closed (``--overwrite``)."""
     if path == "-":
         return JsonLinesSink(sys.stdout)
     fmt = output_format(path)
     if append and fmt != "jsonl":
         raise UsageError("--resume needs a .jsonl output (-o results.jsonl)")
+    newline = "" if fmt == "csv" else None
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        stream = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115 - the sink owns it
-                      newline="" if fmt == "csv" else None)
+        if replace and not append:
+            stream: IO[str] = _Replacing(Path(path), newline)
+        else:
+            stream = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115
+                          newline=newline)
     except OSError as exc:
         raise OutputError(f"-o {path}: cannot write ({exc.strerror})") from exc
     if fmt == "jsonl":

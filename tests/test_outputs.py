@@ -236,14 +236,16 @@ def test_an_annotated_video_killed_plays_to_its_last_frame_and_resume_completes(
     proc.wait(30)
     recorded = len(results.read_text().splitlines())
     partial = out / "clip.partial.mp4"
-    assert [p.name for p in out.iterdir()] == [partial.name]  # nothing hidden
+    # nothing hidden: the partial video, and the list of what axrun wrote there
+    assert sorted(p.name for p in out.iterdir()) == ["axrun-annotated.txt", partial.name]
     assert recorded - 2 <= count_frames(partial) <= recorded  # plays to its last frame
     resumed = axrun("detect", str(video), "--save-dir", str(out), "-o", str(results),
                     "--resume")
     assert resumed.returncode == 0, resumed.stderr[-500:]
     first = json.loads(results.read_text().splitlines()[recorded])["frame"]
     rest = out / f"clip.from-{first}.mp4"
-    assert sorted(p.name for p in out.iterdir()) == sorted([partial.name, rest.name])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["axrun-annotated.txt",
+                                                            partial.name, rest.name])
     assert count_frames(rest) == 60 - first
 
 
@@ -258,3 +260,39 @@ def test_resume_puts_a_changed_file_back_in_input_order(photos: Path, tmp_path: 
     assert [Path(r["source"]).name for r in recs] == ["astronaut.jpg", "coffee.jpg",
                                                       "rocket.jpg"]
     assert "cat" in recs[0]["top"][0]["label"]  # the new content's record, in its place
+
+
+@pytest.mark.parametrize("how", ["files", "folders", "stdin"])
+def test_an_input_deeper_inside_the_save_dir_is_never_replaced(tmp_path: Path, how) -> None:
+    # cam1/f.jpg's copy goes to bk/cam1/f.jpg, which is the other input
+    (tmp_path / "cam1").mkdir()
+    (tmp_path / "bk" / "cam1").mkdir(parents=True)
+    (tmp_path / "cam1" / "f.jpg").write_bytes((SAMPLES / "astronaut.jpg").read_bytes())
+    kept = tmp_path / "bk" / "cam1" / "f.jpg"
+    kept.write_bytes((SAMPLES / "rocket.jpg").read_bytes())
+    before = kept.read_bytes()
+    inputs = {"files": ["cam1/f.jpg", "bk/cam1/f.jpg"], "folders": ["cam1", "bk/cam1"],
+              "stdin": ["-"]}[how]
+    result = axrun("detect", *inputs, "--save-dir", "bk", "-o", "-", cwd=tmp_path,
+                   input="cam1/f.jpg\nbk/cam1/f.jpg\n")
+    assert result.returncode == 2 and "--save-dir bk" in result.stderr, result.stderr
+    assert kept.read_bytes() == before
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+@pytest.mark.parametrize("how", ["folder", "stdin"])
+def test_overwrite_replaces_a_linked_results_file_never_the_input(photos: Path,
+                                                                  tmp_path: Path, link,
+                                                                  how) -> None:
+    out = tmp_path / "r.jsonl"
+    if link == "symlink":
+        out.symlink_to(photos / "coffee.jpg")
+    else:
+        os.link(photos / "coffee.jpg", out)
+    before = digest(photos)
+    inputs = [str(photos)] if how == "folder" else ["-"]
+    result = axrun("classify", *inputs, "-o", str(out), "--overwrite",
+                   input=f"{photos / 'coffee.jpg'}\n")
+    assert result.returncode == 0, result.stderr
+    assert digest(photos) == before  # the input is intact; r.jsonl is now the results
+    assert not out.is_symlink() and json.loads(out.read_text().splitlines()[0])["top"]

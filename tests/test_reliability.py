@@ -358,7 +358,7 @@ def test_closed_pipe_stops_quietly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("delay", [0.15, 0.25, 0.3, 0.4, 0.5, 0.8])
+@pytest.mark.parametrize("delay", [0.15, 0.25, 0.3, 0.8, 1.2])
 def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, delay,
                                                              sig) -> None:
     # imports (OpenCV, ONNX Runtime), building the commands and loading the model take

@@ -9,6 +9,7 @@ and one line once the imports are done.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -57,28 +58,41 @@ def main() -> None:
     """Console-script entry point."""
     if sys.stderr is not None:
         sys.stderr = _Diagnostics(sys.stderr)  # type: ignore[assignment]
-    noted: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, _: noted.append(signum))
-                for s in _STOP_SIGNALS}
+    # While the heavy dependencies load, SIGINT and SIGTERM wait (blocked): raised as
+    # KeyboardInterrupt inside an extension's initialisation it showed as
+    # "ImportError: initialization failed", inside an import's clean-up it was lost.
+    _mask(signal.SIG_BLOCK)
     try:
         from axrun.cli.commands import main as run
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    # From here on SIGTERM is Ctrl-C, until a run installs its own handling: either
-    # ends the command with status 130 and one line (SIGTERM killed it with 143).
-    signal.signal(signal.SIGTERM, _interrupt)
+        _preload()
+    except BaseException:
+        _mask(signal.SIG_UNBLOCK)
+        raise
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM is Ctrl-C from here on
     try:
-        if noted:
-            raise KeyboardInterrupt
+        _mask(signal.SIG_UNBLOCK)  # a signal that came meanwhile is raised here
         run()
-    except KeyboardInterrupt:  # outside a command's own handling (typer setting up)
+    except KeyboardInterrupt:  # outside a command's own handling
         sys.stderr.write("interrupted\n")
         sys.stderr.flush()
         # Not sys.exit: on CPython 3.11 an interrupt that landed inside eval() (typer
-        # reads the commands' annotations with it) makes the interpreter end itself by
-        # SIGINT on the way out (status -2) even once handled. Nothing is open yet.
+        # reads the commands' annotations with it) makes the interpreter end itself
+        # by SIGINT on the way out (status -2) even once handled. Nothing is open yet.
         os._exit(130)
+
+
+def _mask(how: int) -> None:
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(how, _STOP_SIGNALS)
+
+
+def _preload() -> None:
+    """Import what commands load later (OpenCV, ONNX Runtime, PyAV) while signals wait."""
+    import cv2  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    with contextlib.suppress(ImportError):  # only needed for annotated videos
+        import av  # noqa: F401
 
 
 def _interrupt(signum: int, frame: Any) -> None:

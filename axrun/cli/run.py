@@ -300,7 +300,8 @@ def source_cell(record: dict[str, Any]) -> str:
 
 def open_sinks(args: CommonArgs, task: str, top_k: int, table: TableSink) -> list[Sink]:
     if args.output not in (None, "-"):
-        return [open_file_sink(args.output, task, top_k, append=args.resume)]
+        return [open_file_sink(args.output, task, top_k, append=args.resume,
+                               replace=args.overwrite)]
     if args.output == "-":
         return [JsonLinesSink(sys.stdout)]
     if stdout_is_terminal():
