@@ -358,12 +358,13 @@ def test_closed_pipe_stops_quietly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("delay", [0.15, 0.25, 0.3, 0.8, 1.2])
+@pytest.mark.parametrize("delay", [0.15, 0.25, 0.3, 0.4, 0.45, 0.5, 0.8, 1.2])
 def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, delay,
                                                              sig) -> None:
     # imports (OpenCV, ONNX Runtime), building the commands and loading the model take
-    # about a second (the first ~50 ms are Python's own start, before any axrun code)
-    folder = big_folder(tmp_path, 50)
+    # about a second (the first ~50 ms are Python's own start, before any axrun code);
+    # 300 frames at 40 ms a call keep the run going well past the last moment tried
+    folder = big_folder(tmp_path, 300)
     proc = start("classify", str(folder), "-o", str(tmp_path / "r.jsonl"), env=SLOW)
     time.sleep(delay)
     proc.send_signal(sig)

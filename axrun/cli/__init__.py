@@ -73,12 +73,25 @@ def main() -> None:
         _mask(signal.SIG_UNBLOCK)  # a signal that came meanwhile is raised here
         run()
     except KeyboardInterrupt:  # outside a command's own handling
+        _exit_interrupted(say=True)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns an interrupt while it sets up into a silent 130
+            cause = exc.__context__.__cause__ if exc.__context__ else None
+            _exit_interrupted(say=isinstance(cause, KeyboardInterrupt))
+        raise
+
+
+def _exit_interrupted(say: bool) -> None:
+    """End with status 130. Not by sys.exit: on CPython 3.11 an interrupt that landed
+    inside eval() (typer reads the commands' annotations with it) makes the
+    interpreter end itself by SIGINT on the way out (status -2, and not a word) even
+    once handled. Records and devices are closed by then (the commands do it)."""
+    if say:
         sys.stderr.write("interrupted\n")
-        sys.stderr.flush()
-        # Not sys.exit: on CPython 3.11 an interrupt that landed inside eval() (typer
-        # reads the commands' annotations with it) makes the interpreter end itself
-        # by SIGINT on the way out (status -2) even once handled. Nothing is open yet.
-        os._exit(130)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 def _mask(how: int) -> None:
@@ -89,7 +102,7 @@ def _mask(how: int) -> None:
 def _preload() -> None:
     """Import what commands load later (OpenCV, ONNX Runtime, PyAV) while signals wait."""
     import cv2  # noqa: F401
-    import onnxruntime  # noqa: F401
+    import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
 
     with contextlib.suppress(ImportError):  # only needed for annotated videos
         import av  # noqa: F401
