@@ -1,10 +1,10 @@
 """The ``axrun`` command line: a thin layer over the library.
 
-:func:`main` imports the application itself, with SIGINT and SIGTERM only noted
-while the heavy dependencies load (OpenCV, ONNX Runtime: about half a second): an
-interrupt inside an extension module's initialisation would surface as a traceback
-(``ImportError: initialization failed``). Noted, it ends the process with status 130
-and one line once the imports are done.
+:func:`main` imports the application itself, with SIGINT and SIGTERM blocked while
+the heavy dependencies load (OpenCV, ONNX Runtime: about half a second): an interrupt
+inside an extension module's initialisation surfaced as a traceback (``ImportError:
+initialization failed``), one inside an import's clean-up was lost. A signal that
+came meanwhile ends the process with status 130 and one line once they are loaded.
 """
 
 from __future__ import annotations
@@ -58,9 +58,7 @@ def main() -> None:
     """Console-script entry point."""
     if sys.stderr is not None:
         sys.stderr = _Diagnostics(sys.stderr)  # type: ignore[assignment]
-    # While the heavy dependencies load, SIGINT and SIGTERM wait (blocked): raised as
-    # KeyboardInterrupt inside an extension's initialisation it showed as
-    # "ImportError: initialization failed", inside an import's clean-up it was lost.
+    # While the heavy dependencies load, SIGINT and SIGTERM wait (see the docstring).
     _mask(signal.SIG_BLOCK)
     try:
         from axrun.cli.commands import main as run
@@ -100,12 +98,11 @@ def _mask(how: int) -> None:
 
 
 def _preload() -> None:
-    """Import what commands load later (OpenCV, ONNX Runtime, PyAV) while signals wait."""
+    """Import what every run loads later (OpenCV, ONNX Runtime) while signals wait.
+    PyAV is left to the first annotated video: it adds 16 MB to every process, and
+    during a run a signal only asks the run to stop (nothing is raised in an import)."""
     import cv2  # noqa: F401
     import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
-
-    with contextlib.suppress(ImportError):  # only needed for annotated videos
-        import av  # noqa: F401
 
 
 def _interrupt(signum: int, frame: Any) -> None:
