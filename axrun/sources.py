@@ -67,7 +67,6 @@ class Item:
     error: InputError | None = None
     fps: float | None = None
     decode_s: float = 0.0
-    rel: str | None = None  # path relative to the folder it was found in (for --save-dir)
     size: int | None = None  # the file's size and modification time, when it exists:
     mtime: float | None = None  # what --resume identifies an input by
     max_bytes: int | None = None  # read at most this many bytes (inputs that are not files)
@@ -76,11 +75,6 @@ class Item:
     def key(self) -> tuple[str, int | None]:
         """Which input this is: the path, and the frame for videos."""
         return (self.source, self.frame)
-
-    @property
-    def relative(self) -> str:
-        """Where outputs derived from this input go under an output folder."""
-        return self.rel or Path(self.source).name
 
     def load(self) -> np.ndarray:
         """The BGR ``uint8`` pixels (H, W, 3). Raises :class:`InputError`."""
@@ -267,10 +261,11 @@ def _stat(path: Path) -> dict[str, float | int | None]:
     return {"size": size, "mtime": mtime}
 
 
-def _walk(folder: Path) -> Iterator[Path | Item]:
-    """Files under ``folder``, recursively, sorted; symlinked folders are not followed
-    (no loops); a sub-folder that cannot be listed becomes an error item and the walk
-    goes on. Depth-first with a stack of its own: no recursion limit, however deep."""
+def _walk(folder: Path) -> Iterator[os.DirEntry[str] | Item]:
+    """Entries under ``folder`` that are not folders, recursively, sorted, as
+    ``DirEntry`` (their type is known without a system call); symlinked folders are
+    not followed (no loops); a sub-folder that cannot be listed becomes an error item
+    and the walk goes on. Depth-first with a stack of its own: no recursion limit, however deep."""
     stack = [_listing(folder)]
     while stack:
         entry = next(stack[-1], None)
@@ -281,7 +276,7 @@ def _walk(folder: Path) -> Iterator[Path | Item]:
         elif entry.is_dir(follow_symlinks=False):
             stack.append(_listing(Path(entry.path)))
         else:
-            yield Path(entry.path)
+            yield entry
 
 
 def _listing(folder: Path) -> Iterator[os.DirEntry[str] | Item]:
@@ -297,32 +292,36 @@ def _listing(folder: Path) -> Iterator[os.DirEntry[str] | Item]:
     yield from entries
 
 
-VideoReader = Callable[[Path, int, "str | None"], Iterator["Item"]]
+VideoReader = Callable[[Path, int], Iterator["Item"]]
 
 
 def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> Iterator[Item]:
     found = False
-    for path in _walk(folder):
-        if isinstance(path, Item):
+    for entry in _walk(folder):
+        if isinstance(entry, Item):
             found = True
-            yield path
+            yield entry
             continue
-        if path.is_dir():
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError:  # a symlink loop: not a folder, not a file (reported below)
+            is_dir = is_file = False
+        if is_dir:
             continue  # a symlink to a folder: not followed
+        path = Path(entry.path)
         suffix = path.suffix.lower()
-        rel = str(path.relative_to(folder))
-        if (special := special_file(path)) is not None:
-            yield _not_regular(path, special, rel)  # never opened: it could wait forever
+        if not is_file and (special := special_file(path)) is not None:
+            yield _not_regular(path, special)  # never opened: it could wait forever
         elif suffix in IMAGE_SUFFIXES:
-            yield Item(str(path), rel=rel, **_stat(path))
+            yield Item(str(path), **_stat(path))
         elif suffix in VIDEO_SUFFIXES:
-            yield from video(path, options.vid_stride, rel)
+            yield from video(path, options.vid_stride)
         elif path.is_symlink() and not path.exists():
             if suffix:
                 continue
-            yield Item(str(path), rel=rel)  # broken link: cannot tell what it was
+            yield Item(str(path))  # broken link: cannot tell what it was
         elif looks_like_image(path):
-            yield Item(str(path), rel=rel, **_stat(path))  # an image by content
+            yield Item(str(path), **_stat(path))  # an image by content
         else:
             continue
         found = True
@@ -348,8 +347,8 @@ def special_file(path: str | Path) -> str | None:
                 "not a regular file")
 
 
-def _not_regular(path: Path, kind: str, rel: str | None) -> Item:
-    return Item(str(path), rel=rel, error=InputError(
+def _not_regular(path: Path, kind: str) -> Item:
+    return Item(str(path), error=InputError(
         f"{path}: {kind}, found by a folder scan or glob: not read (name it on the "
         "command line to read it)", "not_regular"))
 
@@ -409,14 +408,14 @@ def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
         stop.set()
 
 
-def video_frames(path: Path, stride: int = 1, rel: str | None = None) -> Iterator[Item]:
+def video_frames(path: Path, stride: int = 1) -> Iterator[Item]:
     """Every ``stride``-th frame of a video, decoded in order (:func:`read_ahead`);
     failures become items."""
-    yield from read_ahead(_decode_video(path, stride, rel), VIDEO_READ_AHEAD,
+    yield from read_ahead(_decode_video(path, stride), VIDEO_READ_AHEAD,
                           f"axrun-video-{path.name}")
 
 
-def _decode_video(path: Path, stride: int, rel: str | None) -> Iterator[Item]:
+def _decode_video(path: Path, stride: int) -> Iterator[Item]:
     if not path.exists():
         yield Item(str(path), error=InputError(f"{path}: no such file", "not_found"))
         return
@@ -428,7 +427,7 @@ def _decode_video(path: Path, stride: int, rel: str | None) -> Iterator[Item]:
         cap.release()
         yield Item(str(path), error=InputError(f"{path}: cannot open video", "video"))
         return
-    yield from _video_file(cap, str(path), stride, rel=rel, **_stat(path))
+    yield from _video_file(cap, str(path), stride, **_stat(path))
 
 
 def _video_file(cap: cv2.VideoCapture, source: str, stride: int,
@@ -509,17 +508,17 @@ def _live(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int
         failures += 1
 
 
-def frame_indices(path: Path, stride: int = 1, rel: str | None = None) -> Iterator[Item]:
+def frame_indices(path: Path, stride: int = 1) -> Iterator[Item]:
     """Like :func:`video_frames` without decoding: one pixel-less item per frame the
     container says it has (for counting)."""
     cap = cv2.VideoCapture(os.fsencode(path))  # bytes: see decode_image
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
     cap.release()
     if count <= 0:
-        yield Item(str(path), rel=rel)
+        yield Item(str(path))
         return
     for index in range(0, count, stride):
-        yield Item(str(path), frame=index, rel=rel)
+        yield Item(str(path), frame=index)
 
 
 def _path_items(spec: str, options: SourceOptions, video: VideoReader,
@@ -538,9 +537,9 @@ def _path_items(spec: str, options: SourceOptions, video: VideoReader,
     elif path.exists() or path.is_symlink():
         special = special_file(path)
         if special is not None and scanned:
-            yield _not_regular(path, special, None)
+            yield _not_regular(path, special)
         elif is_video(path):
-            yield from video(path, options.vid_stride, None)
+            yield from video(path, options.vid_stride)
         elif special is None and is_list_file(spec):
             yield from _listed_items(path, options, video)
         else:  # named explicitly: always an input; a pipe or device is read, capped
