@@ -14,7 +14,7 @@ import numpy as np
 from axrun.engine import FrameResult
 from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write
-from axrun.outputs import save_name
+from axrun.outputs import same_file, save_name
 from axrun.tasks.detect import Detections
 
 
@@ -135,13 +135,6 @@ class _Video:
 ENCODABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def _same_file(a: Path, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
-
-
 INDEX_NAME = "axrun-annotated.txt"
 
 
@@ -186,7 +179,7 @@ class SaveDir:
         for name in names:
             key = os.fsencode(name)
             existing = self.root / name
-            if os.path.lexists(existing) and (key not in self._ours or _same_file(
+            if os.path.lexists(existing) and (key not in self._ours or same_file(
                     existing, result.item.source)):
                 raise UsageError(f"--save-dir {self.root}: {existing} exists and is not an "
                                  f"annotated copy axrun wrote (the copy of "

@@ -10,11 +10,11 @@ Made before the run starts (before any device is opened), from the inputs as giv
   non-empty results file is replaced only when asked (``--overwrite``) or continued
   (``--resume``);
 - :func:`check_save_dir`: annotated copies must never land on an input: the save
-  folder may not be a folder that is scanned for inputs (or inside one: the run would
-  scan its own outputs), nor the folder of an input file named explicitly.
+  folder may hold no input named, and may not be inside an input folder (the run
+  would scan its own outputs).
 
-:class:`axrun.annotate.SaveDir` also refuses, at write time, a target that is the
-input itself (inputs read from stdin or a list are not known beforehand).
+:class:`axrun.annotate.SaveDir` also refuses, at write time, to replace any file it
+did not write (inputs read from stdin or a list are not known beforehand).
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from axrun.errors import UsageError
+from axrun.sources import camera_source, is_list_file, is_url
 
 
-def _same(a: Path, b: Path) -> bool:
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths are one file (device and inode); False if either is missing."""
     try:
         return os.path.samefile(a, b)
     except (OSError, ValueError):
@@ -38,7 +40,7 @@ def _named_paths(specs: Sequence[str]) -> Iterator[Path]:
     """The files and folders the inputs name (globs expanded; stdin, URLs and cameras
     are not known here)."""
     for spec in specs:
-        if spec == "-" or "://" in spec:
+        if spec == "-" or is_url(spec):
             continue
         if os.path.lexists(spec):
             yield Path(spec)
@@ -53,9 +55,9 @@ def inputs_root(specs: Sequence[str]) -> str:
     """
     folders = []
     for spec in specs:
-        if "://" in spec or (spec.isdigit() and not os.path.lexists(spec)):
+        if is_url(spec) or camera_source(spec) is not None:
             continue
-        if spec == "-" or spec.lower().endswith(".txt"):
+        if spec == "-" or is_list_file(spec):
             folders.append(os.getcwd())
         elif glob.has_magic(spec):
             head = spec[: min(spec.index(c) for c in "*?[" if c in spec)]
@@ -71,11 +73,11 @@ def save_name(source: str, root: str) -> Path:
     """Where the annotated copy of ``source`` goes under the save folder: its path
     relative to ``root``; an input outside ``root`` (from stdin, say) under its
     absolute path's parts; a URL under its host and path; a camera as ``cameraN``."""
-    if "://" in source:
+    if is_url(source):
         scheme, _, rest = source.partition("://")
         return Path(rest.strip("/") or scheme)
-    if source.isdigit() and not os.path.lexists(source):
-        return Path(f"camera{source}")
+    if camera_source(source) is not None:
+        return Path(f"camera{Path(source).name.removeprefix('video')}")
     path = os.path.abspath(source)
     rel = os.path.relpath(path, root)
     return Path(path.lstrip(os.sep) if rel.startswith(os.pardir) else rel)
@@ -93,7 +95,7 @@ def check_results_file(path: str, specs: Sequence[str], *, overwrite: bool,
         return
     target = Path(path)
     for named in _named_paths(specs):
-        if named.is_file() and _same(named, target):
+        if named.is_file() and same_file(named, target):
             raise UsageError(f"-o {path} is the input {named}: choose another output file")
     try:
         size = target.stat().st_size if target.is_file() else 0
@@ -114,15 +116,11 @@ def check_save_dir(save_dir: Path, specs: Sequence[str]) -> None:
         if _inside(named, save_dir):
             raise UsageError(f"--save-dir {save_dir} holds the input {named}: an annotated "
                              "copy could replace it; choose a folder that holds no input")
-        if named.is_dir():
-            if _same(named, save_dir) or _inside(save_dir, named):
-                raise UsageError(
-                    f"--save-dir {save_dir} is inside the input folder {named}: its "
-                    "annotated copies would replace or be scanned as inputs; choose a "
-                    "folder outside it")
-        elif _same(named.parent if str(named.parent) else Path("."), save_dir):
-            raise UsageError(f"--save-dir {save_dir} holds the input {named}: its annotated "
-                             "copy would replace it; choose another folder")
+        if named.is_dir() and _inside(save_dir, named):
+            raise UsageError(
+                f"--save-dir {save_dir} is inside the input folder {named}: its "
+                "annotated copies would replace or be scanned as inputs; choose a "
+                "folder outside it")
 
 
 def _inside(path: Path, folder: Path) -> bool:

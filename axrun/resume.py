@@ -22,7 +22,7 @@ from axrun.errors import UsageError
 from axrun.files import atomic_write
 from axrun.modelfolder import ModelFolder
 from axrun.sinks import dumps_record, record_source, source_fields
-from axrun.sources import Item, file_identity
+from axrun.sources import Item, file_identity, is_url
 
 Key = tuple[str, int | None]  # an input's absolute path (or URL) and frame
 CWD = "cwd"  # the key, in the parameters file, of the recording run's working folder
@@ -53,7 +53,7 @@ def write_params(output: Path, params: dict[str, Any]) -> None:
 def absolute(source: str, base: str) -> str:
     """Which file a recorded ``source`` is, as an absolute path (relative paths are
     taken from ``base``, the recording run's working folder); URLs as they are."""
-    if "://" in source:
+    if is_url(source):
         return source
     return os.path.normpath(os.path.join(base, source))
 
@@ -66,11 +66,12 @@ class ResumeState:
     kept: int = 0
     dropped_partial: bool = False
     dropped_stale: int = 0
+    here: str = field(default_factory=os.getcwd)  # the working folder of this run
 
     def skip(self, item: Item) -> bool:
         """Whether ``item`` was recorded already (by absolute path and frame: the
         working folder may differ from the recording run's)."""
-        return (absolute(item.source, os.getcwd()), item.frame) in self.done
+        return (absolute(item.source, self.here), item.frame) in self.done
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -137,7 +138,7 @@ def prepare(output: Path, params: dict[str, Any]) -> ResumeState:
 def _relative_to_here(record: dict[str, Any], path: str) -> bytes:
     """A record whose relative ``source`` is rewritten relative to the current working
     folder (a resume from another folder), as a JSON line."""
-    if "://" not in path and not os.path.isabs(record_source(record)):
+    if not is_url(path) and not os.path.isabs(record_source(record)):
         for k in ("source", "source_b64"):
             record.pop(k, None)
         record = {"v": record.pop("v"), **source_fields(os.path.relpath(path)), **record}
