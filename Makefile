@@ -28,6 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check axrun tests
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/run_all.py

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from axrun.modelfolder import TensorSpec
+from axrun.tensors import TensorSpec
 
 
 def _const(name: str, value: np.ndarray) -> onnx.TensorProto:

@@ -18,35 +18,13 @@ from typing import Any
 
 from axrun.errors import ModelError
 from axrun.preprocess import PreprocessRecipe
+from axrun.runtime import CORES_PER_DEVICE
+from axrun.tensors import TensorSpec as TensorSpec  # re-exported (defined in axrun.tensors)
 
 MANIFEST = "manifest.json"
 MODEL_JSON = "model.json"
 SIDECAR = "axrun.json"
 TASKS = ("classify", "detect")
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One device tensor as the manifest describes it (NHWC, int8).
-
-    ``padding`` is ``np.pad`` style, one ``(start, end)`` pair per dimension,
-    batch first; ``unpadded_shape`` is ``shape`` minus that padding.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    padding: tuple[tuple[int, int], ...]
-    scale: float
-    zero_point: int
-
-    @property
-    def unpadded_shape(self) -> tuple[int, ...]:
-        return tuple(d - lo - hi for d, (lo, hi) in zip(self.shape, self.padding, strict=True))
-
-    @property
-    def size(self) -> int:
-        """Bytes of the padded int8 tensor."""
-        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -448,7 +426,7 @@ def _graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def describe(folder: ModelFolder, cores_per_device: int = 4) -> dict[str, Any]:
+def describe(folder: ModelFolder, cores_per_device: int = CORES_PER_DEVICE) -> dict[str, Any]:
     """Everything ``axrun info`` reports, as a JSON-ready dict (layout documented)."""
 
     def tensor(t: TensorSpec) -> dict[str, Any]:

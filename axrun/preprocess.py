@@ -14,15 +14,13 @@ The tables are computed with exactly the seed's float32 formulas
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
 from axrun.errors import UsageError
-
-if TYPE_CHECKING:
-    from axrun.modelfolder import TensorSpec
+from axrun.tensors import TensorSpec, quantize
 
 MODES = ("crop", "letterbox", "stretch")
 COLORS = ("rgb", "bgr")
@@ -148,8 +146,6 @@ def quantize_table(recipe: PreprocessRecipe, scale: float, zero_point: int) -> n
 
     Computed with the seed's float32 formulas so that table lookups are bit-exact.
     """
-    from axrun.tensors import quantize
-
     values = np.arange(256, dtype=np.float32)
     rows = []
     for c in range(3):

@@ -24,7 +24,9 @@ PREPROCESS_HELP = (
 
 def _split_top_level(text: str) -> list[str]:
     """Split on commas outside brackets: ``a=1,b=[2,3]`` → ``a=1``, ``b=[2,3]``."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         depth += ch in "[{"
         depth -= ch in "]}"
@@ -76,6 +78,15 @@ def parse_ints(text: str | None, option: str, count: int | None = None) -> tuple
     return values
 
 
+def parse_spatial_pad(text: str | None) -> tuple[int, int, int, int]:
+    """``--spatial-pad top,bottom,left,right`` (none: no extra rows or columns)."""
+    values = parse_ints(text, "--spatial-pad", 4)
+    if values is None:
+        return (0, 0, 0, 0)
+    top, bottom, left, right = values
+    return top, bottom, left, right
+
+
 def _decoder(text: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in parse_pairs(text or "", "--decoder").items():
@@ -124,7 +135,7 @@ def compile_command(
         postamble_from=tuple(postamble_from or ()),
         input_shape=parse_ints(input_shape, "--input-shape"),
         channel_multiple=channel_multiple, output_channel_multiple=output_channel_multiple,
-        spatial_pad=parse_ints(spatial_pad, "--spatial-pad", 4) or (0, 0, 0, 0),
+        spatial_pad=parse_spatial_pad(spatial_pad),
         calibration_limit=calibration_limit, int16=tuple(int16 or ()),
     )
     configure_logging(quiet)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from axrun.cli._common import global_options, handle_errors, print_json, stdout_console
 from axrun.modelfolder import describe, load_model_folder
-from axrun.runtime import load_backend
+from axrun.runtime import CORES_PER_DEVICE, load_backend
 
 JSON_OPTION = typer.Option("--json", help="Print one JSON document (stable keys, see README).")
 
@@ -43,7 +43,8 @@ def info(
     out = stdout_console()
     out.print(f"[bold]{data['model']}[/bold]")
     out.print(
-        f"batch {data['batch']} · {data['instances_per_device']} instance(s) per 4-core device"
+        f"batch {data['batch']} · {data['instances_per_device']} instance(s) per "
+        f"{CORES_PER_DEVICE}-core device"
         f" · task {data['task'] or 'not set (no axrun.json)'}"
     )
     out.print(_tensor_table("inputs", data["inputs"]))

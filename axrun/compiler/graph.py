@@ -58,7 +58,9 @@ def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [v for v in model.graph.input if v.name not in inits]
 
 
-def fix_input_shape(model: onnx.ModelProto, shape: Sequence[int] | None) -> tuple[str, tuple]:
+def fix_input_shape(
+    model: onnx.ModelProto, shape: Sequence[int] | None
+) -> tuple[str, tuple[int, ...]]:
     """Make the single image input static (``shape`` overrides); returns name and shape."""
     inputs = _graph_inputs(model)
     if len(inputs) != 1:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import onnx
 
 from axrun.graphs import from_device, int8_tensor, to_device
-from axrun.modelfolder import TensorSpec
+from axrun.tensors import TensorSpec
 
 
 def pad_to_multiple(value: int, multiple: int) -> int:

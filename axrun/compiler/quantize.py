@@ -17,13 +17,12 @@ from onnx import numpy_helper
 
 from axrun.errors import CompileError, InputError
 from axrun.preprocess import PreprocessRecipe, fit
-from axrun.sources import decode_image
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from axrun.sources import IMAGE_SUFFIXES, decode_image
 
 
 def calibration_images(folder: Path, limit: int) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted), at most ``limit``."""
+    """Image files under ``folder`` (recursive, sorted), at most ``limit``: those with a
+    suffix :mod:`axrun.sources` reads as an image."""
     if not folder.is_dir():
         raise CompileError(f"--calibration {folder}: not a folder")
     try:

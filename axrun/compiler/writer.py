@@ -19,7 +19,8 @@ from typing import Any
 import onnx
 
 from axrun.emulator import EMULATOR_FORMAT
-from axrun.modelfolder import MANIFEST, MODEL_JSON, SIDECAR, TensorSpec, manifest_dict
+from axrun.modelfolder import MANIFEST, MODEL_JSON, SIDECAR, manifest_dict
+from axrun.tensors import TensorSpec
 
 DEVICE_GRAPH = "model.onnx"
 POSTAMBLE_GRAPH = "postprocess_graph.onnx"

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-CORES_PER_DEVICE = 4
+from axrun.runtime import CORES_PER_DEVICE
 
 
 def state_dir() -> Path:

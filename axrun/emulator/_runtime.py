@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from axrun.emulator import _exceptions as ex
 from axrun.emulator import _reservations as reservations
+from axrun.runtime import CORES_PER_DEVICE
 
 EMULATOR_FORMAT = "axrun-emulator"
 INSTANCE_FLAGS = (
@@ -39,7 +41,8 @@ INSTANCE_FLAGS = (
 )
 DEVICE_SETTINGS = (
     "clock_profile",
-    *(f"{k}_{i}" for k in ("clock_profile_core", "mvm_utilisation_core") for i in range(4)),
+    *(f"{k}_{i}" for k in ("clock_profile_core", "mvm_utilisation_core")
+      for i in range(CORES_PER_DEVICE)),
 )
 
 
@@ -114,7 +117,7 @@ class TensorInfo:
     """Shape, padding and quantization of one device tensor (NHWC, int8)."""
 
     shape: tuple[int, ...]
-    dtype: Any = np.int8
+    dtype: DTypeLike = np.int8
     name: str = ""
     padding: list[tuple[int, int]] = field(default_factory=list)
     scale: float = 1.0
@@ -138,8 +141,7 @@ def _device_name(index: int) -> str:
 
 def _busy(device: int) -> tuple[list[int], list[str]]:
     """The cores of a device held by someone, and who holds them."""
-    busy = [c for c in range(reservations.CORES_PER_DEVICE)
-            if not reservations.is_free(device, c)]
+    busy = [c for c in range(CORES_PER_DEVICE) if not reservations.is_free(device, c)]
     return busy, sorted({reservations.holder(device, c) for c in busy})
 
 
@@ -201,10 +203,10 @@ class Context(Object):
             out.append(
                 DeviceInfo(
                     name=_device_name(d),
-                    subdevice_count=reservations.CORES_PER_DEVICE,
+                    subdevice_count=CORES_PER_DEVICE,
                     in_use=bool(busy),
                     in_use_by=", ".join(holders),
-                    cores_free=reservations.CORES_PER_DEVICE - len(busy),
+                    cores_free=CORES_PER_DEVICE - len(busy),
                 )
             )
         return out
@@ -232,8 +234,9 @@ class Context(Object):
         self._check()
         if kwargs:
             raise ex.InvalidArgument(f"unknown keyword argument(s): {', '.join(sorted(kwargs))}")
-        if not isinstance(num_sub_devices, int) or not 1 <= num_sub_devices <= 4:
-            raise ex.InvalidArgument(f"num_sub_devices must be 1-4, not {num_sub_devices!r}")
+        if not isinstance(num_sub_devices, int) or not 1 <= num_sub_devices <= CORES_PER_DEVICE:
+            raise ex.InvalidArgument(
+                f"num_sub_devices must be 1-{CORES_PER_DEVICE}, not {num_sub_devices!r}")
         if self.settings.devices == 0:
             raise ex.ConnectionError("no Metis device found (AXRUN_EMULATOR_DEVICES=0)")
         index = self._device_index(device)

@@ -16,9 +16,8 @@ from typing import Any
 
 from axrun.errors import DeviceBusy, UsageError
 from axrun.modelfolder import ModelFolder
-from axrun.runtime import Backend
+from axrun.runtime import CORES_PER_DEVICE, Backend
 
-CORES_PER_DEVICE = 4
 CONNECT_RETRY_S = 3.0  # how long a plan that got only part of its cores tries again
 # Host threads beyond this many per CPU only contend for the GIL (thousands livelocked
 # the process, signals included).

@@ -44,5 +44,6 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return (mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES) == 1
-            and mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES) == 1)
+    # mallopt returns 1 on success (ctypes calls are untyped: bool() for the checker)
+    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES) == 1
+                and mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES) == 1)
