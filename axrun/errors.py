@@ -2,6 +2,8 @@
 
     AxrunError                  base class; ``exit_code`` is what the CLI exits with
     ├── UsageError              bad options or arguments                          (2)
+    │   └── ParameterError      a library parameter's value cannot be used (also a
+    │                           ValueError); the CLI names the flag instead        (2)
     ├── ModelError              model folder missing, malformed or not runnable   (3)
     ├── CompileError            ``axrun compile`` cannot build the model folder    (3)
     ├── DeviceError             backend, device or ``run()`` failure              (3)
@@ -41,6 +43,17 @@ class UsageError(AxrunError):
     """An option or argument is invalid."""
 
     exit_code = EXIT_USAGE
+
+
+class ParameterError(UsageError, ValueError):
+    """A parameter has a value axrun cannot use. ``parameter`` is its name in the
+    Python API (``top_k``); the message reads ``top_k must be at least 1 (got 0)``.
+    The command line shows the matching flag instead (``--top-k must be ...``)."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(f"{parameter} {problem}")
+        self.parameter = parameter
+        self.problem = problem
 
 
 class ModelError(AxrunError):

@@ -2,70 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
-from axrun.errors import ModelError, UsageError
+from axrun.errors import ParameterError
 from axrun.modelfolder import ModelFolder
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
+from axrun.results import Classification, Prediction
+from axrun.tasks.base import check_task, label_names, preprocess_recipe
 from axrun.tensors import dequantize, interior
 
 SCORE_KINDS = ("logits", "probabilities")
 
 
-@dataclass(frozen=True)
-class Classification:
-    """Top-k of one image, best first. ``scores`` are softmax probabilities when the
-    network outputs logits, else the network's own scores."""
-
-    class_ids: np.ndarray  # (k,) int
-    scores: np.ndarray  # (k,) float32
-    labels: tuple[str, ...]
-
-
-def recipe_for(folder: ModelFolder, override: PreprocessRecipe | None) -> PreprocessRecipe:
-    """The preprocessing recipe: the override, else the folder's ``axrun.json``."""
-    if override is not None:
-        return override
-    if folder.sidecar and folder.sidecar.preprocess:
-        return folder.sidecar.preprocess
-    raise UsageError(
-        f"{folder.root} has no preprocessing recipe (no axrun.json); give one with "
-        "--resize/--crop/--mean/--std/--color"
-    )
-
-
-def label_names(folder: ModelFolder, override: tuple[str, ...] | None, classes: int) -> \
-        tuple[str, ...]:
-    """Labels from the override or the folder; ``class_<id>`` where none are known."""
-    labels = override or folder.labels
-    if labels is None:
-        return tuple(f"class_{i}" for i in range(classes))
-    if len(labels) < classes:
-        raise ModelError(f"labels list has {len(labels)} names; the model has {classes} classes")
-    return labels
-
-
-def check_task(folder: ModelFolder, task: str) -> None:
-    """Refuse a model whose ``axrun.json`` says it is for another task."""
-    if folder.task is not None and folder.task != task:
-        raise UsageError(f"{folder.root} is a {folder.task} model (axrun.json); use "
-                         f"axrun {folder.task}, or -m a {task} model")
-
-
 def softmax(x: np.ndarray) -> np.ndarray:
     """Softmax of a 1-D float array."""
     e = np.exp(x - x.max())
-    return e / e.sum()
+    out: np.ndarray = e / e.sum()
+    return out
 
 
 class Classifier:
     """The classification task for the engine.
 
+    ``recipe``: the preprocessing (default: the folder's ``axrun.json``, else
+    :func:`~axrun.tasks.base.preprocess_recipe`'s default); ``top_k``: classes per image;
+    ``labels``: class names overriding the folder's; ``scores``: what the network
+    outputs, ``logits`` (softmax applied) or ``probabilities`` (default: ``axrun.json``,
+    else logits).
+
     Only the first device output is read. With ``scores="probabilities"`` only the k
     winning values are dequantized; logits need all of them for the softmax.
+
+    Raises:
+        ParameterError: a parameter cannot be used.
+        UsageError: ``folder`` holds a detection model.
     """
 
     def __init__(
@@ -79,16 +49,18 @@ class Classifier:
     ) -> None:
         check_task(folder, "classify")
         if top_k < 1:
-            raise UsageError("--top-k must be at least 1")
+            raise ParameterError("top_k", f"must be at least 1 (got {top_k})")
         self.spec = folder.manifest.outputs[0]
         self.classes = int(np.prod(self.spec.unpadded_shape[1:]))
         self.top_k = min(top_k, self.classes)
         self.labels = label_names(folder, labels, self.classes)
-        self.preprocessor = Preprocessor(recipe_for(folder, recipe), folder.manifest.inputs[0])
+        self.preprocessor = Preprocessor(recipe or preprocess_recipe(folder, "classify"),
+                                         folder.manifest.inputs[0])
         decoder = folder.sidecar.decoder if folder.sidecar else {}
         self.score_kind = scores or decoder.get("scores", "logits")
         if self.score_kind not in SCORE_KINDS:
-            raise UsageError(f"scores must be logits or probabilities, not {self.score_kind!r}")
+            raise ParameterError("scores", f"must be logits or probabilities, not "
+                                 f"{self.score_kind!r}")
         # exp of every possible dequantized logit, shifted so the largest is 1: the
         # softmax then needs one table lookup per class and no float conversion.
         # Indexed by the int8 value's raw byte (0..127 → 0..127, -128..-1 → 128..255).
@@ -117,10 +89,11 @@ class Classifier:
         else:
             scores = dequantize(flat[order], self.spec.scale, self.spec.zero_point)
         labels = self.labels
-        return Classification(order, scores.astype(np.float32),
+        return Classification(order.astype(np.int64), scores.astype(np.float32),
                               tuple([labels[i] for i in order.tolist()]))
 
-    def postprocess(self, outputs: list[np.ndarray], metas: list[Any | None]) -> list[Any]:
+    def postprocess(self, outputs: list[np.ndarray],
+                    geometries: list[Geometry | None]) -> list[Prediction | None]:
         out, interior_ = outputs[0], self._interior
-        return [None if m is None else self.classify(out[slot][interior_])
-                for slot, m in enumerate(metas)]
+        return [None if g is None else self.classify(out[slot][interior_])
+                for slot, g in enumerate(geometries)]

@@ -15,16 +15,16 @@ decoded by the configured format:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from axrun.errors import ModelError, UsageError
+from axrun.errors import ModelError, ParameterError
 from axrun.graphs import fed_from_device
 from axrun.modelfolder import ModelFolder, TensorSpec
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
-from axrun.tasks.classify import check_task, label_names, recipe_for
+from axrun.results import Detections, Prediction
+from axrun.tasks.base import check_task, label_names, preprocess_recipe
 from axrun.tensors import depad, dequantize
 
 FORMATS = ("yolox", "ultralytics", "dfl")
@@ -43,37 +43,11 @@ class DetectOptions:
     classes: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
-            raise UsageError("--conf and --iou must be between 0 and 1")
+        for name in ("conf", "iou"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ParameterError(name, f"must be between 0 and 1 (got {getattr(self, name)})")
         if self.max_det < 1:
-            raise UsageError("--max-det must be at least 1")
-
-
-@dataclass(frozen=True)
-class Detections:
-    """Boxes of one image, one row per detection, best first.
-
-    ``xyxy`` (N, 4) float32 in original-image pixels, clipped; ``confidence`` (N,);
-    ``class_id`` (N,) int; ``labels`` the class names.
-    """
-
-    xyxy: np.ndarray
-    confidence: np.ndarray
-    class_id: np.ndarray
-    labels: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        n = len(self.xyxy)
-        if self.xyxy.shape != (n, 4) or self.confidence.shape != (n,) or \
-                self.class_id.shape != (n,):
-            raise ValueError("xyxy (N,4), confidence (N,), class_id (N,) must agree")
-
-    def __len__(self) -> int:
-        return len(self.xyxy)
-
-    @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+            raise ParameterError("max_det", f"must be at least 1 (got {self.max_det})")
 
 
 def grid_points(input_hw: tuple[int, int], strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +122,8 @@ def iou_one_to_many(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    iou: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
+    return iou
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float,
@@ -161,7 +136,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float,
         offset = float(boxes.max()) + 1.0
         shifted = boxes + (class_id[:, None] * offset)
     order = np.argsort(-scores, kind="stable")
-    keep = []
+    keep: list[int] = []
     while len(order) and len(keep) < max_det:
         best, rest = order[0], order[1:]
         keep.append(best)
@@ -254,9 +229,9 @@ class Postamble:
 
     def __call__(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         """Whole-batch padded int8 outputs → the postamble's float outputs."""
-        return self.session.run(None, {name: outputs[src]
-                                       for name, src in zip(self.names, self.sources,
-                                                            strict=True)})
+        feed = {name: outputs[src] for name, src in zip(self.names, self.sources, strict=True)}
+        result: list[np.ndarray] = self.session.run(None, feed)
+        return result
 
 
 def detect_format(pred_shape: Sequence[int], classes: int | None) -> str:
@@ -283,7 +258,7 @@ class Detector:
     ) -> None:
         check_task(folder, "detect")
         self.options = options or DetectOptions()
-        recipe = recipe_for(folder, recipe)
+        recipe = recipe or preprocess_recipe(folder, "detect")
         spec_in = folder.manifest.inputs[0]
         self.preprocessor = Preprocessor(recipe, spec_in)
         self.input_hw = (spec_in.unpadded_shape[1], spec_in.unpadded_shape[2])
@@ -311,7 +286,7 @@ class Detector:
         self.labels = label_names(folder, labels, classes or 0) if classes else (labels or ())
         wanted = self.options.classes or frozenset()
         if classes and any(c >= classes for c in wanted):
-            raise UsageError(f"--classes: ids must be below {classes} (the model's classes)")
+            raise ParameterError("classes", f"ids must be below {classes} (the model's classes)")
 
     def _dfl_layout(self) -> list[tuple[int, int]]:
         """(box output, class output) per stride, matched by spatial size and channels."""
@@ -338,7 +313,8 @@ class Detector:
     def _decode_slot(self, slot: int, outputs: list[np.ndarray],
                      post: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
         if self.format == "dfl":
-            boxes, logits = [], []
+            boxes: list[np.ndarray] = []
+            logits: list[np.ndarray] = []
             for b, c in self._dfl_levels:
                 for idx, acc in ((b, boxes), (c, logits)):
                     spec = self.specs[idx]
@@ -350,17 +326,18 @@ class Detector:
             return decode_yolox(post[0][slot], self.input_hw, self.strides, self.options.conf)
         return decode_ultralytics(post[0][slot])
 
-    def postprocess(self, outputs: list[np.ndarray], metas: list[Any | None]) -> list[Any]:
+    def postprocess(self, outputs: list[np.ndarray],
+                    geometries: list[Geometry | None]) -> list[Prediction | None]:
         post = self.postamble(outputs) if self.postamble is not None else None
-        results: list[Any] = []
-        for slot, meta in enumerate(metas):
-            if meta is None:
+        results: list[Prediction | None] = []
+        for slot, geometry in enumerate(geometries):
+            if geometry is None:
                 results.append(None)
                 continue
             boxes, scores = self._decode_slot(slot, outputs, post)
             found = select(boxes, scores, self.options)
             labels = tuple(self.labels[i] if i < len(self.labels) else f"class_{i}"
                            for i in found.class_id)
-            results.append(Detections(meta.to_original(found.xyxy), found.confidence,
+            results.append(Detections(geometry.to_original(found.xyxy), found.confidence,
                                       found.class_id, labels))
         return results

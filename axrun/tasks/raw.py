@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from axrun.modelfolder import ModelFolder
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
+from axrun.results import Prediction, Tensors
 from axrun.tensors import depad
 
 
@@ -22,11 +21,11 @@ class RawTask:
     def preprocess(self, image: np.ndarray, slots: list[np.ndarray]) -> Geometry:
         return self.preprocessor(image, slots[0])
 
-    def postprocess(self, outputs: list[np.ndarray], metas: list[Any | None]) -> list[Any]:
+    def postprocess(self, outputs: list[np.ndarray],
+                    geometries: list[Geometry | None]) -> list[Prediction | None]:
         return [
-            None if meta is None else [
+            None if geometry is None else Tensors(
                 depad(out[slot], spec.padding[1:]).copy()
-                for out, spec in zip(outputs, self.outputs, strict=True)
-            ]
-            for slot, meta in enumerate(metas)
+                for out, spec in zip(outputs, self.outputs, strict=True))
+            for slot, geometry in enumerate(geometries)
         ]

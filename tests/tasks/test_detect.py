@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from axrun.cli.detect import parse_classes
-from axrun.errors import ModelError, UsageError
+from axrun.errors import ModelError, ParameterError
 from axrun.modelfolder import TensorSpec
+from axrun.tasks import class_ids
 from axrun.tasks.detect import (
     DetectOptions,
     decode_dfl,
@@ -142,11 +142,11 @@ def test_select_applies_confidence_and_class_filter() -> None:
 
 def test_classes_by_name_and_id() -> None:
     labels = ("person", "bicycle", "car")
-    assert parse_classes("person,car", labels) == {0, 2}
-    assert parse_classes("1, Car", labels) == {1, 2}
-    assert parse_classes(None, labels) is None
-    with pytest.raises(UsageError, match="unknown class 'truck'"):
-        parse_classes("truck", labels)
+    assert class_ids(["person", "car"], labels) == {0, 2}
+    assert class_ids(["1", " Car", 0], labels) == {0, 1, 2}
+    assert class_ids(None, labels) is None
+    with pytest.raises(ParameterError, match="classes unknown class 'truck'"):
+        class_ids(["truck"], labels)
 
 
 def spec(name: str, n: int, h: int, w: int, c: int) -> TensorSpec:
