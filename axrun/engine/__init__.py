@@ -1,23 +1,27 @@
 """The inference engine: the only place frames meet the device.
 
     with Engine("models/efficientnet-lite0-imagenet") as engine:
-        for r in engine.run(task, items):
+        for result in engine.run(task, items):
             ...
+
+Most programs want :func:`axrun.load` instead, which picks the task from the model.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+import weakref
+from collections.abc import Iterable, Iterator
 
-from axrun.engine.pipeline import FrameResult, Pipeline, Task
+from axrun.engine.pipeline import Pipeline
 from axrun.engine.plan import DeviceSession, EngineConfig, Plan, open_session, parse_devices
-from axrun.engine.process import tune_process
 from axrun.engine.stats import StageTimes
 from axrun.modelfolder import ModelFolder, load_model_folder
+from axrun.results import Result
 from axrun.runtime import Backend, load_backend
 from axrun.sources import Item
+from axrun.tasks.base import Task
 
 log = logging.getLogger("axrun")
 
@@ -25,7 +29,6 @@ __all__ = [
     "DeviceSession",
     "Engine",
     "EngineConfig",
-    "FrameResult",
     "Pipeline",
     "Plan",
     "StageTimes",
@@ -35,7 +38,13 @@ __all__ = [
 
 
 class Engine:
-    """A model opened on the device(s), ready to run item streams through tasks."""
+    """A model opened on the device(s), ready to run item streams through tasks.
+
+    The device is reserved from :meth:`open` (or the first run) until :meth:`close`,
+    the end of a ``with`` block, the engine being garbage-collected, or the
+    interpreter's exit, whichever comes first. Opening changes no process-wide setting
+    (see :func:`axrun.tune_process` for those that make host work faster).
+    """
 
     def __init__(
         self,
@@ -48,24 +57,28 @@ class Engine:
         self.backend = backend if isinstance(backend, Backend) else load_backend(backend)
         self.config = config or EngineConfig()
         self.session: DeviceSession | None = None
+        self._release: weakref.finalize[[DeviceSession], Engine] | None = None
 
     def open(self) -> Engine:
-        """Connect and load the instances (see :func:`open_session`).
+        """Connect and load the instances (see :func:`open_session`); idempotent.
 
-        Also makes process-wide settings for the host work (see
-        :mod:`axrun.engine.process`): OpenCV's own threads off, freed frame memory kept.
+        Raises:
+            DeviceBusy: the cores are reserved (by another process, or another engine
+                still open in this one). DeviceError, ModelError: as the backend says.
         """
-        tune_process()
         if self.session is None:
             self.session = open_session(self.backend, self.folder, self.config)
+            # Released at exit or when this engine is collected, if not closed before.
+            self._release = weakref.finalize(self, DeviceSession.close, self.session)
             log.info("plan: %s", self.session.plan.describe())
         return self
 
     def close(self) -> None:
-        """Release every device resource."""
+        """Release every device resource (idempotent)."""
         if self.session is not None:
-            session, self.session = self.session, None
-            session.close()
+            self.session = None
+            assert self._release is not None
+            self._release()
 
     def __enter__(self) -> Engine:
         return self.open()
@@ -79,20 +92,14 @@ class Engine:
             raise RuntimeError("the engine is not open")
         return self.session.plan
 
-    def pipeline(
-        self,
-        task: Task,
-        stats: StageTimes | None = None,
-        on_result: Callable[[FrameResult], None] | None = None,
-        keep_images: bool = False,
-    ) -> Pipeline:
+    def pipeline(self, task: Task, stats: StageTimes | None = None,
+                 keep_images: bool = False) -> Pipeline:
         """A one-shot pipeline on this engine (see :class:`Pipeline`)."""
         self.open()
         assert self.session is not None
-        return Pipeline(self.session, task, self.config, stats, on_result, keep_images)
+        return Pipeline(self.session, task, self.config, stats, keep_images)
 
-    def run(
-        self, task: Task, items: Iterable[Item], stats: StageTimes | None = None
-    ) -> Iterator[FrameResult]:
+    def run(self, task: Task, items: Iterable[Item], stats: StageTimes | None = None,
+            keep_images: bool = False) -> Iterator[Result]:
         """Results for ``items`` in input order (see :meth:`Pipeline.run`)."""
-        return self.pipeline(task, stats).run(items)
+        return self.pipeline(task, stats, keep_images).run(items)

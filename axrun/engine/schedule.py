@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from itertools import count, islice
 from typing import Generic, TypeVar
 
@@ -25,7 +25,7 @@ DOUBLE_BUFFER_LAG = 2
 GROUP = 2
 
 
-def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+def batches(items: Iterable[T], size: int) -> Generator[list[T], None, None]:
     """Consecutive lists of ``size`` items; the last may be shorter. If ``items``
     fails, the items read before are yielded first, then the error is raised. Closing
     this generator closes ``items`` too, if it can be closed (releasing what it holds)."""

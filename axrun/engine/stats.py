@@ -18,16 +18,14 @@ class StageTimes:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     frames: int = 0
     failed: int = 0
-    device_calls: int = 0
     wall_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, stage: str, seconds: float, calls: int = 0) -> None:
-        """Add time to a stage (and device calls), from any thread."""
+    def add(self, stage: str, seconds: float) -> None:
+        """Add time to a stage, from any thread."""
         # A float += on a dict entry is not atomic across threads: keep the lock.
         with self._lock:
             self.seconds[stage] += seconds
-            self.device_calls += calls
 
     def shares(self) -> dict[str, float]:
         """Each stage's fraction of the summed stage time."""

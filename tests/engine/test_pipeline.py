@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ from axrun.engine.schedule import GROUP, jobs_of
 from axrun.errors import DeviceBusy, DeviceError, PipelineError, UsageError
 from axrun.modelfolder import load_model_folder
 from axrun.preprocess import PreprocessRecipe
-from axrun.sources import Item
+from axrun.sources import Item, ItemStream
 from axrun.tasks.raw import RawTask
 
 RECIPE = PreprocessRecipe(mode="stretch", color="rgb", mean=(127, 127, 127),
@@ -58,10 +58,19 @@ def counted(pulled: itertools.count) -> Iterator[Item]:
         yield zeros(f"i{i}")
 
 
-def one_then_quiet(gate: threading.Event) -> Iterator[Item]:
+def may_wait(items: Iterable[Item]) -> ItemStream:
+    """``items`` as an input that says it may wait on the outside world (like stdin)."""
+    return ItemStream(items, may_wait=True)
+
+
+def one_then_quiet(gate: threading.Event) -> ItemStream:
     """One blank frame, then an input that goes quiet until ``gate`` opens (20 s)."""
-    yield zeros("i0")
-    gate.wait(20)
+
+    def items() -> Iterator[Item]:
+        yield zeros("i0")
+        gate.wait(20)
+
+    return may_wait(items())
 
 
 def no_axrun_threads() -> bool:
@@ -72,7 +81,7 @@ def assert_matches(gen, imgs, results) -> None:
     assert [r.item.source for r in results] == [f"img{i}" for i in range(len(imgs))]
     for r, im in zip(results, imgs, strict=True):
         assert r.error is None
-        for got, ref in zip(r.result, expected_for(gen, im), strict=True):
+        for got, ref in zip(r.prediction, expected_for(gen, im), strict=True):
             assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1, r.item.source
 
 
@@ -102,7 +111,7 @@ def test_double_buffering_on_and_off_give_identical_results(tiny) -> None:
         with Engine(gen.path, config=EngineConfig(double_buffer=db)) as engine:
             runs.append(list(engine.run(RawTask(engine.folder, RECIPE), items_of(imgs))))
     for a, b in zip(*runs, strict=True):
-        for x, y in zip(a.result, b.result, strict=True):
+        for x, y in zip(a.prediction, b.prediction, strict=True):
             np.testing.assert_array_equal(x, y)
 
 
@@ -132,7 +141,7 @@ def test_bad_frames_get_errors_and_the_run_goes_on(tiny, tmp_path) -> None:
         results = list(engine.run(RawTask(engine.folder, RECIPE), items))
     assert [r.error.kind if r.error else None for r in results] == [
         None, "decode", "not_found", "decode", None]
-    assert results[0].result is not None and results[4].result is not None
+    assert results[0].prediction is not None and results[4].prediction is not None
 
 
 class ExplodingTask(RawTask):
@@ -232,7 +241,7 @@ def test_request_stop_finishes_in_flight_frames(tiny) -> None:
             if len(out) == 10:
                 pipeline.request_stop()
     assert len(out) >= 10 and [r.item.source for r in out] == [f"i{i}" for i in range(len(out))]
-    assert all(r.result is not None for r in out)
+    assert all(r.prediction is not None for r in out)
     assert stats.frames == len(out) and stats.seconds["device"] > 0
 
 
@@ -320,7 +329,7 @@ def test_work_signals_do_not_pile_up_in_a_long_run(tiny, threads) -> None:
     config = EngineConfig(decode_threads=threads)
     with Engine(gen.path, config=config) as engine:
         pipeline = engine.pipeline(SlowPreprocess(engine.folder, RECIPE))
-        pending = [pipeline._work.qsize()
+        pending = [pipeline.host.signals.qsize()
                    for n, _ in enumerate(pipeline.run(items_of(images(1500)))) if n % 100 == 99]
     assert max(pending) <= pipeline.max_in_flight + threads, pending
 
@@ -385,7 +394,7 @@ def test_results_are_not_held_back_by_a_stalled_input(tiny) -> None:
 
     with Engine(gen.path) as engine:
         got = []
-        for r in engine.run(RawTask(engine.folder, RECIPE), stream()):
+        for r in engine.run(RawTask(engine.folder, RECIPE), may_wait(stream())):
             got.append((r.item.source, resumed.is_set()))
             if len(got) == 6:
                 resumed.set()
@@ -463,7 +472,7 @@ def test_one_host_thread_with_a_slow_input_still_delivers_as_it_goes(tiny) -> No
     config = EngineConfig(decode_threads=1, double_buffer=False)
     with Engine(gen.path, config=config) as engine:
         t0 = time.perf_counter()
-        first = next(engine.run(RawTask(engine.folder, RECIPE), trickle()))
+        first = next(engine.run(RawTask(engine.folder, RECIPE), may_wait(trickle())))
         # not after every free buffer was filled from the slow input (1.3 s and more)
         assert first.item.source == "i0" and time.perf_counter() - t0 < 0.8
 
@@ -484,7 +493,7 @@ def test_an_input_that_waits_for_each_result_gets_it_at_once(tiny) -> None:
     config = EngineConfig(decode_threads=2, double_buffer=False)
     with Engine(gen.path, config=config) as engine:
         t0, got = time.perf_counter(), []
-        for r in engine.run(RawTask(engine.folder, RECIPE), client()):
+        for r in engine.run(RawTask(engine.folder, RECIPE), may_wait(client())):
             answered[len(got)].set()
             got.append(r.item.source)
         assert got == ["i0", "i1", "i2", "i3"]
@@ -508,7 +517,7 @@ def test_a_run_that_ends_during_a_slow_read_stops_reading_and_closes_the_input(t
 
     with Engine(gen.path, config=EngineConfig(double_buffer=False)) as engine:
         pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
-        for n, _ in enumerate(pipeline.run(stream())):
+        for n, _ in enumerate(pipeline.run(may_wait(stream()))):
             if n == 1:
                 break
         gate.set()  # the input speaks again, after the run has ended
@@ -517,13 +526,21 @@ def test_a_run_that_ends_during_a_slow_read_stops_reading_and_closes_the_input(t
         assert wait_until(no_axrun_threads)
 
 
-def test_opening_an_engine_turns_opencv_threading_off(tiny) -> None:
+def test_process_settings_change_only_when_asked_for(tiny) -> None:
     import cv2
+
+    from axrun import tune_process
 
     gen = tiny(kind="classifier", batch=1, size=8)
     cv2.setNumThreads(2)
-    with Engine(gen.path):
+    try:
+        with Engine(gen.path) as engine:
+            list(engine.run(RawTask(engine.folder, RECIPE), items_of(images(3))))
+            assert cv2.getNumThreads() == 2  # the host program's setting is left alone
+        tune_process()
         assert cv2.getNumThreads() == 1  # the host threads are the parallelism
+    finally:
+        cv2.setNumThreads(1)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
@@ -533,8 +550,11 @@ def test_decoding_in_the_callers_thread_reuses_freed_frame_memory(tiny, monkeypa
     import resource
     from pathlib import Path
 
+    from axrun import tune_process
+
     for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         monkeypatch.delenv(key, raising=False)
+    tune_process()  # what the command line does
     photos = sorted((Path(__file__).parents[2] / "models" / "samples").glob("*.jpg"))
     items = [Item(str(photos[i % len(photos)])) for i in range(240)]
     gen = tiny(kind="classifier", batch=1, size=8)
@@ -550,7 +570,7 @@ def test_decoding_in_the_callers_thread_reuses_freed_frame_memory(tiny, monkeypa
 
 @pytest.mark.timeout(60)
 def test_an_input_that_may_wait_runs_without_idle_fillers_when_it_does_not(tiny) -> None:
-    # stdin paths, a plain generator: the input may wait, so host threads read it one
+    # stdin paths (an input that says it may wait): host threads read it one
     # batch at a time, and a thread finding another one reading gives up its signal.
     # Every such signal must come back: free buffers left without one stalled the run
     # (workers idled, then pushed results out with filler calls: 8 frames/s from stdin).
@@ -562,13 +582,14 @@ def test_an_input_that_may_wait_runs_without_idle_fillers_when_it_does_not(tiny)
             time.sleep(0.0005)  # a little work per path, the GIL released (a stat())
             yield zeros(f"i{i}")
 
-    stats = StageTimes()
     with Engine(gen.path, config=EngineConfig(decode_threads=2)) as engine:
-        got = list(engine.run(RawTask(engine.folder, RECIPE), paths_from_a_pipe(), stats))
+        pipeline = engine.pipeline(RawTask(engine.folder, RECIPE))
+        got = list(pipeline.run(may_wait(paths_from_a_pipe())))
     assert len(got) == frames
     # One call per frame, the double-buffer drain at the end (2 per instance), and at
     # most a few idle pushes when the machine was busy elsewhere.
-    assert stats.device_calls <= frames + 2 * instances + 6, stats.device_calls
+    calls = sum(worker.calls for worker in pipeline.workers)
+    assert calls <= frames + 2 * instances + 6, calls
 
 
 @pytest.mark.timeout(30)
