@@ -6,16 +6,15 @@ import colorsys
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import cv2
 import numpy as np
 
-from axrun.engine import FrameResult
 from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write
 from axrun.outputs import same_file, save_name
-from axrun.tasks.detect import Detections
+from axrun.results import Detections, Result
 
 
 def class_color(class_id: int) -> tuple[int, int, int]:
@@ -43,7 +42,7 @@ class BoxAnnotator:
         # Lowest score first, so that where tags overlap the best one stays readable.
         for i in np.argsort(detections.confidence, kind="stable"):
             box, score = detections.xyxy[i], detections.confidence[i]
-            cid, label = detections.class_id[i], detections.labels[i]
+            cid, label = detections.class_id[i], detections.label[i]
             color = class_color(int(cid))
             x1, y1, x2, y2 = (round(float(v)) for v in box)
             cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
@@ -55,13 +54,13 @@ class BoxAnnotator:
             ink = (0, 0, 0) if luminance > 150 else (255, 255, 255)
             cv2.putText(out, text, (x1 + 2, ty + th + 1), self.font, scale, ink,
                         text_thickness, cv2.LINE_AA)
-        return out
+        return np.asarray(out)
 
 
 def _imwrite(path: Path, image: np.ndarray) -> None:
     ok, data = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
-        raise UsageError(f"--save-dir: cannot encode {path.suffix} images")
+        raise UsageError(f"{path}: cannot encode {path.suffix} images")
     try:
         atomic_write(path, data.tobytes())
     except OSError as exc:
@@ -150,6 +149,8 @@ class SaveDir:
     stops with :class:`UsageError` first.
     """
 
+    needs_images: ClassVar[bool] = True  # a sink (axrun.sinks.Sink) that draws on pixels
+
     def __init__(self, root: Path, annotator: BoxAnnotator | None = None,
                  vid_stride: int = 1, inputs_root: str | None = None) -> None:
         self.root = root
@@ -164,9 +165,9 @@ class SaveDir:
             root.mkdir(parents=True, exist_ok=True)
             self._ours = set(index.read_bytes().splitlines()) if index.exists() else set()
         except OSError as exc:
-            raise OutputError(f"--save-dir {root}: cannot create ({exc.strerror})") from exc
+            raise OutputError(f"save folder {root}: cannot create ({exc.strerror})") from exc
 
-    def _target(self, result: FrameResult, suffix: str | None = None) -> Path:
+    def _target(self, result: Result, suffix: str | None = None) -> Path:
         """Where ``result``'s annotated copy goes, once it is sure that nothing but an
         earlier annotated copy is there (and listed as ours before it is written)."""
         rel = save_name(result.item.source, self.inputs_root)
@@ -181,7 +182,7 @@ class SaveDir:
             existing = self.root / name
             if os.path.lexists(existing) and (key not in self._ours or same_file(
                     existing, result.item.source)):
-                raise UsageError(f"--save-dir {self.root}: {existing} exists and is not an "
+                raise UsageError(f"save folder {self.root}: {existing} exists and is not an "
                                  f"annotated copy axrun wrote (the copy of "
                                  f"{result.item.source} would replace it); choose another "
                                  "folder")
@@ -196,16 +197,16 @@ class SaveDir:
                                       f"({exc.strerror})") from exc
         return path
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, result: Result) -> None:
         """Annotate and save one result (errors and frames without pixels are skipped)."""
         item = result.item
         if item.frame is None:
             self._close_video()
         image = result.image if result.image is not None else item.image
-        if result.error is not None or image is None or not isinstance(result.result,
+        if result.error is not None or image is None or not isinstance(result.prediction,
                                                                        Detections):
             return
-        annotated = self.annotator.annotate(image, result.result)
+        annotated = self.annotator.annotate(image, result.prediction)
         if item.frame is None:
             _imwrite(self._target(result), annotated)
             return

@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 from axrun.engine import Engine, StageTimes
-from axrun.engine.pipeline import Task
 from axrun.errors import UsageError
 from axrun.sources import Item, ItemStream, expand
+from axrun.tasks.base import Task
 
 REPORT_VERSION = 1
 
@@ -73,17 +73,8 @@ def synthetic_items(shape_hw: tuple[int, int], count: int = 8) -> list[Item]:
                                         dtype=np.uint8), (shape_hw[1], shape_hw[0]))
         ok, data = cv2.imencode(".jpg", noise)
         assert ok
-        items.append(_EncodedItem("synthetic", data=data))
+        items.append(Item("synthetic", data=data.tobytes()))
     return items
-
-
-@dataclass(frozen=True)
-class _EncodedItem(Item):
-    data: np.ndarray | None = None
-
-    def load(self) -> np.ndarray:
-        assert self.data is not None
-        return cv2.imdecode(self.data, cv2.IMREAD_COLOR)
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:

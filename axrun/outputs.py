@@ -96,14 +96,15 @@ def check_results_file(path: str, specs: Sequence[str], *, overwrite: bool,
     target = Path(path)
     for named in _named_paths(specs):
         if named.is_file() and same_file(named, target):
-            raise UsageError(f"-o {path} is the input {named}: choose another output file")
+            raise UsageError(f"results file {path} is the input {named}: choose another "
+                             "output file")
     try:
         size = target.stat().st_size if target.is_file() else 0
     except OSError:
         size = 0
     if size and not (overwrite or resume):
-        raise UsageError(f"-o {path} already exists ({size} bytes): give --overwrite to "
-                         "replace it, --resume to continue it, or another file")
+        raise UsageError(f"results file {path} already exists ({size} bytes): give "
+                         "--overwrite to replace it, --resume to continue it, or another file")
 
 
 def check_save_dir(save_dir: Path, specs: Sequence[str]) -> None:
@@ -114,11 +115,11 @@ def check_save_dir(save_dir: Path, specs: Sequence[str]) -> None:
     """
     for named in _named_paths(specs):
         if _inside(named, save_dir):
-            raise UsageError(f"--save-dir {save_dir} holds the input {named}: an annotated "
+            raise UsageError(f"save folder {save_dir} holds the input {named}: an annotated "
                              "copy could replace it; choose a folder that holds no input")
         if named.is_dir() and _inside(save_dir, named):
             raise UsageError(
-                f"--save-dir {save_dir} is inside the input folder {named}: its "
+                f"save folder {save_dir} is inside the input folder {named}: its "
                 "annotated copies would replace or be scanned as inputs; choose a "
                 "folder outside it")
 

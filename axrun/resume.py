@@ -21,7 +21,8 @@ from typing import Any
 from axrun.errors import UsageError
 from axrun.files import atomic_write
 from axrun.modelfolder import ModelFolder
-from axrun.sinks import dumps_record, record_source, source_fields
+from axrun.results import record_source, source_fields
+from axrun.sinks import dumps_record
 from axrun.sources import Item, file_identity, is_url
 
 Key = tuple[str, int | None]  # an input's absolute path (or URL) and frame

@@ -1,100 +1,52 @@
-"""Outputs: records (one per input, versioned) and the writers that serialize them.
+"""Sinks: where results go, each a peer of the others — record files (JSON lines, one
+JSON array, CSV), the terminal table, annotated images and videos
+(:class:`axrun.annotate.SaveDir`).
 
-Record layout version :data:`RECORD_VERSION` (documented in the README):
-
-    {"v": 1, "source": "a.jpg", "frame": null, "time_s": null, "width": 640, "height": 480,
-     "top": [{"id": 967, "label": "espresso", "score": 0.91}, ...]}              # classify
-    {..., "detections": [{"id": 0, "label": "person", "score": 0.88,
-                          "box": [x1, y1, x2, y2]}]}                             # detect
-    {"v": 1, "source": "b.jpg", "frame": null, "time_s": null,
-     "error": {"type": "decode", "message": "..."}}                              # failure
+Every sink receives each :class:`~axrun.results.Result` in input order; record writers
+write :meth:`Result.to_dict`, the record documented in :mod:`axrun.results`.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, ClassVar, Protocol
 
-from axrun.engine.pipeline import FrameResult
-from axrun.errors import OutputError, UsageError
-from axrun.tasks.classify import Classification
-from axrun.tasks.detect import Detections
+from axrun.errors import OutputError, ParameterError
+from axrun.results import Result
 
-RECORD_VERSION = 1
 FORMATS = ("jsonl", "json", "csv")
 
 
-def source_fields(source: str) -> dict[str, str]:
-    """``source`` for a record. A file name that is not UTF-8 (bytes decoded with
-    ``surrogateescape``, as Python's ``os`` does) gets the name with U+FFFD for each
-    undecodable byte, for reading, and ``source_b64``: the exact bytes, base64."""
-    try:
-        source.encode("utf-8")
-    except UnicodeEncodeError:
-        raw = os.fsencode(source)
-        return {"source": raw.decode("utf-8", "replace"),
-                "source_b64": base64.b64encode(raw).decode("ascii")}
-    return {"source": source}
-
-
-def record_source(record: dict[str, Any]) -> str:
-    """The input a record is about, exactly (the inverse of :func:`source_fields`).
-
-    Raises:
-        KeyError, ValueError: not a record axrun wrote.
-    """
-    if "source_b64" in record:
-        return os.fsdecode(base64.b64decode(record["source_b64"], validate=True))
-    source = record["source"]
-    if not isinstance(source, str):
-        raise ValueError("source is not a string")
-    return source
-
-
-def _text(text: str) -> str:
-    """``text`` as valid UTF-8 (a file name in a message may hold undecodable bytes)."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def to_record(result: FrameResult) -> dict[str, Any]:
-    """The JSON-ready record of one input (see the module docstring)."""
-    item = result.item
-    record: dict[str, Any] = {"v": RECORD_VERSION, **source_fields(item.source),
-                              "frame": item.frame, "time_s": item.time_s,
-                              "file_size": item.size, "file_mtime": item.mtime}
-    if result.error is not None:
-        record["error"] = {"type": result.error.kind, "message": _text(str(result.error))}
-        return record
-    if result.meta is not None:
-        record["width"], record["height"] = result.meta.width, result.meta.height
-    value = result.result
-    if isinstance(value, Classification):
-        record["top"] = [
-            {"id": int(i), "label": label, "score": round(float(s), 5)}
-            for i, label, s in zip(value.class_ids, value.labels, value.scores, strict=True)
-        ]
-    elif isinstance(value, Detections):
-        record["detections"] = [
-            {"id": int(c), "label": label, "score": round(float(s), 5),
-             "box": [round(float(v), 2) for v in box]}
-            for box, s, c, label in zip(value.xyxy, value.confidence, value.class_id,
-                                        value.labels, strict=True)
-        ]
-    return record
-
-
 class Sink(Protocol):
-    """Receives records in input order; ``close`` leaves a complete, valid file."""
+    """Receives results in input order; ``close`` leaves complete, valid files
+    (``complete`` False: the run stopped before the end of its input).
+    ``needs_images``: the sink draws on the decoded pixels (the engine keeps them)."""
 
-    def write(self, record: dict[str, Any]) -> None: ...
+    needs_images: ClassVar[bool]
 
-    def close(self) -> None: ...
+    def write(self, result: Result) -> None: ...
+
+    def close(self, complete: bool = True) -> None: ...
+
+
+class RecordSink:
+    """Base of the sinks that write records: :meth:`write_record` per result."""
+
+    needs_images: ClassVar[bool] = False
+
+    def write(self, result: Result) -> None:
+        self.write_record(result.to_dict())
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def close(self, complete: bool = True) -> None:
+        """Nothing to finish by default."""
 
 
 def sink_name(sink: Sink) -> str:
@@ -113,39 +65,39 @@ def dumps_record(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
 
 
-class JsonLinesSink:
+class JsonLinesSink(RecordSink):
     """One JSON object per line, flushed per record (nothing lost on a crash)."""
 
     def __init__(self, stream: IO[str], owned: bool = False) -> None:
         self.stream, self.owned = stream, owned
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write_record(self, record: dict[str, Any]) -> None:
         self.stream.write(dumps_record(record) + "\n")
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         if self.owned:
             self.stream.close()
 
 
-class JsonArraySink:
+class JsonArraySink(RecordSink):
     """One JSON array; the closing bracket is written by ``close`` (also on interrupt)."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream, self.count = stream, 0
         stream.write("[")
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write_record(self, record: dict[str, Any]) -> None:
         self.stream.write(("," if self.count else "") + "\n  " + dumps_record(record))
         self.stream.flush()
         self.count += 1
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         self.stream.write("\n]\n" if self.count else "]\n")
         self.stream.close()
 
 
-class CsvSink:
+class CsvSink(RecordSink):
     """Flat rows: classify → one row per input (top-k as columns); detect → one row per
     detection (an input without detections, or failed, still gets one row)."""
 
@@ -160,7 +112,7 @@ class CsvSink:
         self.writer = csv.writer(stream)
         self.writer.writerow(self.columns)
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write_record(self, record: dict[str, Any]) -> None:
         err = record.get("error") or {}
         base = [record["source"], record.get("frame"), record.get("time_s"),
                 record.get("width"), record.get("height"), err.get("type"), err.get("message")]
@@ -178,7 +130,7 @@ class CsvSink:
                                              if d else [""] * 7) + raw)
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         self.stream.close()
 
 
@@ -189,8 +141,8 @@ def output_format(path: str) -> str:
         return "jsonl"
     if suffix in FORMATS:
         return suffix
-    raise UsageError(f"-o {path}: unknown output format; use .jsonl, .json or .csv (or - for "
-                     "JSON lines on stdout)")
+    raise ParameterError("output", f"{path}: unknown output format; use .jsonl, .json or "
+                         ".csv (or - for JSON lines on stdout)")
 
 
 class _Replacing(io.TextIOWrapper):
@@ -219,7 +171,7 @@ def open_file_sink(path: str, task: str, top_k: int, append: bool = False,
         return JsonLinesSink(sys.stdout)
     fmt = output_format(path)
     if append and fmt != "jsonl":
-        raise UsageError("--resume needs a .jsonl output (-o results.jsonl)")
+        raise ParameterError("append", "needs a .jsonl output (results.jsonl)")
     newline = "" if fmt == "csv" else None
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +181,7 @@ def open_file_sink(path: str, task: str, top_k: int, append: bool = False,
             stream = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115
                           newline=newline)
     except OSError as exc:
-        raise OutputError(f"-o {path}: cannot write ({exc.strerror})") from exc
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from exc
     if fmt == "jsonl":
         return JsonLinesSink(stream, owned=True)
     if fmt == "json":

@@ -50,14 +50,23 @@ class _Diagnostics(io.TextIOBase):
         return self._stream.fileno()
 
     @property
-    def encoding(self) -> str:  # type: ignore[override]
+    def encoding(self) -> str:  # type: ignore[override]  # typeshed: writable; io: read-only
         return getattr(self._stream, "encoding", None) or "utf-8"
+
+
+MAX_IMAGE_PIXELS = 1 << 28
 
 
 def main() -> None:
     """Console-script entry point."""
     if sys.stderr is not None:
-        sys.stderr = _Diagnostics(sys.stderr)  # type: ignore[assignment]
+        sys.stderr = _Diagnostics(sys.stderr)
+    # Refuse to decode images above 256 megapixels (e.g. a decompression bomb whose
+    # header claims an enormous size; OpenCV's own cap is 1 gigapixel), and no OpenCV
+    # warnings on top of axrun's own one line per unreadable input. Read by OpenCV
+    # when it loads: set before. The command line's choice, not the library's.
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     # While the heavy dependencies load, SIGINT and SIGTERM wait (see the docstring).
     _mask(signal.SIG_BLOCK)
     try:
@@ -102,7 +111,7 @@ def _preload() -> None:
     PyAV is left to the first annotated video: it adds 16 MB to every process, and
     during a run a signal only asks the run to stop (nothing is raised in an import)."""
     import cv2  # noqa: F401
-    import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
+    import onnxruntime  # noqa: F401
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from axrun.errors import EXIT_INTERRUPTED, EXIT_USAGE, AxrunError
+from axrun.errors import EXIT_INTERRUPTED, EXIT_OUTPUT, AxrunError, ParameterError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,8 +55,25 @@ def global_options(ctx: typer.Context) -> GlobalOptions:
     return obj or GlobalOptions(backend="auto", debug=False)
 
 
+# Library parameters whose flag is not ``--`` + the name with dashes.
+FLAGS = {"threads": "--decode-threads", "output": "-o", "append": "--resume"}
+
+
+def flag(parameter: str) -> str:
+    """The command-line flag for a library parameter: ``top_k`` → ``--top-k``."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def message(exc: AxrunError) -> str:
+    """An error as the command line says it: parameters named by their flags."""
+    if isinstance(exc, ParameterError):
+        return f"{flag(exc.parameter)} {exc.problem}"
+    return str(exc)
+
+
 def handle_errors(func: F) -> F:
-    """Turn axrun's exceptions into ``error: ...`` on stderr and the documented exit status."""
+    """Turn axrun's exceptions into ``error: ...`` on stderr and the documented exit
+    status: the one place where library errors become the command line's."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -67,17 +84,20 @@ def handle_errors(func: F) -> F:
         except AxrunError as exc:
             if debug:
                 stderr_console().print_exception()
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {message(exc)}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except OSError as exc:  # a path the user gave cannot be written or read
+        except OSError as exc:
+            # Not translated where it was raised (each file axrun reads or writes says
+            # what failed as an axrun error): a file this process could not write to,
+            # such as a closed standard stream.
             if debug:
                 stderr_console().print_exception()
             where = f"{exc.filename}: " if exc.filename else ""
             print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
-            raise typer.Exit(EXIT_USAGE) from None
+            raise typer.Exit(EXIT_OUTPUT) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -10,14 +10,12 @@ from typing import Annotated
 import typer
 
 from axrun.bench import benchmark
-from axrun.cli import run as common
+from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors, stdout_console
-from axrun.cli.classify import DEFAULT_RECIPE as CLASSIFY_RECIPE
-from axrun.cli.detect import DEFAULT_RECIPE as DETECT_RECIPE
 from axrun.engine import Engine, EngineConfig, parse_devices
+from axrun.engine.process import tune_process
 from axrun.modelfolder import load_model_folder
-from axrun.tasks.classify import Classifier
-from axrun.tasks.detect import Detector
+from axrun.tasks import make_task, task_name
 
 
 def bench(
@@ -37,19 +35,13 @@ def bench(
 ) -> None:
     """Measure device-only, host-only and end-to-end frames/s, and say what limits them."""
     folder = load_model_folder(model)
-    task_name = folder.task or "classify"
-    if task_name == "detect":
-        recipe = common.recipe_override(folder, DETECT_RECIPE, resize=None, crop=None,
-                                        mean=None, std=None, color=None)
-        task = Detector(folder, recipe=recipe)
-    else:
-        recipe = common.recipe_override(folder, CLASSIFY_RECIPE, resize=None, crop=None,
-                                        mean=None, std=None, color=None)
-        task = Classifier(folder, recipe=recipe)
+    name = task_name(folder)
+    task = make_task(folder, name)
     config = EngineConfig(aipu_cores=aipu_cores, devices=parse_devices(devices),
                           double_buffer=double_buffer, decode_threads=decode_threads)
+    tune_process()
     with Engine(folder, backend=global_options(ctx).backend, config=config) as engine:
-        report = benchmark(engine, task, task_name, inputs or [], seconds)
+        report = benchmark(engine, task, name, inputs or [], seconds)
         plan_text = engine.plan.describe()
         backend_text = engine.backend.describe()
     if as_json:

@@ -8,16 +8,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from axrun.cli import run as common
+from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors
 from axrun.engine import Engine
+from axrun.engine.process import tune_process
 from axrun.modelfolder import read_labels
-from axrun.preprocess import PreprocessRecipe
 from axrun.tasks.classify import Classifier
 
-# Without axrun.json: the common torchvision ImageNet convention.
-DEFAULT_RECIPE = PreprocessRecipe(mode="crop", color="rgb", mean=(123.675, 116.28, 103.53),
-                                  std=(58.395, 57.12, 57.375))
 CLASSIFY = "Classification"
 
 
@@ -57,17 +54,18 @@ def classify(
     """
     assert args is not None
     folder = common.resolve_model(model, "classify")
-    recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=resize, crop=crop,
-                                    mean=mean, std=std, color=color)
+    recipe = common.recipe_from_flags(folder, "classify", resize=resize, crop=crop,
+                                      mean=mean, std=std, color=color)
     names = read_labels(labels) if labels else None
     task = Classifier(folder, recipe=recipe, top_k=top_k, labels=names, scores=scores)
     table = common.TableSink(Console(highlight=False), ["input", "top classes"], _row)
+    tune_process()
     with Engine(folder, backend=global_options(ctx).backend,
                 config=args.engine_config()) as engine:
         params = common.run_params(
             "classify", folder, args, top_k=task.top_k, labels=str(labels) if labels else None,
             scores=task.score_kind, recipe=task.preprocessor.recipe.to_dict())
-        code = common.execute(args, engine, task, "classify", task.top_k, table, params=params)
+        code = common.run_command(args, engine, task, "classify", table, params)
     raise typer.Exit(code)
 
 

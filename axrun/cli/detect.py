@@ -9,34 +9,16 @@ import typer
 from rich.console import Console
 
 from axrun.annotate import SaveDir
-from axrun.cli import run as common
+from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors
-from axrun.engine import Engine, FrameResult
-from axrun.errors import UsageError
+from axrun.engine import Engine
+from axrun.engine.process import tune_process
 from axrun.modelfolder import read_labels
 from axrun.outputs import check_save_dir, inputs_root
-from axrun.preprocess import PreprocessRecipe
-from axrun.tasks.detect import DetectOptions, Detector
+from axrun.tasks import make_task
+from axrun.tasks.detect import Detector
 
-# Without axrun.json: the Ultralytics convention (RGB, 0-1, centred letterbox, pad 114).
-DEFAULT_RECIPE = PreprocessRecipe(mode="letterbox", color="rgb", std=(255.0, 255.0, 255.0))
 DETECT = "Detection"
-
-
-def parse_classes(text: str | None, labels: tuple[str, ...]) -> frozenset[int] | None:
-    """``person,car`` or ``0,2`` (or a mix) → class ids; unknown names are usage errors."""
-    if not text:
-        return None
-    ids = set()
-    lowered = [name.lower() for name in labels]
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if part.isdigit():
-            ids.add(int(part))
-        elif part.lower() in lowered:
-            ids.add(lowered.index(part.lower()))
-        else:
-            raise UsageError(f"--classes: unknown class {part!r}")
-    return frozenset(ids)
 
 
 def _row(record: dict[str, Any]) -> list[str]:
@@ -85,30 +67,25 @@ def detect(
     if save_dir is not None:
         check_save_dir(save_dir, args.inputs)
     folder = common.resolve_model(model, "detect")
-    recipe = common.recipe_override(folder, DEFAULT_RECIPE, resize=None, crop=None,
-                                    mean=mean, std=std, color=color)
-    names = read_labels(labels) if labels else None
-    known = names or folder.labels or ()
-    options = DetectOptions(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic,
-                            classes=parse_classes(classes, known))
-    task = Detector(folder, recipe=recipe, options=options, labels=names)
+    recipe = common.recipe_from_flags(folder, "detect", mean=mean, std=std, color=color)
+    wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    task = make_task(folder, "detect", recipe=recipe,
+                     labels=read_labels(labels) if labels else None, conf=conf, iou=iou,
+                     max_det=max_det, agnostic=agnostic, classes=wanted)
+    assert isinstance(task, Detector)
     table = common.TableSink(Console(highlight=False), ["input", "detections"], _row)
     saver = (SaveDir(save_dir, vid_stride=args.vid_stride, inputs_root=inputs_root(args.inputs))
              if save_dir else None)
-
-    def on_result(result: FrameResult, record: dict[str, Any]) -> None:
-        if saver is not None:
-            saver.write(result)
-
+    tune_process()
     with Engine(folder, backend=global_options(ctx).backend,
                 config=args.engine_config()) as engine:
+        chosen = task.options.classes
         params = common.run_params(
             "detect", folder, args, conf=conf, iou=iou, max_det=max_det, agnostic=agnostic,
-            classes=sorted(options.classes) if options.classes else None,
+            classes=sorted(chosen) if chosen else None,
             labels=str(labels) if labels else None, recipe=task.preprocessor.recipe.to_dict())
-        code = common.execute(args, engine, task, "detect", 0, table, on_result,
-                              on_close=saver.close if saver else None,
-                              keep_images=saver is not None, params=params)
+        code = common.run_command(args, engine, task, "detect", table, params,
+                                  sinks_first=[saver] if saver else [])
     raise typer.Exit(code)
 
 

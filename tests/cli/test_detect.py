@@ -141,20 +141,19 @@ def test_a_video_cut_short_is_kept_as_partial(tmp_path: Path) -> None:
     import numpy as np
 
     from axrun.annotate import SaveDir
-    from axrun.engine import FrameResult
+    from axrun.results import Detections, Result
     from axrun.sources import Item
-    from axrun.tasks.detect import Detections
 
     saver = SaveDir(tmp_path)
     frame = np.zeros((48, 64, 3), np.uint8)
     for i in range(3):
-        saver.write(FrameResult(Item("clip.mp4", frame=i, image=frame, fps=10.0),
-                                Detections.empty()))
+        saver.write(Result(Item("clip.mp4", frame=i, image=frame, fps=10.0),
+                           Detections.empty()))
     saver.close(complete=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["axrun-annotated.txt",
                                                          "clip.partial.mp4"]
     resumed = SaveDir(tmp_path)
-    resumed.write(FrameResult(Item("clip.mp4", frame=3, image=frame, fps=10.0),
+    resumed.write(Result(Item("clip.mp4", frame=3, image=frame, fps=10.0),
                               Detections.empty()))
     resumed.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [

@@ -1,20 +1,22 @@
-"""A whole run: items → engine → records → sinks, with the error policy and a summary.
+"""A whole run: items → engine → results → sinks, with the error policy and a summary.
 
-This is what ``axrun classify`` and ``axrun detect`` call; Python users can call it too.
+This is what ``axrun classify`` and ``axrun detect`` call; Python users can call it
+too, with the sinks of :mod:`axrun.sinks` or their own (see :class:`~axrun.sinks.Sink`).
 """
 
 from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from axrun.engine import Engine, FrameResult, Pipeline, StageTimes, Task
-from axrun.errors import UsageError
-from axrun.sinks import Sink, output_failed, to_record
+from axrun.engine import Engine, Pipeline, StageTimes
+from axrun.errors import ParameterError
+from axrun.sinks import Sink, output_failed
 from axrun.sources import Item
+from axrun.tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class RunPolicy:
 
     def __post_init__(self) -> None:
         if self.max_errors is not None and self.max_errors < 1:
-            raise UsageError("--max-errors must be at least 1")
+            raise ParameterError("max_errors", f"must be at least 1 (got {self.max_errors})")
 
     @property
     def limit(self) -> int | None:
@@ -61,19 +63,17 @@ class RunSummary:
 
 
 class Run:
-    """One run of a task over items; :meth:`stop` (e.g. from a signal handler) ends it
-    gracefully: no new input is taken, in-flight frames still get their records."""
+    """One run of a task over items, each result written to every sink in turn (an
+    annotated image before the record that names it: give the sinks in that order).
+    :meth:`stop` (e.g. from a signal handler) ends it gracefully: no new input is
+    taken, in-flight frames still get their records. Sinks are closed by their owner."""
 
     def __init__(self, engine: Engine, task: Task, sinks: Sequence[Sink],
-                 policy: RunPolicy | None = None,
-                 on_result: Callable[[FrameResult, dict[str, Any]], None] | None = None,
-                 keep_images: bool = False) -> None:
+                 policy: RunPolicy | None = None) -> None:
         self.engine = engine
         self.task = task
         self.sinks = list(sinks)
         self.policy = policy or RunPolicy()
-        self.on_result = on_result
-        self.keep_images = keep_images
         self.summary = RunSummary(stats=StageTimes())
         self._pipeline: Pipeline | None = None
         self._stop_reason: str | None = None
@@ -87,21 +87,18 @@ class Run:
         """Run to the end (or to a stop); every record produced is written."""
         summary = self.summary
         start = time.perf_counter()
-        self._pipeline = self.engine.pipeline(self.task, summary.stats,
-                                              keep_images=self.keep_images)
+        keep_images = any(sink.needs_images for sink in self.sinks)
+        self._pipeline = self.engine.pipeline(self.task, summary.stats, keep_images)
         summary.plan = self.engine.plan.as_dict()
         summary.backend = self.engine.backend.describe()
         if self._stop_reason:
             self._pipeline.request_stop()
         try:
             for result in self._pipeline.run(items):
-                record = to_record(result)
                 summary.inputs += 1
-                if self.on_result:  # first: what it writes (an annotated frame) is then
-                    self.on_result(result, record)  # never missing behind a record
                 for sink in self.sinks:
                     try:
-                        sink.write(record)
+                        sink.write(result)
                     except BrokenPipeError:
                         raise  # the reader went away: the caller decides (`| head`)
                     except OSError as exc:

@@ -1,5 +1,5 @@
 """What ``axrun classify`` and ``axrun detect`` share: inputs, engine options, outputs,
-progress, the summary and signal handling."""
+progress, the summary and signal handling; :func:`run_command` runs one of them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import inspect
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
@@ -28,16 +28,18 @@ from rich.progress import (
 from rich.table import Table
 
 from axrun.cli._common import configure_logging, stderr_console
-from axrun.engine import Engine, EngineConfig, FrameResult, parse_devices
+from axrun.engine import Engine, EngineConfig, parse_devices
 from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OutputError, UsageError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
 from axrun.outputs import check_results_file
 from axrun.preprocess import PreprocessRecipe
+from axrun.results import Result
 from axrun.resume import ResumeState, absolute, model_fingerprint, reorder, write_params
 from axrun.resume import prepare as prepare_resume
-from axrun.runner import Run, RunPolicy, RunSummary
+from axrun.run import Run, RunPolicy, RunSummary
 from axrun.sinks import (
     JsonLinesSink,
+    RecordSink,
     Sink,
     open_file_sink,
     output_failed,
@@ -52,6 +54,8 @@ from axrun.sources import (
     frame_indices,
     parse_bytes,
 )
+from axrun.tasks.base import Task, preprocess_recipe
+from axrun.tasks.classify import Classifier
 
 INPUT = "Inputs"
 DEVICE = "Device"
@@ -209,55 +213,28 @@ def with_common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _floats(text: str, option: str) -> tuple[float, float, float]:
+def _floats(text: str, option: str) -> tuple[float, ...]:
     try:
-        values = [float(v) for v in text.replace("/", ",").split(",")]
+        return tuple(float(v) for v in text.replace("/", ",").split(","))
     except ValueError:
         raise UsageError(f"{option}: expected numbers, got {text!r}") from None
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3:
-        raise UsageError(f"{option}: give one value or three (R,G,B)")
-    return (values[0], values[1], values[2])
 
 
-def recipe_override(folder: ModelFolder, default: PreprocessRecipe, *, resize: int | None,
-                    crop: float | None, mean: str | None, std: str | None,
-                    color: str | None) -> PreprocessRecipe | None:
-    """The recipe when flags are given: the folder's (or ``default``), with the flags
-    applied; None when no flag is given (the task then uses ``axrun.json``)."""
-    has_sidecar = bool(folder.sidecar and folder.sidecar.preprocess)
-    if all(v is None for v in (resize, crop, mean, std, color)) and has_sidecar:
-        return None
-    base = (folder.sidecar.preprocess if has_sidecar else default).to_dict()
-    size = min(folder.manifest.inputs[0].unpadded_shape[1:3])
-    if not has_sidecar and base["mode"] == "crop" and base["resize"] is None:
-        base["resize"] = round(size * 256 / 224)  # the usual ImageNet crop ratio
-    if resize is not None and crop is not None:
-        raise UsageError("give --resize or --crop, not both")
-    if resize is not None:
-        base.update(mode="crop", resize=resize)
-    if crop is not None:
-        if not 0 < crop <= 1:
-            raise UsageError("--crop is a fraction in (0, 1]")
-        base.update(mode="crop", resize=round(size / crop))
-    if mean is not None:
-        base["mean"] = _floats(mean, "--mean")
-    if std is not None:
-        base["std"] = _floats(std, "--std")
-    if color is not None:
-        base["color"] = color.lower()
-    try:
-        return PreprocessRecipe.from_dict(base)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"preprocessing: {exc}") from exc
+def recipe_from_flags(folder: ModelFolder, task: str, *, resize: int | None = None,
+                      crop: float | None = None, mean: str | None = None,
+                      std: str | None = None, color: str | None = None) -> PreprocessRecipe:
+    """The preprocessing for ``folder`` (see :func:`preprocess_recipe`) with the
+    flags given; ``--mean``/``--std`` are ``R,G,B`` or one value."""
+    return preprocess_recipe(folder, task, resize=resize, crop=crop,
+                             mean=_floats(mean, "--mean") if mean else None,
+                             std=_floats(std, "--std") if std else None, color=color)
 
 
 def resolve_model(path: Path | None, task: str) -> ModelFolder:
     return load_model_folder(path if path is not None else bundled_model(task))
 
 
-class TableSink:
+class TableSink(RecordSink):
     """Human-readable rows on a terminal, printed in chunks as results arrive."""
 
     CHUNK = 20
@@ -268,7 +245,7 @@ class TableSink:
         self.rows: list[list[str]] = []
         self.printed = False
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write_record(self, record: dict[str, Any]) -> None:
         self.rows.append(self.row(record))
         if len(self.rows) >= self.CHUNK:
             self._flush()
@@ -284,8 +261,27 @@ class TableSink:
         self.console.print(table)
         self.rows, self.printed = [], True
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         self._flush()
+
+
+class ProgressSink:
+    """The progress bar: done, rate, time left (a sink, so it counts what was written)."""
+
+    needs_images: ClassVar[bool] = False
+
+    def __init__(self, progress: Progress, description: str, total: int | None) -> None:
+        self.progress, self.done = progress, 0
+        self.bar = progress.add_task(description, total=total, rate="")
+
+    def write(self, result: Result) -> None:
+        self.done += 1
+        elapsed = self.progress.tasks[0].elapsed or 0
+        rate = f"{self.done / elapsed:.1f}/s" if elapsed else ""
+        self.progress.update(self.bar, completed=self.done, rate=rate)
+
+    def close(self, complete: bool = True) -> None:
+        """The bar stays as drawn."""
 
 
 def error_cell(record: dict[str, Any]) -> str:
@@ -295,7 +291,7 @@ def error_cell(record: dict[str, Any]) -> str:
 
 def source_cell(record: dict[str, Any]) -> str:
     frame = record.get("frame")
-    return record["source"] + (f" #{frame}" if frame is not None else "")
+    return str(record["source"]) + (f" #{frame}" if frame is not None else "")
 
 
 def open_sinks(args: CommonArgs, task: str, top_k: int, table: TableSink) -> list[Sink]:
@@ -397,21 +393,31 @@ def print_summary(console: Console, summary: RunSummary, plan_text: str) -> None
     console.print(f"backend: {summary.backend}; plan: {plan_text}")
 
 
-def execute(
-    args: CommonArgs,
-    engine: Engine,
-    task: Any,
-    task_name: str,
-    top_k: int,
-    table: TableSink,
-    on_result: Callable[[FrameResult, dict[str, Any]], None] | None = None,
-    on_close: Callable[[bool], None] | None = None,
-    keep_images: bool = False,
-    params: dict[str, Any] | None = None,
-) -> int:
-    """Run and render; returns the exit status (0 ok, 1 some failed, 130 interrupted)."""
+def close_all(sinks: Sequence[Sink], complete: bool) -> None:
+    """Close every sink, even when one fails (each leaves its file valid); then raise
+    the first failure as an :class:`OutputError`."""
+    failure: OutputError | None = None
+    for sink in sinks:
+        try:
+            sink.close(complete)
+        except BrokenPipeError:
+            pass  # the reader went away; nothing more can reach it
+        except OutputError as exc:
+            failure = failure or exc
+        except OSError as exc:
+            failure = failure or output_failed(sink, exc)
+    if failure is not None:
+        raise failure
+
+
+def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
+                table: TableSink, params: dict[str, Any],
+                sinks_first: Sequence[Sink] = ()) -> int:
+    """Run ``task`` over the inputs into the outputs the options name (``sinks_first``,
+    such as annotated copies, get each result before the records); show progress and
+    the summary. Returns the exit status (0 ok, 1 some failed, 130 interrupted)."""
     console = stderr_console()
-    state = resume_state(args, params or {}, console)
+    state = resume_state(args, params, console)
     stdin = sys.stdin.buffer if "-" in args.inputs else None
     items = expand(args.inputs, args.source_options(), stdin,
                    skip=state.skip if state else None)
@@ -423,19 +429,10 @@ def execute(
         TimeRemainingColumn(), console=console, redirect_stdout=False, redirect_stderr=False,
         disable=not show,
     )
-    bar = progress.add_task(task_name, total=total, rate="")
-    sinks = open_sinks(args, task_name, top_k, table)
-
-    def on_each(result: FrameResult, record: dict[str, Any]) -> None:
-        done = run.summary.inputs
-        elapsed = progress.tasks[0].elapsed or 0
-        rate = f"{done / elapsed:.1f}/s" if elapsed else ""
-        progress.update(bar, completed=done, rate=rate)
-        if on_result:
-            on_result(result, record)
-
-    run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast), on_each,
-              keep_images=keep_images)
+    top_k = task.top_k if isinstance(task, Classifier) else 0
+    sinks = [*sinks_first, *open_sinks(args, task_name, top_k, table),
+             ProgressSink(progress, task_name, total)]
+    run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast))
     complete = False
     try:
         with interruptible(run, console, args.quiet), progress:
@@ -447,15 +444,7 @@ def execute(
         summary = run.summary
         summary.stopped = "output closed"
     finally:
-        for sink in sinks:
-            try:
-                sink.close()
-            except BrokenPipeError:
-                pass  # the reader went away; nothing more can reach it
-            except OSError as exc:
-                raise output_failed(sink, exc) from exc
-        if on_close:
-            on_close(complete)
+        close_all(sinks, complete)
     if complete and args.resume and state is not None and countable(args.inputs):
         _restore_input_order(args, state)
     if not args.quiet:
@@ -463,4 +452,3 @@ def execute(
     if summary.stopped == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_INPUT_FAILED if summary.failed else EXIT_OK
-
