@@ -19,6 +19,9 @@ from typing import Any
 from axrun.errors import BackendUnavailable, DeviceBusy, DeviceError, ModelError, UsageError
 
 BACKEND_CHOICES = ("auto", "metis", "emulator")
+# AIPU cores on one Metis device (``subdevice_count`` in the runtime's device info): a
+# fact of the hardware, which the engine plans with and the emulator models.
+CORES_PER_DEVICE = 4
 SDK_HINT = (
     "axelera.runtime is not importable: it ships with Axelera's Voyager SDK "
     "(https://github.com/axelera-ai-hub/voyager-sdk); install the SDK and activate its "
@@ -103,7 +106,7 @@ class Backend:
             infos = ctx.list_devices()
         out = []
         for info in infos:
-            cores = int(getattr(info, "subdevice_count", 4))
+            cores = int(getattr(info, "subdevice_count", CORES_PER_DEVICE))
             free = getattr(info, "cores_free", None) if self.emulated else None
             board = getattr(info, "board_type", "")
             out.append(DeviceStatus(
@@ -122,7 +125,10 @@ def translate(exc: BaseException, doing: str, model_error: bool = False) -> Exce
     name = type(exc).__name__
     message = f"{doing}: {exc}" if doing else str(exc)
     if name == "DeviceInUse":
-        return DeviceBusy(message + " (wait for it to finish, or pick another --devices)")
+        if f"pid {os.getpid()} " in message:  # the holder is this process
+            return DeviceBusy(message + " (an engine or model this program opened still "
+                              "holds them: close it first, or use fewer aipu_cores in each)")
+        return DeviceBusy(message + " (wait for it to finish, or pick other devices)")
     if model_error or name == "NotImplemented":
         return ModelError(message)
     return DeviceError(f"{message} [{name}]")

@@ -8,12 +8,14 @@ carrying its error, so it still gets a record.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import glob
 import itertools
 import os
 import queue
 import stat
+import sys
 import threading
 import time
 import urllib.error
@@ -27,7 +29,7 @@ from typing import Any, BinaryIO, TypeVar
 import cv2
 import numpy as np
 
-from axrun.errors import InputError, UsageError
+from axrun.errors import InputError, ParameterError, UsageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif",
                             ".tiff", ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".sr", ".ras",
@@ -70,6 +72,7 @@ class Item:
     size: int | None = None  # the file's size and modification time, when it exists:
     mtime: float | None = None  # what --resume identifies an input by
     max_bytes: int | None = None  # read at most this many bytes (inputs that are not files)
+    data: bytes | None = None  # an encoded image given as bytes, decoded by load()
 
     @property
     def key(self) -> tuple[str, int | None]:
@@ -82,6 +85,8 @@ class Item:
             raise self.error
         if self.image is not None:
             return self.image
+        if self.data is not None:
+            return decode_bytes(self.data, self.source)
         if is_url(self.source):
             return decode_bytes(fetch_url(self.source, self.max_bytes or MAX_READ_BYTES),
                                 self.source)
@@ -177,7 +182,7 @@ def decode_image(path: str | Path, max_bytes: int = MAX_READ_BYTES) -> np.ndarra
     regular = b"\0" not in name and _is_regular_file(name)
     if regular:
         try:
-            image = cv2.imread(name, cv2.IMREAD_COLOR)
+            image: np.ndarray | None = cv2.imread(name, cv2.IMREAD_COLOR)  # type: ignore[call-overload]
         except cv2.error:
             image = None
         if image is not None:
@@ -217,13 +222,13 @@ class SourceOptions:
 
     def __post_init__(self) -> None:
         if self.vid_stride < 1:
-            raise UsageError("--vid-stride must be at least 1")
+            raise ParameterError("vid_stride", f"must be at least 1 (got {self.vid_stride})")
         if self.limit is not None and self.limit < 0:
-            raise UsageError("--limit must be 0 or more")
+            raise ParameterError("limit", f"must be 0 or more (got {self.limit})")
         if self.max_read_bytes < 1:
-            raise UsageError("--max-read-bytes must be at least 1")
+            raise ParameterError("max_read_bytes", "must be at least 1")
         if self.reconnects < 0:
-            raise UsageError("--reconnects must be 0 or more")
+            raise ParameterError("reconnects", f"must be 0 or more (got {self.reconnects})")
 
 
 def looks_like_image(path: Path) -> bool:
@@ -255,10 +260,10 @@ def file_identity(path: str | Path) -> tuple[int | None, float | None]:
     return (st.st_size, round(st.st_mtime, 6))
 
 
-def _stat(path: Path) -> dict[str, float | int | None]:
-    """The ``size``/``mtime`` fields of an Item for ``path``."""
+def _file_item(spec: str, path: Path, max_bytes: int | None = None) -> Item:
+    """The item of a file, with the ``size``/``mtime`` that ``--resume`` knows it by."""
     size, mtime = file_identity(path)
-    return {"size": size, "mtime": mtime}
+    return Item(spec, size=size, mtime=mtime, max_bytes=max_bytes)
 
 
 def _walk(folder: Path) -> Iterator[os.DirEntry[str] | Item]:
@@ -313,7 +318,7 @@ def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> I
         if not is_file and (special := special_file(path)) is not None:
             yield _not_regular(path, special)  # never opened: it could wait forever
         elif suffix in IMAGE_SUFFIXES:
-            yield Item(str(path), **_stat(path))
+            yield _file_item(str(path), path)
         elif suffix in VIDEO_SUFFIXES:
             yield from video(path, options.vid_stride)
         elif path.is_symlink() and not path.exists():
@@ -321,7 +326,7 @@ def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> I
                 continue
             yield Item(str(path))  # broken link: cannot tell what it was
         elif looks_like_image(path):
-            yield Item(str(path), **_stat(path))  # an image by content
+            yield _file_item(str(path), path)  # an image by content
         else:
             continue
         found = True
@@ -422,12 +427,13 @@ def _decode_video(path: Path, stride: int) -> Iterator[Item]:
     if not os.access(path, os.R_OK):
         yield Item(str(path), error=InputError(f"{path}: permission denied", "permission"))
         return
-    cap = cv2.VideoCapture(os.fsencode(path))  # bytes: see decode_image
+    cap = cv2.VideoCapture(os.fsencode(path))  # type: ignore[call-overload]  # bytes: see decode_image
     if not cap.isOpened():
         cap.release()
         yield Item(str(path), error=InputError(f"{path}: cannot open video", "video"))
         return
-    yield from _video_file(cap, str(path), stride, **_stat(path))
+    size, mtime = file_identity(path)
+    yield from _video_file(cap, str(path), stride, size=size, mtime=mtime)
 
 
 def _video_file(cap: cv2.VideoCapture, source: str, stride: int,
@@ -511,7 +517,7 @@ def _live(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int
 def frame_indices(path: Path, stride: int = 1) -> Iterator[Item]:
     """Like :func:`video_frames` without decoding: one pixel-less item per frame the
     container says it has (for counting)."""
-    cap = cv2.VideoCapture(os.fsencode(path))  # bytes: see decode_image
+    cap = cv2.VideoCapture(os.fsencode(path))  # type: ignore[call-overload]  # bytes: see decode_image
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
     cap.release()
     if count <= 0:
@@ -543,8 +549,7 @@ def _path_items(spec: str, options: SourceOptions, video: VideoReader,
         elif special is None and is_list_file(spec):
             yield from _listed_items(path, options, video)
         else:  # named explicitly: always an input; a pipe or device is read, capped
-            yield Item(spec, max_bytes=options.max_read_bytes if special else None,
-                       **_stat(path))
+            yield _file_item(spec, path, options.max_read_bytes if special else None)
     elif glob.has_magic(spec):
         matches = sorted(glob.glob(spec, recursive=True))
         if not matches:
@@ -735,7 +740,7 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
     """
     options = options or SourceOptions()
 
-    def all_items() -> Iterator[Item]:
+    def all_items() -> Generator[Item, None, None]:
         for spec in specs:
             if spec == "-":
                 if stdin is None:
@@ -779,3 +784,84 @@ def countable(specs: Sequence[str]) -> bool:
     """Whether the items of ``specs`` can be counted ahead (for a progress bar) without
     reading anything that may wait or never end."""
     return not any(_may_wait(spec) for spec in specs)
+
+
+# -- inputs from Python: any mix of paths, arrays, bytes and iterables of them -------------
+
+Input = str | os.PathLike[str] | np.ndarray | bytes | bytearray | memoryview | Item | \
+    Iterable[Any]
+
+
+def array_item(array: np.ndarray, source: str) -> Item:
+    """An image given as pixels: ``uint8`` BGR (H, W, 3), as OpenCV decodes, or grey
+    (H, W) or (H, W, 1), converted to BGR. Anything else (another dtype, 4 channels,
+    no pixels) gets an ``array`` error record, never a guess at what it holds."""
+    shape = array.shape
+    grey = array.ndim == 2 or (array.ndim == 3 and shape[2] == 1)
+    if array.dtype != np.uint8:
+        problem = f"dtype {array.dtype}, not uint8 (0-255 pixel values)"
+    elif not (grey or (array.ndim == 3 and shape[2] == 3)):
+        problem = f"shape {shape}, not (H, W, 3) BGR or (H, W) grey"
+    elif array.size == 0:
+        problem = f"shape {shape}: no pixels"
+    elif grey:
+        return Item(source, image=cv2.cvtColor(np.ascontiguousarray(array.reshape(shape[:2])),
+                                               cv2.COLOR_GRAY2BGR))
+    else:
+        return Item(source, image=np.ascontiguousarray(array))
+    return Item(source, error=InputError(f"{source}: {problem}", "array"))
+
+
+def items_from(inputs: Input, options: SourceOptions | None = None,
+               may_wait: bool | None = None) -> ItemStream:
+    """Items for inputs given from Python, in order: a path, folder, glob, URL or
+    camera (as on the command line, :func:`expand`); an image array (see
+    :func:`array_item`); encoded image bytes (JPEG, PNG..., decoded in the engine's
+    threads); an :class:`Item`; or an iterable of any of these (a list, a generator,
+    nested), read lazily. Arrays and bytes are named ``<array N>`` and ``<bytes N>``
+    in results, ``N`` their position among the inputs given (0 first; an iterable
+    inside counts each of its elements).
+
+    ``may_wait``: whether reading may wait on the outside world (the engine then
+    reads it in its own threads only); by default true when a path given alone or in
+    a list or tuple is stdin (``-``), a URL, a camera, a pipe or a list file; a
+    generator is read at full speed unless this says otherwise.
+
+    Raises:
+        ParameterError: (while reading) a value that is none of these.
+    """
+    options = options or SourceOptions()
+    expanded = dataclasses.replace(options, limit=None)  # the limit applies once, below
+    position = 0
+
+    def flat(value: Any) -> Generator[Item, None, None]:
+        nonlocal position
+        if isinstance(value, Item | str | os.PathLike | bytes | bytearray | memoryview |
+                      np.ndarray):
+            n, position = position, position + 1
+            if isinstance(value, Item):
+                yield value
+            elif isinstance(value, str | os.PathLike):
+                spec = os.fspath(value)
+                stdin = sys.stdin.buffer if spec == "-" and sys.stdin is not None else None
+                yield from expand([spec], expanded, stdin)
+            elif isinstance(value, np.ndarray):
+                yield array_item(value, f"<array {n}>")
+            else:
+                yield Item(f"<bytes {n}>", data=bytes(value))
+        elif isinstance(value, Iterable):
+            for element in value:
+                yield from flat(element)
+        else:
+            raise ParameterError("inputs", f"cannot hold {type(value).__name__} values: give "
+                                 "paths, image arrays, encoded image bytes, or iterables of them")
+
+    if may_wait is None:
+        listed = inputs if isinstance(inputs, list | tuple) else [inputs]
+        may_wait = any(isinstance(v, str | os.PathLike) and _may_wait(os.fspath(v))
+                       for v in listed)
+    source = flat(inputs)
+    items: Iterable[Item] = source
+    if options.limit is not None:
+        items = itertools.islice(items, options.limit)
+    return ItemStream(items, may_wait, close=source.close)

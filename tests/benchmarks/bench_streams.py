@@ -3,8 +3,8 @@
 - **folder**: ``expand([folder])``, which the engine's caller thread may read too;
 - **stdin**: the photos' paths through an OS pipe, read as ``axrun classify -`` reads
   them (``expand(["-"], stdin=...)``: a stream that may wait);
-- **generator**: a plain Python generator over the folder's items (the engine cannot
-  know it never waits).
+- **generator**: a plain Python generator over the folder's items (read at full speed,
+  like any iterable that does not say it may wait).
 
 Each in timing mode (an emulated ResNet-50-class Metis, as in ``bench_pipeline``) and
 with real compute (EfficientNet-Lite0 in ONNX Runtime), in paired rounds; the ratio is
@@ -31,13 +31,13 @@ from common import (
 )
 
 from axrun.engine import Engine
-from axrun.sources import Item, expand
+from axrun.sources import Item, ItemStream, expand
 from axrun.tasks.classify import Classifier
 
 ROUNDS = 7
 
 
-def pipe_of(paths: list[Path]) -> Iterator[Item]:
+def pipe_of(paths: list[Path]) -> ItemStream:
     """The items ``axrun classify -`` reads when ``paths`` are written to its stdin."""
     read_end, write_end = os.pipe()
 
@@ -46,9 +46,12 @@ def pipe_of(paths: list[Path]) -> Iterator[Item]:
             for p in paths:
                 f.write(os.fsencode(p) + b"\n")
 
+    def items() -> Iterator[Item]:
+        with open(read_end, "rb") as stdin:
+            yield from expand(["-"], stdin=stdin)
+
     threading.Thread(target=write, daemon=True).start()
-    with open(read_end, "rb") as stdin:
-        yield from expand(["-"], stdin=stdin)
+    return ItemStream(items(), may_wait=True)
 
 
 def generator_of(folder: Path) -> Iterator[Item]:
