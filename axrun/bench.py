@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from axrun.engine import Engine, StageTimes
-from axrun.errors import UsageError
+from axrun.errors import ParameterError, UsageError
 from axrun.sources import Item, ItemStream, expand
 from axrun.tasks.base import Task
 
@@ -221,7 +221,7 @@ def benchmark(engine: Engine, task: Task, task_name: str, inputs: Sequence[str],
               seconds: float) -> BenchReport:
     """Run the three phases on an opened engine; ``seconds`` is the total budget."""
     if seconds <= 0:
-        raise UsageError("--seconds must be positive")
+        raise ParameterError("seconds", f"must be positive, not {seconds}")
     session = engine.session
     assert session is not None
     if inputs:

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from axrun.errors import UsageError
+from axrun.errors import ParameterError
 from axrun.tensors import TensorSpec, quantize
 
 MODES = ("crop", "letterbox", "stretch")
@@ -169,9 +169,9 @@ class Preprocessor:
         _, self.height, self.width, _ = spec.unpadded_shape
         most = MAX_RESIZE_FACTOR * max(self.height, self.width)
         if recipe.resize is not None and recipe.resize > most:
-            raise UsageError(f"resize {recipe.resize}: at most {most} for this "
-                             f"{self.width}x{self.height} network input "
-                             f"({MAX_RESIZE_FACTOR} times its size)")
+            raise ParameterError("resize", f"must be at most {most} for this "
+                                 f"{self.width}x{self.height} network input "
+                                 f"({MAX_RESIZE_FACTOR} times its size), not {recipe.resize}")
         self._table = quantize_table(recipe, spec.scale, spec.zero_point)
         # Network channel c comes from source (BGR) channel _src[c].
         self._src = (2, 1, 0) if recipe.color == "rgb" else (0, 1, 2)

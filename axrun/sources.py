@@ -143,7 +143,7 @@ def parse_bytes(text: str) -> int:
     """A byte count with an optional binary suffix: ``1G``, ``300M``, ``64K``, ``512``.
 
     Raises:
-        UsageError: not such a count, or below 1.
+        ParameterError: not such a count, or below 1.
     """
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     body = text.strip().upper().removesuffix("IB").removesuffix("B")
@@ -151,10 +151,10 @@ def parse_bytes(text: str) -> int:
     try:
         value = int(body[: len(body) - len(suffix)]) * units[suffix]
     except ValueError:
-        raise UsageError(f"--max-read-bytes: expected a size like 1G or 300M, not {text!r}") \
-            from None
+        raise ParameterError("max_read_bytes", f"must be a size like 1G or 300M, not "
+                             f"{text!r}") from None
     if value < 1:
-        raise UsageError("--max-read-bytes must be at least 1")
+        raise ParameterError("max_read_bytes", "must be at least 1")
     return value
 
 

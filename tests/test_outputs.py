@@ -108,8 +108,8 @@ def test_a_damaged_model_folder_is_one_line_and_exit_3(tmp_path: Path, file, dam
 
 
 @pytest.mark.parametrize(("option", "message"), [
-    (["--devices", ",,"], "no device named"),
-    (["--resize", "100000"], "resize 100000: at most 3584"),
+    (["--devices", ",,"], "--devices ',,' names no device"),
+    (["--resize", "100000"], "--resize must be at most 3584"),
 ])
 def test_bad_option_values_are_refused_before_the_device_opens(option, message) -> None:
     result = axrun("classify", str(SAMPLES), "-o", "-", *option)

@@ -56,7 +56,7 @@ def global_options(ctx: typer.Context) -> GlobalOptions:
 
 
 # Library parameters whose flag is not ``--`` + the name with dashes.
-FLAGS = {"threads": "--decode-threads", "output": "-o", "append": "--resume"}
+FLAGS = {"output": "-o", "append": "--resume"}
 
 
 def flag(parameter: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from axrun.errors import DeviceBusy, UsageError
+from axrun.errors import DeviceBusy, ParameterError, UsageError
 from axrun.modelfolder import ModelFolder
 from axrun.runtime import CORES_PER_DEVICE, Backend
 
@@ -44,13 +44,14 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.aipu_cores <= CORES_PER_DEVICE:
-            raise UsageError(f"--aipu-cores must be 1-{CORES_PER_DEVICE}, not {self.aipu_cores}")
+            raise ParameterError("aipu_cores", f"must be 1-{CORES_PER_DEVICE}, not "
+                                 f"{self.aipu_cores}")
         most = MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
         if self.decode_threads is not None and not 1 <= self.decode_threads <= most:
-            raise UsageError(f"--decode-threads must be 1-{most} ({MAX_THREADS_PER_CPU} per "
-                             f"CPU), not {self.decode_threads}")
+            raise ParameterError("decode_threads", f"must be 1-{most} ({MAX_THREADS_PER_CPU} "
+                                 f"per CPU), not {self.decode_threads}")
         if self.queue_depth < 1:
-            raise UsageError("queue depth must be at least 1")
+            raise ParameterError("queue_depth", f"must be at least 1, not {self.queue_depth}")
 
     @property
     def threads(self) -> int:
@@ -71,8 +72,8 @@ def parse_devices(spec: str | None) -> tuple[int | str, ...] | None:
         if part:
             out.append(int(part) if part.isdigit() else part)
     if not out:
-        raise UsageError(f"--devices {spec!r}: no device named; give all, indices (0,1) "
-                         "or names (metis-0:1:0)")
+        raise ParameterError("devices", f"{spec!r} names no device; give all, indices (0,1) "
+                             "or names (metis-0:1:0)")
     return tuple(out)
 
 
