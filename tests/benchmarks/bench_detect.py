@@ -22,6 +22,7 @@ from common import (
     threaded_rate,
 )
 
+from axrun import tune_process
 from axrun.engine import Engine, EngineConfig
 from axrun.sources import expand
 from axrun.tasks.detect import Detector
@@ -56,6 +57,7 @@ def axrun_fps(video: Path, config: EngineConfig) -> tuple[float, str]:
 
 
 def run() -> list[dict]:
+    tune_process()  # the process settings the command line makes: measured with them
     video = make_video(Path(tempfile.mkdtemp(prefix="axrun-bench-")) / "street720p.mp4", FRAMES)
     latency = latency_ms_for(YOLO11S_FPS)
     set_env(AXRUN_EMULATOR_COMPUTE="0", AXRUN_EMULATOR_LATENCY_MS=f"{latency:.4f}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import onnxruntime as ort
 from common import CLASSIFIER, DETECTOR, ROOT, photo_folder
 
+from axrun import tune_process
 from axrun.compiler.quantize import float_input
 from axrun.engine import Engine, EngineConfig
 from axrun.sources import Item, expand
@@ -60,6 +61,7 @@ def compare(name: str, folder: Path, float_model: Path, items: list[Item], make_
 
 
 def classify_row(count: int = 120) -> dict:
+    tune_process()  # the process settings the command line makes: measured with them
     folder = photo_folder(count)
     items = [Item(str(p)) for p in sorted(folder.glob("*.jpg"))]
 

@@ -18,10 +18,6 @@ CLASSIFIER = ROOT / "models" / "efficientnet-lite0-imagenet"
 DETECTOR = ROOT / "models" / "yolox-nano-coco"
 sys.path.insert(0, str(ROOT / "tests"))
 
-from axrun import tune_process  # noqa: E402  (after the path set-up above)
-
-tune_process()  # the process settings the command line makes: benchmarks measure those
-
 RESNET50_FPS = 1946.0  # published Metis throughput, 4 cores (DESIGN §5)
 YOLO11S_FPS = 565.0
 
