@@ -33,8 +33,8 @@ def load(model: str | os.PathLike[str] | ModelFolder | None = None, *,
 
     ``model``: a model folder, its ``model.json``, or a parent of one; None for the
     bundled model of ``task`` (EfficientNet-Lite0 for ``classify``, the default;
-    YOLOX-Nano for ``detect``). ``task``: ``classify`` or ``detect`` (default: what the
-    folder's ``axrun.json`` says). ``backend``: ``auto`` (default: the real
+    YOLOX-Nano for ``detect``). ``task``: ``classify`` or ``detect``; needed when the
+    folder's ``axrun.json`` does not say it. ``backend``: ``auto`` (default: the real
     ``axelera.runtime`` if installed, else the emulator), ``metis`` or ``emulator``.
     ``config``: cores, devices, double buffering, host threads (:class:`EngineConfig`).
     ``recipe``, ``labels`` and ``options`` (``top_k``, ``scores``; ``conf``, ``iou``,
@@ -68,6 +68,7 @@ class Model:
         self.task_name = task_name
         self.stats = StageTimes()  # summed over every call
         self._busy = threading.Lock()
+        self._closed = False
 
     @property
     def folder(self) -> ModelFolder:
@@ -81,10 +82,12 @@ class Model:
     def open(self) -> Model:
         """Reserve the device and load the model (done by :func:`load`)."""
         self.engine.open()
+        self._closed = False
         return self
 
     def close(self) -> None:
-        """Release the device (idempotent)."""
+        """Release the device (idempotent); calling the model afterwards is an error."""
+        self._closed = True
         self.engine.close()
 
     def __enter__(self) -> Model:
@@ -106,7 +109,8 @@ class Model:
         ``limit``: at most this many results.
 
         Raises:
-            RuntimeError: another call on this model is still running.
+            RuntimeError: another call on this model is still running, or the model
+                was closed.
             DeviceError, PipelineError: the device or the engine failed (the results
                 before it were given).
         """
@@ -115,6 +119,8 @@ class Model:
         return self._results(items, keep_images)
 
     def _results(self, items: ItemStream, keep_images: bool) -> Iterator[Result]:
+        if self._closed:
+            raise RuntimeError("this model was closed: axrun.load() it again")
         if not self._busy.acquire(blocking=False):
             raise RuntimeError("this model is already running a call: finish (or close) "
                                "that iterator first, or load the model again")

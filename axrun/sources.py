@@ -58,8 +58,8 @@ class Item:
     """One input: an image file, or one frame of a video.
 
     ``source`` is the path as the user gave or we found it; ``frame``/``time_s`` are
-    set for video frames. ``image`` holds already-decoded pixels (video), ``error``
-    a failure found before decoding.
+    set for video frames. ``image`` holds already-decoded pixels (video frames, arrays),
+    ``data`` encoded image bytes to decode, ``error`` a failure found before decoding.
     """
 
     source: str
@@ -73,11 +73,6 @@ class Item:
     mtime: float | None = None  # what --resume identifies an input by
     max_bytes: int | None = None  # read at most this many bytes (inputs that are not files)
     data: bytes | None = None  # an encoded image given as bytes, decoded by load()
-
-    @property
-    def key(self) -> tuple[str, int | None]:
-        """Which input this is: the path, and the frame for videos."""
-        return (self.source, self.frame)
 
     def load(self) -> np.ndarray:
         """The BGR ``uint8`` pixels (H, W, 3). Raises :class:`InputError`."""

@@ -166,6 +166,8 @@ def test_the_device_is_released_by_close_with_and_garbage_collection() -> None:
         axrun.load()
     first.close()
     first.close()  # idempotent
+    with pytest.raises(RuntimeError, match="was closed"):
+        first.predict([str(SAMPLES / "coffee.jpg")])  # not silently reserved again
     with axrun.load():
         pass
     forgotten = axrun.load()
@@ -227,3 +229,17 @@ def test_all_is_complete_and_documented() -> None:
     for name in axrun.__all__:
         assert getattr(axrun, name) is not None
     assert set(dir(axrun)) >= set(axrun.__all__)
+
+
+def test_a_folder_that_does_not_say_its_task_needs_one(tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(ROOT / "models" / "efficientnet-lite0-imagenet", folder)
+    sidecar = json.loads((folder / "axrun.json").read_text())
+    del sidecar["task"]
+    (folder / "axrun.json").write_text(json.dumps(sidecar))
+    with pytest.raises(axrun.ParameterError, match="task is needed"):
+        axrun.load(folder)
+    with axrun.load(folder, task="classify") as model:
+        assert top(model.predict([str(SAMPLES / "coffee.jpg")])[0])[0] == "espresso"

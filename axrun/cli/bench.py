@@ -35,7 +35,7 @@ def bench(
 ) -> None:
     """Measure device-only, host-only and end-to-end frames/s, and say what limits them."""
     folder = load_model_folder(model)
-    name = task_name(folder)
+    name = task_name(folder, folder.task or "classify")  # throughput: any task will do
     task = make_task(folder, name)
     config = EngineConfig(aipu_cores=aipu_cores, devices=parse_devices(devices),
                           double_buffer=double_buffer, decode_threads=decode_threads)

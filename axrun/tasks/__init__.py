@@ -44,9 +44,16 @@ def class_ids(classes: Iterable[int | str] | None, labels: tuple[str, ...]) -> \
 
 
 def task_name(folder: ModelFolder, task: str | None = None) -> str:
-    """The task to run ``folder`` with: ``task``, else what its ``axrun.json`` says,
-    else ``classify``."""
-    name = task or folder.task or "classify"
+    """The task to run ``folder`` with: ``task``, else what its ``axrun.json`` says.
+
+    Raises:
+        ParameterError: neither says (a classifier's top-k of a detector's outputs would
+            be a wrong answer, not an error), or not one of :data:`TASKS`.
+    """
+    name = task or folder.task
+    if name is None:
+        raise ParameterError("task", f"is needed: {folder.root} does not say what its model "
+                             "does (no task in axrun.json); give classify or detect")
     if name not in TASKS:
         raise ParameterError("task", f"must be one of {', '.join(TASKS)}, not {name!r}")
     return name
