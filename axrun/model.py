@@ -15,12 +15,14 @@ import threading
 from collections.abc import Iterator
 
 from axrun.engine import Engine, EngineConfig, StageTimes
+from axrun.errors import ParameterError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
+from axrun.params import flag
 from axrun.preprocess import PreprocessRecipe
 from axrun.results import Result
 from axrun.runtime import Backend
 from axrun.sources import Input, ItemStream, SourceOptions, items_from
-from axrun.tasks import make_task, task_name
+from axrun.tasks import check_task_name, make_task, task_name
 from axrun.tasks.classify import Classifier
 from axrun.tasks.detect import Detector
 
@@ -47,6 +49,10 @@ def load(model: str | os.PathLike[str] | ModelFolder | None = None, *,
         ModelError: the folder is missing or malformed. ParameterError: an option.
         DeviceBusy, DeviceError: the device cannot be opened.
     """
+    if task is not None:
+        check_task_name(task)
+    if config is not None and not isinstance(config, EngineConfig):
+        raise ParameterError("config", f"must be an EngineConfig, not {config!r}")
     if model is None:
         model = bundled_model(task or "classify")
     folder = model if isinstance(model, ModelFolder) else load_model_folder(model)
@@ -97,7 +103,8 @@ class Model:
         self.close()
 
     def __call__(self, inputs: Input, *, keep_images: bool = False, vid_stride: int = 1,
-                 limit: int | None = None, may_wait: bool | None = None) -> Iterator[Result]:
+                 limit: int | None = None, may_wait: bool | None = None,
+                 color: str = "bgr") -> Iterator[Result]:
         """One :class:`~axrun.results.Result` per image or video frame, in input order.
 
         ``inputs``: paths, folders (recursive), globs, videos, URLs, cameras,
@@ -106,7 +113,10 @@ class Model:
         says when ``may_wait`` applies). An input that cannot be read gets a result
         with its ``error``; the others go on. ``keep_images``: each result carries its
         decoded frame (``Result.image``). ``vid_stride``: every n-th video frame;
-        ``limit``: at most this many results.
+        ``limit``: at most this many results. ``color``: the channel order of
+        3-channel arrays, ``bgr`` (OpenCV's) or ``rgb`` (PIL's, imageio's); arrays are
+        copied, so their buffers may be reused at once. Closing the model ends a call
+        still going on (its next step raises :class:`~axrun.errors.PipelineError`).
 
         Raises:
             RuntimeError: another call on this model is still running, or the model
@@ -114,16 +124,17 @@ class Model:
             DeviceError, PipelineError: the device or the engine failed (the results
                 before it were given).
         """
+        if self._closed:
+            raise RuntimeError("this model was closed: axrun.load() it again")
+        flag("keep_images", keep_images)
         items = items_from(inputs, SourceOptions(vid_stride=vid_stride, limit=limit),
-                           may_wait)
+                           may_wait, color)
         return self._results(items, keep_images)
 
     def _results(self, items: ItemStream, keep_images: bool) -> Iterator[Result]:
-        if self._closed:
-            raise RuntimeError("this model was closed: axrun.load() it again")
         if not self._busy.acquire(blocking=False):
             raise RuntimeError("this model is already running a call: finish (or close) "
-                               "that iterator first, or load the model again")
+                               "that iterator first")
         try:
             pipeline = self.engine.pipeline(self.task, self.stats, keep_images)
             yield from pipeline.run(items)
@@ -131,8 +142,9 @@ class Model:
             self._busy.release()
 
     def predict(self, inputs: Input, *, keep_images: bool = False, vid_stride: int = 1,
-                limit: int | None = None, may_wait: bool | None = None) -> list[Result]:
+                limit: int | None = None, may_wait: bool | None = None,
+                color: str = "bgr") -> list[Result]:
         """The results of :meth:`__call__` as a list, in input order (all of them are
         held in memory: for long inputs, iterate the call instead)."""
         return list(self(inputs, keep_images=keep_images, vid_stride=vid_stride, limit=limit,
-                         may_wait=may_wait))
+                         may_wait=may_wait, color=color))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -118,6 +118,7 @@ class Tensors(tuple[np.ndarray, ...]):
 
 
 Prediction = Classification | Detections | Tensors
+P = TypeVar("P", Classification, Detections)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +165,7 @@ class Result:
         Raises:
             InputError: this input failed (the error says why).
         """
-        if self.error is not None:
-            raise self.error
-        return self.prediction if isinstance(self.prediction, Detections) else None
+        return self._prediction(Detections)
 
     @property
     def classification(self) -> Classification | None:
@@ -175,9 +174,12 @@ class Result:
         Raises:
             InputError: this input failed (the error says why).
         """
+        return self._prediction(Classification)
+
+    def _prediction(self, kind: type[P]) -> P | None:
         if self.error is not None:
             raise self.error
-        return self.prediction if isinstance(self.prediction, Classification) else None
+        return self.prediction if isinstance(self.prediction, kind) else None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready record the command line writes for this input (see the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import glob
+import io
 import itertools
 import os
 import queue
@@ -21,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -30,6 +31,8 @@ import cv2
 import numpy as np
 
 from axrun.errors import InputError, ParameterError, UsageError
+from axrun.params import choice
+from axrun.preprocess import COLORS
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif",
                             ".tiff", ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".sr", ".ras",
@@ -122,7 +125,8 @@ def read_capped(stream: BinaryIO, max_bytes: int, name: str) -> bytes:
         data += chunk
         if len(data) > max_bytes:
             raise InputError(f"{name}: more than {format_bytes(max_bytes)} to read (not a "
-                             "regular file; raise the cap with --max-read-bytes)", "too_large")
+                             "regular file; the cap is max_read_bytes, --max-read-bytes)",
+                             "too_large")
     return bytes(data)
 
 
@@ -192,7 +196,7 @@ def decode_bytes(data: bytes, name: str | Path) -> np.ndarray:
         InputError: ``empty``, or ``decode`` when it is not an image OpenCV decodes.
     """
     if not data:
-        raise InputError(f"{name}: empty file", "empty")
+        raise InputError(f"{name}: empty (0 bytes)", "empty")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -502,7 +506,7 @@ def _live(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int
         if failures >= reconnects:
             yield Item(source, frame=index, error=InputError(
                 f"{source}: stream lost after frame {index - 1}, reopened {failures} "
-                "time(s) in vain (--reconnects)", "stream"))
+                "time(s) in vain (reconnects, --reconnects)", "stream"))
             return
         if _EXITING.wait(2.0 ** failures):
             return
@@ -525,6 +529,10 @@ def frame_indices(path: Path, stride: int = 1) -> Iterator[Item]:
 def _path_items(spec: str, options: SourceOptions, video: VideoReader,
                 scanned: bool = False) -> Iterator[Item]:
     """The items of one input as given (``scanned``: matched by a glob, not named)."""
+    if spec == "":  # Path("") is the working folder: never read it by accident
+        yield Item(spec, error=InputError(f"{spec!r}: an empty name names no file",
+                                          "not_found"))
+        return
     if is_url(spec):
         yield from _url_items(spec, options)
         return
@@ -787,10 +795,12 @@ Input = str | os.PathLike[str] | np.ndarray | bytes | bytearray | memoryview | I
     Iterable[Any]
 
 
-def array_item(array: np.ndarray, source: str) -> Item:
-    """An image given as pixels: ``uint8`` BGR (H, W, 3), as OpenCV decodes, or grey
-    (H, W) or (H, W, 1), converted to BGR. Anything else (another dtype, 4 channels,
-    no pixels) gets an ``array`` error record, never a guess at what it holds."""
+def array_item(array: np.ndarray, source: str, color: str = "bgr") -> Item:
+    """An image given as pixels: ``uint8`` (H, W, 3) in ``color`` order (``bgr`` as
+    OpenCV decodes, or ``rgb`` as PIL and most others do), or grey (H, W) or (H, W, 1).
+    The item holds a BGR copy: the caller may reuse its buffer at once (a video
+    reader's frame, say). Anything else (another dtype, 4 channels, no pixels) gets an
+    ``array`` error record, never a guess at what it holds."""
     shape = array.shape
     grey = array.ndim == 2 or (array.ndim == 3 and shape[2] == 1)
     if array.dtype != np.uint8:
@@ -802,13 +812,15 @@ def array_item(array: np.ndarray, source: str) -> Item:
     elif grey:
         return Item(source, image=cv2.cvtColor(np.ascontiguousarray(array.reshape(shape[:2])),
                                                cv2.COLOR_GRAY2BGR))
+    elif color == "rgb":
+        return Item(source, image=cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR))
     else:
-        return Item(source, image=np.ascontiguousarray(array))
+        return Item(source, image=np.array(array, order="C"))  # a copy
     return Item(source, error=InputError(f"{source}: {problem}", "array"))
 
 
 def items_from(inputs: Input, options: SourceOptions | None = None,
-               may_wait: bool | None = None) -> ItemStream:
+               may_wait: bool | None = None, color: str = "bgr") -> ItemStream:
     """Items for inputs given from Python, in order: a path, folder, glob, URL or
     camera (as on the command line, :func:`expand`); an image array (see
     :func:`array_item`); encoded image bytes (JPEG, PNG..., decoded in the engine's
@@ -820,11 +832,15 @@ def items_from(inputs: Input, options: SourceOptions | None = None,
     ``may_wait``: whether reading may wait on the outside world (the engine then
     reads it in its own threads only); by default true when a path given alone or in
     a list or tuple is stdin (``-``), a URL, a camera, a pipe or a list file; a
-    generator is read at full speed unless this says otherwise.
+    generator is read at full speed unless this says otherwise. ``color``: the
+    channel order of 3-channel arrays, ``bgr`` or ``rgb``.
 
     Raises:
-        ParameterError: (while reading) a value that is none of these.
+        ParameterError: ``color`` is neither; (while reading) a value that is none of
+            the kinds above (a file object or a mapping, for instance: iterating
+            them would give lines or keys).
     """
+    choice("color", color, COLORS)
     options = options or SourceOptions()
     expanded = dataclasses.replace(options, limit=None)  # the limit applies once, below
     position = 0
@@ -841,15 +857,16 @@ def items_from(inputs: Input, options: SourceOptions | None = None,
                 stdin = sys.stdin.buffer if spec == "-" and sys.stdin is not None else None
                 yield from expand([spec], expanded, stdin)
             elif isinstance(value, np.ndarray):
-                yield array_item(value, f"<array {n}>")
+                yield array_item(value, f"<array {n}>", color)
             else:
                 yield Item(f"<bytes {n}>", data=bytes(value))
-        elif isinstance(value, Iterable):
+        elif isinstance(value, Iterable) and not isinstance(value, io.IOBase | Mapping):
             for element in value:
                 yield from flat(element)
         else:
             raise ParameterError("inputs", f"cannot hold {type(value).__name__} values: give "
-                                 "paths, image arrays, encoded image bytes, or iterables of them")
+                                 "paths, image arrays, encoded image bytes (a file's "
+                                 "read()), or iterables of them")
 
     if may_wait is None:
         listed = inputs if isinstance(inputs, list | tuple) else [inputs]

@@ -194,7 +194,7 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path) -> Non
         axrun.load(DETECTOR, conf=2.0)
     with pytest.raises(axrun.ParameterError, match="^conf is not an option of classify"):
         axrun.load(conf=0.5)
-    with pytest.raises(axrun.ParameterError, match="^classes unknown class 'unicorn'"):
+    with pytest.raises(axrun.ParameterError, match="^classes has an unknown class 'unicorn'"):
         axrun.load(DETECTOR, classes=["unicorn"])
     runner = CliRunner()
     photo = str(SAMPLES / "coffee.jpg")
@@ -243,3 +243,119 @@ def test_a_folder_that_does_not_say_its_task_needs_one(tmp_path) -> None:
         axrun.load(folder)
     with axrun.load(folder, task="classify") as model:
         assert top(model.predict([str(SAMPLES / "coffee.jpg")])[0])[0] == "espresso"
+
+
+def test_arrays_are_copied_so_a_reused_buffer_gives_each_frame_its_own_result(
+        classifier) -> None:
+    images = [cv2.resize(cv2.imread(str(p)), (320, 240)) for p in sorted(SAMPLES.glob("*.jpg"))]
+    expected = [top(r) for r in classifier.predict(images)]
+    buffer = np.empty((240, 320, 3), np.uint8)
+
+    def frames():  # like cv2.VideoCapture.read(buffer): one buffer, refilled
+        for image in images:
+            buffer[...] = image
+            yield buffer
+
+    assert [top(r) for r in classifier(frames())] == expected
+    assert len(set(expected)) > 3  # the photos differ: a mix-up would show
+
+
+def test_rgb_arrays_when_said_so(classifier) -> None:
+    bgr = cv2.imread(str(SAMPLES / "rocket.jpg"))
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    assert top(classifier.predict([rgb], color="rgb")[0]) == top(classifier.predict([bgr])[0])
+    with pytest.raises(axrun.ParameterError, match="^color must be one of rgb, bgr"):
+        classifier.predict([rgb], color="RGB!")
+
+
+def test_an_empty_name_is_not_the_working_folder(classifier, tmp_path, monkeypatch) -> None:
+    (tmp_path / "a.jpg").write_bytes((SAMPLES / "coffee.jpg").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    (r,) = classifier.predict("")
+    assert r.error is not None and r.error.kind == "not_found"
+    assert [x.error.kind for x in classifier.predict(["", [""]])] == ["not_found"] * 2
+    # (Path("") is Path("."): pathlib has already made it the working folder)
+    result = CliRunner().invoke(app, ["classify", "", "-o", "-", "-q"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["error"]["type"] == "not_found"
+
+
+def test_file_objects_and_mappings_are_refused_not_iterated(classifier) -> None:
+    with open(SAMPLES / "coffee.jpg", "rb") as f, \
+            pytest.raises(axrun.ParameterError, match="cannot hold BufferedReader"):
+        classifier.predict(f)
+    with pytest.raises(axrun.ParameterError, match="cannot hold dict"):
+        classifier.predict({str(SAMPLES / "coffee.jpg"): "label"})
+
+
+def test_a_detector_is_never_run_as_a_classifier(tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "yolox"
+    shutil.copytree(DETECTOR, folder)
+    (folder / "axrun.json").unlink()
+    with pytest.raises(axrun.ModelError, match="not a classification model"):
+        axrun.load(folder, task="classify")
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"top_k": "3"}, "top_k must be an integer"), ({"top_k": 2.5}, "top_k must be an integer"),
+    ({"top_k": True}, "top_k must be an integer"),
+    ({"task": "segment"}, "task must be one of classify, detect"),
+    ({"config": "x"}, "config must be an EngineConfig"),
+    ({"scores": "odds"}, "scores must be one of logits, probabilities"),
+])
+def test_classify_options_of_the_wrong_type_are_parameter_errors(options, said) -> None:
+    with pytest.raises(axrun.ParameterError, match=said):
+        axrun.load(**options)
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"conf": "0.5"}, "conf must be a number"), ({"iou": None}, "iou must be a number"),
+    ({"max_det": 2.5}, "max_det must be an integer"),
+    ({"agnostic": "no"}, "agnostic must be True or False"),
+    ({"classes": [-1]}, "classes must be class ids"),
+    ({"classes": [0.0]}, "classes must be class ids or names"),
+])
+def test_detect_options_of_the_wrong_type_are_parameter_errors(options, said) -> None:
+    with pytest.raises(axrun.ParameterError, match=said):
+        axrun.load(DETECTOR, **options)
+
+
+def test_classes_accept_one_name_numpy_ids_and_device_names() -> None:
+    from axrun.tasks import class_ids
+
+    labels = ("person", "bicycle", "car")
+    assert class_ids("car", labels) == {2} and class_ids(np.int64(1), labels) == {1}
+    assert class_ids([np.int64(0), "Car"], labels) == {0, 2}
+    assert axrun.EngineConfig(devices="metis-0:1:0").devices == ("metis-0:1:0",)
+    with pytest.raises(axrun.ParameterError, match="aipu_cores must be an integer"):
+        axrun.EngineConfig(aipu_cores="2")  # type: ignore[arg-type]
+    with pytest.raises(axrun.ParameterError, match="double_buffer must be True or False"):
+        axrun.EngineConfig(double_buffer="no")  # type: ignore[arg-type]
+
+
+def test_closing_a_model_ends_a_call_still_going_on() -> None:
+    import threading
+
+    model = axrun.load()
+    results = model([str(SAMPLES / "coffee.jpg")] * 30)
+    next(results)
+    model.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("axrun-")]
+    with pytest.raises(axrun.PipelineError, match="closed during this run"):
+        list(results)
+    with pytest.raises(RuntimeError, match="was closed"):
+        model([str(SAMPLES / "coffee.jpg")])  # at the call, not at the first result
+    with axrun.load() as again:  # the device was released
+        assert len(again.predict([str(SAMPLES / "coffee.jpg")])) == 1
+
+
+def test_exit_with_a_call_still_going_on_is_clean() -> None:
+    # The device's threads were inside run() when the interpreter released the device:
+    # the process ended by SIGABRT ("terminate called without an active exception").
+    for script in ("m = axrun.load(); r = m([p] * 20); next(r)",
+                   "with axrun.load() as m:\n    r = m([p] * 20); next(r)"):
+        code = f"import axrun\np = {str(SAMPLES / 'coffee.jpg')!r}\n{script}\nprint('done')"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0 and proc.stdout == "done\n", proc.stderr[-500:]

@@ -57,7 +57,9 @@ class Engine:
         self.backend = backend if isinstance(backend, Backend) else load_backend(backend)
         self.config = config or EngineConfig()
         self.session: DeviceSession | None = None
-        self._release: weakref.finalize[[DeviceSession], Engine] | None = None
+        self._running: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+        self._release: weakref.finalize[[DeviceSession, weakref.WeakSet[Pipeline]], Engine] | \
+            None = None
 
     def open(self) -> Engine:
         """Connect and load the instances (see :func:`open_session`); idempotent.
@@ -69,12 +71,14 @@ class Engine:
         if self.session is None:
             self.session = open_session(self.backend, self.folder, self.config)
             # Released at exit or when this engine is collected, if not closed before.
-            self._release = weakref.finalize(self, DeviceSession.close, self.session)
+            self._release = weakref.finalize(self, _release, self.session, self._running)
             log.info("plan: %s", self.session.plan.describe())
         return self
 
     def close(self) -> None:
-        """Release every device resource (idempotent)."""
+        """Release every device resource (idempotent). A run still going on (an
+        iterator of :meth:`run` not finished) is ended first: its next step raises
+        :class:`~axrun.errors.PipelineError`."""
         if self.session is not None:
             self.session = None
             assert self._release is not None
@@ -97,9 +101,19 @@ class Engine:
         """A one-shot pipeline on this engine (see :class:`Pipeline`)."""
         self.open()
         assert self.session is not None
-        return Pipeline(self.session, task, self.config, stats, keep_images)
+        pipeline = Pipeline(self.session, task, self.config, stats, keep_images)
+        self._running.add(pipeline)
+        return pipeline
 
     def run(self, task: Task, items: Iterable[Item], stats: StageTimes | None = None,
             keep_images: bool = False) -> Iterator[Result]:
         """Results for ``items`` in input order (see :meth:`Pipeline.run`)."""
         return self.pipeline(task, stats, keep_images).run(items)
+
+
+def _release(session: DeviceSession, running: weakref.WeakSet[Pipeline]) -> None:
+    """End the runs still going on (their threads may be inside ``run()``), then release
+    the device: at :meth:`Engine.close`, at garbage collection or at exit."""
+    for pipeline in list(running):
+        pipeline.cancel("the engine was closed during this run")
+    session.close()

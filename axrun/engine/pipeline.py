@@ -45,6 +45,7 @@ from axrun.engine.reader import InputReader
 from axrun.engine.schedule import DOUBLE_BUFFER_LAG, GROUP, instance_for
 from axrun.engine.stats import StageTimes
 from axrun.engine.worker import DeviceWorker
+from axrun.errors import PipelineError
 from axrun.results import Result
 from axrun.sources import Item
 from axrun.tasks.base import Task
@@ -237,7 +238,15 @@ class Pipeline:
             self._shutdown()
             self.stats.wall_s += time.perf_counter() - start
 
+    def cancel(self, reason: str) -> None:
+        """From any thread: end the run now, its caller getting a :class:`PipelineError`
+        saying ``reason``; its threads have ended when this returns (the device can be
+        released). Nothing happens to a run that has ended."""
+        self.control.fail(PipelineError(reason))
+        self._shutdown()
+
     def _shutdown(self) -> None:
+        """End every thread (idempotent); close the input stream if no thread is in it."""
         for _ in self._host_threads:
             self.host.signals.put(Wake.QUIT)  # host threads end at once (after the signals before)
         self.control.stopped.set()

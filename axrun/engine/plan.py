@@ -16,6 +16,7 @@ from typing import Any
 
 from axrun.errors import DeviceBusy, ParameterError, UsageError
 from axrun.modelfolder import ModelFolder
+from axrun.params import flag, integer
 from axrun.runtime import CORES_PER_DEVICE, Backend
 
 CONNECT_RETRY_S = 3.0  # how long a plan that got only part of its cores tries again
@@ -29,7 +30,8 @@ class EngineConfig:
     """How to use the device and the host.
 
     ``aipu_cores``: cores to use per device (``cores // batch`` instances each).
-    ``devices``: indices or names; ``None`` for all. ``decode_threads``: threads
+    ``devices``: indices or names (or a string as :func:`parse_devices` reads it:
+    ``"0,1"``, ``"all"``); ``None`` for all. ``decode_threads``: threads
     doing host work (decode + preprocess, postprocess), the caller's own thread among
     them when it can help (see :meth:`Pipeline.run`); ``None``: the number of CPUs;
     at most :data:`MAX_THREADS_PER_CPU` per CPU.
@@ -43,6 +45,13 @@ class EngineConfig:
     queue_depth: int = 1
 
     def __post_init__(self) -> None:
+        integer("aipu_cores", self.aipu_cores)
+        flag("double_buffer", self.double_buffer)
+        if self.decode_threads is not None:
+            integer("decode_threads", self.decode_threads)
+        integer("queue_depth", self.queue_depth)
+        if isinstance(self.devices, str):  # "metis-0:1:0" is one device, not 11
+            object.__setattr__(self, "devices", parse_devices(self.devices))
         if not 1 <= self.aipu_cores <= CORES_PER_DEVICE:
             raise ParameterError("aipu_cores", f"must be 1-{CORES_PER_DEVICE}, not "
                                  f"{self.aipu_cores}")
@@ -189,10 +198,8 @@ def open_session(backend: Backend, folder: ModelFolder, config: EngineConfig) ->
     """
     batch = folder.manifest.batch
     if batch > config.aipu_cores:
-        raise UsageError(
-            f"the model's batch size {batch} needs {batch} cores; --aipu-cores is "
-            f"{config.aipu_cores}"
-        )
+        raise ParameterError("aipu_cores", f"is {config.aipu_cores}: the model's batch size "
+                             f"{batch} needs {batch} cores")
     per_device = config.aipu_cores // batch
     ctx = backend.context()
     try:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,27 +21,43 @@ OPTIONS = {"classify": ("top_k", "scores"),
            "detect": ("conf", "iou", "max_det", "agnostic", "classes")}
 
 
-def class_ids(classes: Iterable[int | str] | None, labels: tuple[str, ...]) -> \
+def class_ids(classes: Iterable[int | str] | int | str | None, labels: tuple[str, ...]) -> \
         frozenset[int] | None:
-    """Class ids from ids and/or names (``["person", 2]``; names in any case).
+    """Class ids from ids and/or names (``["person", 2]``, or one of them alone; names in
+    any case, ids as ints or digit strings).
 
     Raises:
-        ParameterError: a name that is not among ``labels``.
+        ParameterError: a name that is not among ``labels``, or a value that is neither.
     """
     if classes is None:
         return None
+    if isinstance(classes, str | numbers.Integral):
+        values: Iterable[object] = [classes]  # one class alone: not its name's characters
+    elif isinstance(classes, Iterable):
+        values = classes
+    else:
+        raise ParameterError("classes", f"must be class ids or names, not {classes!r}")
     lowered = [name.lower() for name in labels]
     ids = set()
-    for value in classes:
-        if isinstance(value, int):
-            ids.add(value)
-        elif value.strip().isdigit():
+    for value in values:
+        text = value.strip() if isinstance(value, str) else None
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             ids.add(int(value))
-        elif value.strip().lower() in lowered:
-            ids.add(lowered.index(value.strip().lower()))
+        elif text is not None and text.isdigit():
+            ids.add(int(text))
+        elif text is not None and text.lower() in lowered:
+            ids.add(lowered.index(text.lower()))
+        elif text is not None:
+            raise ParameterError("classes", f"has an unknown class {value!r}")
         else:
-            raise ParameterError("classes", f"unknown class {value!r}")
+            raise ParameterError("classes", f"must be class ids or names, not {value!r}")
     return frozenset(ids)
+
+
+def check_task_name(task: str) -> None:
+    """Raises ParameterError unless ``task`` is one of :data:`TASKS`."""
+    if task not in TASKS:
+        raise ParameterError("task", f"must be one of {', '.join(TASKS)}, not {task!r}")
 
 
 def task_name(folder: ModelFolder, task: str | None = None) -> str:
@@ -51,11 +68,12 @@ def task_name(folder: ModelFolder, task: str | None = None) -> str:
             be a wrong answer, not an error), or not one of :data:`TASKS`.
     """
     name = task or folder.task
+    if task is not None:
+        check_task_name(task)
     if name is None:
         raise ParameterError("task", f"is needed: {folder.root} does not say what its model "
                              "does (no task in axrun.json); give classify or detect")
-    if name not in TASKS:
-        raise ParameterError("task", f"must be one of {', '.join(TASKS)}, not {name!r}")
+    check_task_name(name)
     return name
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from axrun.errors import ParameterError
+from axrun.errors import ModelError
 from axrun.modelfolder import ModelFolder
+from axrun.params import choice, integer
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
 from axrun.results import Classification, Prediction
 from axrun.tasks.base import check_task, label_names, preprocess_recipe
@@ -48,19 +49,22 @@ class Classifier:
         scores: str | None = None,
     ) -> None:
         check_task(folder, "classify")
-        if top_k < 1:
-            raise ParameterError("top_k", f"must be at least 1 (got {top_k})")
+        integer("top_k", top_k, 1)
         self.spec = folder.manifest.outputs[0]
-        self.classes = int(np.prod(self.spec.unpadded_shape[1:]))
+        _, *cells, channels = self.spec.unpadded_shape
+        if int(np.prod(cells)) != 1:
+            raise ModelError(
+                f"{folder.root}: output {self.spec.name!r} is {'x'.join(map(str, cells))} cells "
+                f"of {channels} values, not one vector of class scores: not a classification "
+                "model (a detector? give task='detect')")
+        self.classes = channels
         self.top_k = min(top_k, self.classes)
         self.labels = label_names(folder, labels, self.classes)
         self.preprocessor = Preprocessor(recipe or preprocess_recipe(folder, "classify"),
                                          folder.manifest.inputs[0])
         decoder = folder.sidecar.decoder if folder.sidecar else {}
-        self.score_kind = scores or decoder.get("scores", "logits")
-        if self.score_kind not in SCORE_KINDS:
-            raise ParameterError("scores", f"must be logits or probabilities, not "
-                                 f"{self.score_kind!r}")
+        self.score_kind = choice("scores", scores or decoder.get("scores", "logits"),
+                                 SCORE_KINDS)
         # exp of every possible dequantized logit, shifted so the largest is 1: the
         # softmax then needs one table lookup per class and no float conversion.
         # Indexed by the int8 value's raw byte (0..127 → 0..127, -128..-1 → 128..255).

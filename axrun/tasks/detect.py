@@ -22,6 +22,7 @@ import numpy as np
 from axrun.errors import ModelError, ParameterError
 from axrun.graphs import fed_from_device
 from axrun.modelfolder import ModelFolder, TensorSpec
+from axrun.params import flag, integer, number
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
 from axrun.results import Detections, Prediction
 from axrun.tasks.base import check_task, label_names, preprocess_recipe
@@ -43,11 +44,14 @@ class DetectOptions:
     classes: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("conf", "iou"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ParameterError(name, f"must be between 0 and 1 (got {getattr(self, name)})")
-        if self.max_det < 1:
-            raise ParameterError("max_det", f"must be at least 1 (got {self.max_det})")
+        number("conf", self.conf, 0, 1)
+        number("iou", self.iou, 0, 1)
+        integer("max_det", self.max_det, 1)
+        flag("agnostic", self.agnostic)
+        if self.classes is not None and any(
+                isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.classes):
+            raise ParameterError("classes", f"must be class ids (0 or more), not "
+                                 f"{sorted(self.classes, key=repr)!r}")
 
 
 def grid_points(input_hw: tuple[int, int], strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,6 @@ def test_bad_options(tiny) -> None:
     # and are ValueErrors as well as axrun's own.
     with pytest.raises(ValueError, match=r"^top_k must be at least 1 \(got 0\)$"):
         Classifier(folder, top_k=0, recipe=PreprocessRecipe())
-    with pytest.raises(UsageError, match="logits or probabilities"):
+    with pytest.raises(UsageError, match="scores must be one of logits, probabilities"):
         Classifier(folder, scores="odds", recipe=PreprocessRecipe())
     assert Classifier(folder, top_k=50, recipe=PreprocessRecipe()).top_k == 10

@@ -145,7 +145,7 @@ def test_classes_by_name_and_id() -> None:
     assert class_ids(["person", "car"], labels) == {0, 2}
     assert class_ids(["1", " Car", 0], labels) == {0, 1, 2}
     assert class_ids(None, labels) is None
-    with pytest.raises(ParameterError, match="classes unknown class 'truck'"):
+    with pytest.raises(ParameterError, match="classes has an unknown class 'truck'"):
         class_ids(["truck"], labels)
 
 
