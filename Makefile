@@ -37,4 +37,4 @@ models: $(STAMP)
 	$(BIN)/python models/build.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
