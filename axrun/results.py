@@ -55,11 +55,6 @@ class Classification:
     confidence: np.ndarray
     label: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        _check_rows(len(self.class_id), class_id=self.class_id, confidence=self.confidence)
-        if len(self.label) != len(self.class_id):
-            raise ValueError(f"{len(self.label)} labels for {len(self.class_id)} classes")
-
     def __len__(self) -> int:
         return len(self.class_id)
 

@@ -93,7 +93,7 @@ class Classifier:
         else:
             scores = dequantize(flat[order], self.spec.scale, self.spec.zero_point)
         labels = self.labels
-        return Classification(order.astype(np.int64), scores.astype(np.float32),
+        return Classification(order, scores.astype(np.float32),  # argsort: intp (int64)
                               tuple([labels[i] for i in order.tolist()]))
 
     def postprocess(self, outputs: list[np.ndarray],
