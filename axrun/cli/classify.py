@@ -13,7 +13,7 @@ from axrun.cli._common import global_options, handle_errors
 from axrun.engine import Engine
 from axrun.engine.process import tune_process
 from axrun.modelfolder import read_labels
-from axrun.tasks.classify import Classifier
+from axrun.tasks.classify import TOP_K, Classifier
 
 CLASSIFY = "Classification"
 
@@ -32,7 +32,7 @@ def classify(
     inputs: common.Inputs,
     model: common.ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per input.",
-                                       rich_help_panel=CLASSIFY)] = 5,
+                                       rich_help_panel=CLASSIFY)] = TOP_K,
     labels: Annotated[Path | None, typer.Option(
         "--labels", help="Class names file (one per line), overriding the model's.",
         rich_help_panel=CLASSIFY)] = None,

@@ -16,9 +16,10 @@ from axrun.engine.process import tune_process
 from axrun.modelfolder import read_labels
 from axrun.outputs import check_save_dir, inputs_root
 from axrun.tasks import make_task
-from axrun.tasks.detect import Detector
+from axrun.tasks.detect import DetectOptions, Detector
 
 DETECT = "Detection"
+DEFAULTS = DetectOptions()  # the library's thresholds are the command's defaults
 
 
 def _row(record: dict[str, Any]) -> list[str]:
@@ -35,11 +36,11 @@ def detect(
     inputs: common.Inputs,
     model: common.ModelOpt = None,
     conf: Annotated[float, typer.Option("--conf", help="Minimum score.",
-                                        rich_help_panel=DETECT)] = 0.25,
+                                        rich_help_panel=DETECT)] = DEFAULTS.conf,
     iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.",
-                                       rich_help_panel=DETECT)] = 0.45,
+                                       rich_help_panel=DETECT)] = DEFAULTS.iou,
     max_det: Annotated[int, typer.Option("--max-det", help="At most this many boxes per input.",
-                                         rich_help_panel=DETECT)] = 300,
+                                         rich_help_panel=DETECT)] = DEFAULTS.max_det,
     agnostic: Annotated[bool, typer.Option(
         "--agnostic", help="NMS across classes (default: per class).",
         rich_help_panel=DETECT)] = False,

@@ -13,6 +13,7 @@ from axrun.tasks.base import check_task, label_names, preprocess_recipe
 from axrun.tensors import dequantize, interior
 
 SCORE_KINDS = ("logits", "probabilities")
+TOP_K = 5  # classes per image by default
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -44,7 +45,7 @@ class Classifier:
         folder: ModelFolder,
         *,
         recipe: PreprocessRecipe | None = None,
-        top_k: int = 5,
+        top_k: int = TOP_K,
         labels: tuple[str, ...] | None = None,
         scores: str | None = None,
     ) -> None:
