@@ -24,6 +24,7 @@ from axrun.tensors import TensorSpec as TensorSpec  # re-exported (defined in ax
 MANIFEST = "manifest.json"
 MODEL_JSON = "model.json"
 SIDECAR = "axrun.json"
+MODEL_INFO = "model_info.json"  # the Voyager SDK's model metadata, one level above <cores>/
 TASKS = ("classify", "detect")
 
 
@@ -54,13 +55,35 @@ class Sidecar:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """What the Voyager SDK's ``model_info.json`` (one level above ``<cores>/``) says
+    that axrun uses: ``categories``, the SDK's task categories in lower case
+    (``classification``, ``objectdetection``...; the SDK may list several, ``A|B``), and
+    ``labels`` (None when the list is empty)."""
+
+    path: Path
+    categories: tuple[str, ...]
+    labels: tuple[str, ...] | None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The axrun tasks those categories are (none: a kind axrun does not run)."""
+        return tuple(SDK_TASKS[c] for c in self.categories if c in SDK_TASKS)
+
+
+SDK_TASKS = {"classification": "classify", "objectdetection": "detect"}
+
+
+@dataclass(frozen=True)
 class ModelFolder:
-    """A located and parsed model folder."""
+    """A located and parsed model folder. ``labels``: from ``axrun.json``'s labels
+    file, else the SDK's ``model_info.json``; ``info``: that file, when there is one."""
 
     root: Path
     manifest: Manifest
     sidecar: Sidecar | None
     labels: tuple[str, ...] | None
+    info: ModelInfo | None = None
 
     @property
     def model_json(self) -> Path:
@@ -73,7 +96,13 @@ class ModelFolder:
 
     @property
     def task(self) -> str | None:
-        return self.sidecar.task if self.sidecar else None
+        """The task ``axrun.json`` names, else the one ``model_info.json`` names (if it
+        names exactly one axrun runs)."""
+        if self.sidecar and self.sidecar.task:
+            return self.sidecar.task
+        if self.info and len(set(self.info.tasks)) == 1:
+            return self.info.tasks[0]
+        return None
 
     @property
     def name(self) -> str:
@@ -144,10 +173,30 @@ def load_model_folder(path: str | os.PathLike[str]) -> ModelFolder:
     root = model_json.parent
     manifest = read_manifest(root / MANIFEST)
     sidecar = read_sidecar(root / SIDECAR) if (root / SIDECAR).is_file() else None
-    labels = None
+    info = next((read_model_info(p) for p in (root / MODEL_INFO, root.parent / MODEL_INFO)
+                 if p.is_file()), None)
+    labels = info.labels if info else None
     if sidecar and sidecar.labels_file:
         labels = read_labels(root / sidecar.labels_file)
-    return ModelFolder(root=root, manifest=manifest, sidecar=sidecar, labels=labels)
+    return ModelFolder(root=root, manifest=manifest, sidecar=sidecar, labels=labels, info=info)
+
+
+def read_model_info(path: Path) -> ModelInfo:
+    """Parse the SDK's ``model_info.json``: ``task_category`` and ``labels`` (the rest
+    is the SDK's bookkeeping).
+
+    Raises:
+        ModelError: the file or one of those fields is malformed.
+    """
+    f = _Fields(path, _read_json(path))
+    category = f.text("task_category", "")
+    labels = f.get("labels", None)
+    if labels is not None and (not isinstance(labels, list)
+                               or not all(isinstance(x, str) for x in labels)):
+        raise f.fail("labels", "must be a list of class names")
+    categories = tuple(c.strip().lower().replace("_", "") for c in category.split("|")
+                       if c.strip())
+    return ModelInfo(path, categories, tuple(labels) if labels else None)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -237,11 +286,14 @@ def _is_int_list(value: Any) -> bool:
 
 
 def _padding_from_manifest(
-    fields: _Fields, key: str, index: int, shape: tuple[int, ...], original: tuple[int, ...]
+    fields: _Fields, key: str, index: int, shape: tuple[int, ...],
+    original: tuple[int, ...] | None,
 ) -> tuple[tuple[int, int], ...]:
-    """Per-dimension padding of one tensor from ``n_padded_ch_*`` (8- or legacy 4-tuple)."""
+    """Per-dimension padding of one tensor from ``n_padded_ch_*`` (8- or legacy 4-tuple).
+    ``original``: the unpadded shape, None when the manifest has none (version 1.0:
+    then the padding alone, as an 8-tuple, says it)."""
     rank = len(shape)
-    unpadded_nhwc = _original_as_nhwc(original, rank)
+    unpadded_nhwc = _original_as_nhwc(original, rank) if original is not None else None
     entries = fields.get(key, None)
     entry = None
     if entries is not None:
@@ -254,6 +306,10 @@ def _padding_from_manifest(
         pads = tuple((int(entry[2 * i]), int(entry[2 * i + 1])) for i in range(rank))
     elif entry is not None and len(entry) == 4 and rank == 4:
         top, left, bottom, right = (int(v) for v in entry)
+        if original is None:
+            raise fields.fail(key, f"entry {index} is a legacy 4-value padding, which says "
+                              "nothing of channels; without an original shape (a version "
+                              "1.1 field) the tensor's channels are unknown")
         channel = shape[3] - unpadded_nhwc[3] if unpadded_nhwc else 0
         pads = ((0, 0), (top, bottom), (left, right), (0, max(channel, 0)))
     elif entry is not None:
@@ -269,9 +325,10 @@ def _padding_from_manifest(
         raise fields.fail(
             key,
             f"entry {index}: shape {list(shape)} minus padding gives {list(unpadded)}, "
-            f"but the original shape {list(original)} is {list(unpadded_nhwc)} in NHWC",
+            f"but the original shape {list(original or ())} is {list(unpadded_nhwc)} in NHWC",
         )
-    if unpadded_nhwc is None and math.prod(unpadded) != math.prod(original):
+    if original is not None and unpadded_nhwc is None and \
+            math.prod(unpadded) != math.prod(original):
         raise fields.fail(key, f"entry {index} does not match original shape {list(original)}")
     return pads
 
@@ -307,9 +364,12 @@ def read_manifest(path: Path) -> Manifest:
     specs: dict[str, tuple[TensorSpec, ...]] = {}
     for kind in ("input", "output"):
         shapes = f.shapes(f"{kind}_shapes")
-        originals = f.shapes(f"{kind}_shapes_original")
-        if len(originals) != len(shapes):
-            raise f.fail(f"{kind}_shapes_original", f"must have {len(shapes)} entries")
+        # Version 1.0 manifests have no original shapes: the padding alone says them.
+        originals: list[tuple[int, ...] | None] = [None] * len(shapes)
+        if f.get(f"{kind}_shapes_original", None) is not None:
+            originals = list(f.shapes(f"{kind}_shapes_original"))
+            if len(originals) != len(shapes):
+                raise f.fail(f"{kind}_shapes_original", f"must have {len(shapes)} entries")
         params_key = "quantize_params" if kind == "input" else "dequantize_params"
         params = f.params(params_key, len(shapes))
         names = f.get(f"{kind}_names", None)
@@ -318,9 +378,8 @@ def read_manifest(path: Path) -> Manifest:
             or not all(isinstance(n, str) for n in names)
         ):
             raise f.fail(f"{kind}_names", f"must be a list of {len(shapes)} strings")
-        dtypes = f.get(f"{kind}_dtypes", None)
-        if dtypes is not None and any(str(d).lower() not in ("int8", "np.int8") for d in dtypes):
-            raise f.fail(f"{kind}_dtypes", "must be int8 for every tensor")
+        # input_dtypes/output_dtypes are bookkeeping: the SDK writes the original
+        # model's (uint8, float32...); device tensors are int8 whatever they say.
         tensors = []
         for i, shape in enumerate(shapes):
             if len(shape) != 4:
@@ -453,11 +512,12 @@ def describe(folder: ModelFolder, cores_per_device: int = CORES_PER_DEVICE) -> d
             {"path": folder.manifest.postprocess_graph, **_graph_io(folder.postamble_path)}
             if folder.postamble_path else None
         ),
-        "task": side.task if side else None,
+        "task": folder.task,
         "preprocess": side.preprocess.to_dict() if side and side.preprocess else None,
         "labels": (
-            {"file": side.labels_file, "count": len(folder.labels)}
-            if side and side.labels_file and folder.labels else None
+            {"file": side.labels_file if side and side.labels_file else
+             str(folder.info.path) if folder.info else None, "count": len(folder.labels)}
+            if folder.labels else None
         ),
         "decoder": side.decoder if side else None,
     }

@@ -69,6 +69,19 @@ def test_legacy_four_tuple_padding(folder: Path) -> None:
     assert inp.padding == ((0, 0), (1, 1), (1, 15), (0, 1))
 
 
+def test_manifest_1_0_without_original_shapes_and_sdk_dtypes(folder: Path) -> None:
+    # What SDK 1.0 manifests hold: no *_shapes_original (the 8-value padding says them),
+    # and the original model's dtypes, bookkeeping only (device tensors are int8).
+    before = load_model_folder(folder).manifest
+    edit_manifest(folder, input_shapes_original=None, output_shapes_original=None,
+                  manifest_version="1.0", input_dtypes=["uint8"],
+                  output_dtypes=["float32"] * len(before.outputs))
+    after = load_model_folder(folder).manifest
+    assert [t.padding for t in after.inputs + after.outputs] == \
+        [t.padding for t in before.inputs + before.outputs]
+    assert [t.unpadded_shape for t in after.outputs] == [(2, 8, 8, 5), (2, 4, 4, 7)]
+
+
 def test_padding_derived_from_shapes_when_absent(tiny, tmp_path: Path) -> None:
     src = tiny(kind="classifier", batch=1).path
     shutil.copytree(src, tmp_path / "m")
@@ -90,7 +103,8 @@ def test_padding_derived_from_shapes_when_absent(tiny, tmp_path: Path) -> None:
         ({"n_padded_ch_inputs": [[1, 2, 3]]}, "8 or 4 non-negative integers"),
         ({"input_shapes_original": [[2, 3, 8]]}, "n_padded_ch_inputs"),
         ({"postprocess_graph": "missing.onnx"}, "field 'postprocess_graph' names 'missing.onnx'"),
-        ({"input_dtypes": ["float32"]}, "must be int8"),
+        ({"input_shapes_original": None, "n_padded_ch_inputs": [[1, 1, 1, 15]]},
+         "legacy 4-value padding.*version 1.1"),
         (
             {"output_shapes": [[2, 8, 8, 64], [1, 4, 4, 64]],
              "output_shapes_original": [[2, 5, 8, 8], [1, 7, 4, 4]]},
@@ -162,3 +176,33 @@ def test_bundled_models_search_path(tiny, tmp_path: Path, monkeypatch) -> None:
     # the checkout's models/ is found without AXRUN_MODELS
     monkeypatch.delenv("AXRUN_MODELS")
     assert bundled_model("detect").name == "yolox-nano-coco"
+
+
+def sdk_layout(tiny, tmp_path: Path, info: dict) -> Path:
+    """A tiny classifier in the SDK's layout: build/<network>/<model>/1/ with
+    model_info.json one level up, and no axrun.json."""
+    cores = tmp_path / "build" / "net" / "net" / "1"
+    shutil.copytree(tiny(kind="classifier", classes=10).path, cores)
+    for extra in ("axrun.json", "labels.txt"):
+        (cores / extra).unlink(missing_ok=True)
+    (cores.parent / "model_info.json").write_text(json.dumps(info))
+    return cores
+
+
+def test_sdk_model_info_gives_labels_and_task(tiny, tmp_path: Path) -> None:
+    names = [f"thing {i}" for i in range(10)]
+    cores = sdk_layout(tiny, tmp_path, {"name": "net", "task_category": "Classification",
+                                        "labels": names, "num_classes": 10})
+    mf = load_model_folder(tmp_path / "build" / "net")  # a parent holding one model
+    assert mf.root == cores and mf.task == "classify" and mf.labels == tuple(names)
+
+
+def test_sdk_model_info_of_another_kind_is_refused_for_our_tasks(tiny, tmp_path: Path) -> None:
+    from axrun.errors import UsageError
+    from axrun.tasks import make_task
+
+    cores = sdk_layout(tiny, tmp_path, {"task_category": "KeypointDetection", "labels": []})
+    mf = load_model_folder(cores)
+    assert mf.task is None and mf.labels is None
+    with pytest.raises(UsageError, match="says keypointdetection: not a classify model"):
+        make_task(mf, "classify")
