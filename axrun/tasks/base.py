@@ -106,7 +106,13 @@ def label_names(folder: ModelFolder, override: tuple[str, ...] | None, classes: 
 
 
 def check_task(folder: ModelFolder, task: str) -> None:
-    """Refuse a model whose ``axrun.json`` says it is for another task."""
-    if folder.task is not None and folder.task != task:
-        raise UsageError(f"{folder.root} is a {folder.task} model (axrun.json), not a "
-                         f"{task} model")
+    """Refuse a model whose ``axrun.json`` or SDK ``model_info.json`` says it is for
+    another task (a keypoint or segmentation model, say, is no detector)."""
+    if folder.sidecar and folder.sidecar.task:  # axrun.json, when it says, has the word
+        if folder.sidecar.task != task:
+            raise UsageError(f"{folder.root} is a {folder.sidecar.task} model (axrun.json), "
+                             f"not a {task} model")
+        return
+    info = folder.info
+    if info and info.categories and task not in info.tasks:
+        raise UsageError(f"{info.path} says {'|'.join(info.categories)}: not a {task} model")
