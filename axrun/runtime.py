@@ -38,6 +38,10 @@ EXCEPTION_NAMES = (
     "Pending",
     "UnknownError",
 )
+# Besides those, the Voyager SDK's own code expects RuntimeError (from list_devices,
+# load_model) and OSError (from Context() when no driver is loaded): they too become
+# DeviceErrors (exit 3) with a message, never a traceback.
+UNDOCUMENTED_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, OSError)
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,13 @@ class Backend:
 
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
+        """What a call into the backend may raise: the documented exception classes, and
+        the two the SDK's own code also expects (:data:`UNDOCUMENTED_ERRORS`)."""
         return tuple(
             cls for n in EXCEPTION_NAMES
             if isinstance(cls := getattr(self.api, n, None), type)
             and issubclass(cls, BaseException)
-        )
+        ) + UNDOCUMENTED_ERRORS
 
     def settings(self) -> dict[str, Any]:
         """What shapes emulated figures (empty for real hardware)."""
