@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from axrun.errors import EXIT_INTERRUPTED, EXIT_OUTPUT, AxrunError, ParameterError
+from axrun.errors import EXIT_INTERRUPTED, EXIT_OUTPUT, AxrunError, ParameterError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,3 +106,43 @@ def print_json(data: Any) -> None:
     """One JSON document on stdout."""
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets: ``a=1,b=[2,3]`` → ``a=1``, ``b=[2,3]``."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_pairs(text: str, option: str) -> dict[str, str]:
+    """``key=value,key=value`` (values may hold bracketed lists) → a dict of strings."""
+    out = {}
+    for part in filter(None, (p.strip() for p in _split_top_level(text))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option}: expected key=value, got {part!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_decoder(text: str | None) -> dict[str, Any]:
+    """``--decoder key=value,...``: values as JSON where they parse (numbers, lists),
+    else as strings."""
+    out: dict[str, Any] = {}
+    for key, value in parse_pairs(text or "", "--decoder").items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

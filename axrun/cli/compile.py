@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from axrun.cli._common import configure_logging, handle_errors, stderr_console
+from axrun.cli._common import (
+    configure_logging,
+    handle_errors,
+    parse_decoder,
+    parse_pairs,
+    stderr_console,
+)
 from axrun.compiler import CompileOptions, compile_model
 from axrun.errors import UsageError
 from axrun.preprocess import PreprocessRecipe
@@ -20,34 +25,6 @@ PREPROCESS_HELP = (
     "(0-255 units), pad_value=114, align=center|topleft. "
     "Example: mode=crop,resize=256,color=rgb,mean=127,std=128"
 )
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside brackets: ``a=1,b=[2,3]`` → ``a=1``, ``b=[2,3]``."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in text:
-        depth += ch in "[{"
-        depth -= ch in "]}"
-        if ch == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def parse_pairs(text: str, option: str) -> dict[str, str]:
-    """``key=value,key=value`` (values may hold bracketed lists) → a dict of strings."""
-    out = {}
-    for part in filter(None, (p.strip() for p in _split_top_level(text))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{option}: expected key=value, got {part!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def parse_recipe(text: str) -> PreprocessRecipe:
@@ -87,16 +64,6 @@ def parse_spatial_pad(text: str | None) -> tuple[int, int, int, int]:
     return top, bottom, left, right
 
 
-def _decoder(text: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in parse_pairs(text or "", "--decoder").items():
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def compile_command(
     model: Annotated[Path, typer.Argument(help="The float ONNX model.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
@@ -131,7 +98,7 @@ def compile_command(
     """Quantize a float ONNX model to INT8 and write a model folder the emulator runs."""
     options = CompileOptions(
         model=model, output=output, calibration=calibration,
-        recipe=parse_recipe(preprocess), task=task, labels=labels, decoder=_decoder(decoder),
+        recipe=parse_recipe(preprocess), task=task, labels=labels, decoder=parse_decoder(decoder),
         postamble_from=tuple(postamble_from or ()),
         input_shape=parse_ints(input_shape, "--input-shape"),
         channel_multiple=channel_multiple, output_channel_multiple=output_channel_multiple,

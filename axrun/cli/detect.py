@@ -10,7 +10,7 @@ from rich.console import Console
 
 from axrun.annotate import SaveDir
 from axrun.cli import shared as common
-from axrun.cli._common import global_options, handle_errors
+from axrun.cli._common import global_options, handle_errors, parse_decoder
 from axrun.engine import Engine
 from axrun.engine.process import tune_process
 from axrun.modelfolder import read_labels
@@ -50,6 +50,10 @@ def detect(
     labels: Annotated[Path | None, typer.Option(
         "--labels", help="Class names file (one per line), overriding the model's.",
         rich_help_panel=DETECT)] = None,
+    decoder: Annotated[str | None, typer.Option(
+        "--decoder", help="Decoder settings over axrun.json's, key=value pairs: "
+        "format=yolox|yolox-decoded|ultralytics|dfl, strides=[8,16,32].",
+        rich_help_panel=DETECT)] = None,
     save_dir: Annotated[Path | None, typer.Option(
         "--save-dir", help="Write annotated images (original names, sub-folders mirrored) "
         "and annotated .mp4 videos here.", rich_help_panel=common.OUTPUT)] = None,
@@ -72,7 +76,8 @@ def detect(
     wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     task = make_task(folder, "detect", recipe=recipe,
                      labels=read_labels(labels) if labels else None, conf=conf, iou=iou,
-                     max_det=max_det, agnostic=agnostic, classes=wanted)
+                     max_det=max_det, agnostic=agnostic, classes=wanted,
+                     decoder=parse_decoder(decoder) if decoder else None)
     assert isinstance(task, Detector)
     table = common.TableSink(Console(highlight=False), ["input", "detections"], _row)
     saver = (SaveDir(save_dir, vid_stride=args.vid_stride, inputs_root=inputs_root(args.inputs))
@@ -84,7 +89,8 @@ def detect(
         params = common.run_params(
             "detect", folder, args, conf=conf, iou=iou, max_det=max_det, agnostic=agnostic,
             classes=sorted(chosen) if chosen else None,
-            labels=str(labels) if labels else None, recipe=task.preprocessor.recipe.to_dict())
+            labels=str(labels) if labels else None, recipe=task.preprocessor.recipe.to_dict(),
+            decoder=task.format)
         code = common.run_command(args, engine, task, "detect", table, params,
                                   sinks_first=[saver] if saver else [])
     raise typer.Exit(code)

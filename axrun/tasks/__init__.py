@@ -18,7 +18,7 @@ from axrun.tasks.detect import DetectOptions, Detector
 
 TASKS = ("classify", "detect")
 OPTIONS = {"classify": ("top_k", "scores"),
-           "detect": ("conf", "iou", "max_det", "agnostic", "classes")}
+           "detect": ("conf", "iou", "max_det", "agnostic", "classes", "decoder")}
 
 
 def class_ids(classes: Iterable[int | str] | int | str | None, labels: tuple[str, ...]) -> \
@@ -82,7 +82,8 @@ def make_task(folder: ModelFolder, task: str | None = None, *,
               **options: Any) -> Classifier | Detector:
     """The :class:`Classifier` or :class:`Detector` for ``folder`` (see
     :func:`task_name`). ``options``: ``top_k``, ``scores`` (classify); ``conf``,
-    ``iou``, ``max_det``, ``agnostic``, ``classes`` (ids or names) (detect).
+    ``iou``, ``max_det``, ``agnostic``, ``classes`` (ids or names), ``decoder``
+    (settings over ``axrun.json``'s, e.g. ``{"format": "yolox-decoded"}``) (detect).
 
     Raises:
         ParameterError: an option this task does not have, or a value it cannot use.
@@ -96,7 +97,11 @@ def make_task(folder: ModelFolder, task: str | None = None, *,
         return Classifier(folder, recipe=recipe, labels=labels, **options)
     known = labels or folder.labels or ()
     options["classes"] = class_ids(options.get("classes"), known)
-    return Detector(folder, recipe=recipe, labels=labels, options=DetectOptions(**options))
+    decoder = options.pop("decoder", None)
+    if decoder is not None and not isinstance(decoder, dict):
+        raise ParameterError("decoder", f"must be a dict of settings, not {decoder!r}")
+    return Detector(folder, recipe=recipe, labels=labels, options=DetectOptions(**options),
+                    decoder=decoder)
 
 
 __all__ = ["TASKS", "Classifier", "DetectOptions", "Detector", "Task", "class_ids",

@@ -5,7 +5,10 @@ Device outputs are depadded, transposed to NCHW and dequantized, fed to the floa
 decoded by the configured format:
 
 - ``yolox``: ``[N, anchors, 5 + classes]`` — raw box (cx, cy offsets and log w, h per
-  grid cell), objectness and class scores (already sigmoided by the postamble).
+  grid cell), objectness and class scores (already sigmoided by the postamble): what
+  ``axrun compile`` leaves in a YOLOX postamble.
+- ``yolox-decoded``: the same layout with the box already decoded (cx, cy, w, h in
+  model-input pixels): what the Voyager SDK's YOLOX postamble gives.
 - ``ultralytics``: ``[N, 4 + classes, anchors]`` — cx, cy, w, h in input pixels, then
   class scores (YOLOv8/YOLO11 exports).
 - ``dfl``: no postamble; the device returns per-stride box-distribution maps
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +32,13 @@ from axrun.results import Detections, Prediction
 from axrun.tasks.base import check_task, label_names, preprocess_recipe
 from axrun.tensors import depad, dequantize
 
-FORMATS = ("yolox", "ultralytics", "dfl")
+FORMATS = ("yolox", "yolox-decoded", "ultralytics", "dfl")
+# A raw YOLOX box is a few grid cells of offset and a log size; a decoded one is pixels.
+# Candidates whose raw values lie past these bounds, or decoded boxes all smaller than
+# this, mean the format is the other one: an error, not boxes in the wrong place.
+RAW_OFFSET_MAX = 8.0  # cells
+RAW_LOG_SIZE_MAX = 8.0  # e^8 cells: thousands of pixels
+DECODED_SIZE_MIN = 1.5  # pixels
 DEFAULT_STRIDES = (8, 16, 32)
 MAX_NMS = 3000  # candidates kept for NMS (highest scores); bounds the cost at low --conf
 
@@ -89,6 +99,39 @@ def decode_yolox(pred: np.ndarray, input_hw: tuple[int, int],
     wh = np.exp(np.minimum(pred[:, 2:4], 20.0)) * stride[:, None]
     boxes = cxcywh_to_xyxy(np.concatenate([xy, wh], 1))
     return boxes, pred[:, 5:] * pred[:, 4:5]
+
+
+def check_yolox_layout(pred: np.ndarray, decoded: bool, min_objectness: float) -> None:
+    """Refuse a ``[anchors, 5 + C]`` output read with the wrong YOLOX format: raw head
+    values that are pixels (read raw, every box would cover the image), or decoded
+    boxes that are all smaller than a pixel or two (raw values read as pixels).
+
+    Raises:
+        ModelError: naming the format the values look like.
+    """
+    candidates = pred[pred[:, 4] > min_objectness, :4]
+    if not len(candidates):
+        return
+    if not decoded and (np.abs(candidates[:, :2]).max() > RAW_OFFSET_MAX
+                        or candidates[:, 2:4].max() > RAW_LOG_SIZE_MAX):
+        raise ModelError(
+            "the postamble's YOLOX boxes look already decoded (values of "
+            f"{np.abs(candidates).max():.0f}, not grid offsets): set decoder format "
+            "yolox-decoded (axrun.json, or --decoder format=yolox-decoded)")
+    if decoded and candidates[:, 2:4].max() < DECODED_SIZE_MIN:
+        raise ModelError(
+            "the postamble's YOLOX boxes look raw (every box under "
+            f"{DECODED_SIZE_MIN} pixels): set decoder format yolox (axrun.json, or "
+            "--decoder format=yolox)")
+
+
+def decode_yolox_decoded(pred: np.ndarray, min_objectness: float | None = None) -> \
+        tuple[np.ndarray, np.ndarray]:
+    """``[anchors, 5 + C]`` with cx, cy, w, h already in input pixels (the Voyager SDK's
+    YOLOX postamble) → boxes xyxy and class scores times objectness."""
+    if min_objectness is not None:
+        pred = pred[pred[:, 4] > min_objectness]
+    return cxcywh_to_xyxy(pred[:, :4]), pred[:, 5:] * pred[:, 4:5]
 
 
 def decode_ultralytics(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,15 +281,20 @@ class Postamble:
         return result
 
 
-def detect_format(pred_shape: Sequence[int], classes: int | None) -> str:
-    """Guess ``yolox`` or ``ultralytics`` from the postamble output's shape."""
+def detect_format(pred_shape: Sequence[int], classes: int | None,
+                  axrun_compiled: bool = True) -> str:
+    """``yolox`` (or ``yolox-decoded``) or ``ultralytics`` from the postamble output's
+    shape. A YOLOX layout is raw in a folder ``axrun compile`` wrote (``axrun.json``),
+    decoded in any other (the Voyager SDK's YOLOX postamble decodes); the values are
+    checked against that when they come (:func:`check_yolox_layout`)."""
     _, a, b = pred_shape
+    yolox = "yolox" if axrun_compiled else "yolox-decoded"
     if classes is not None:
         if b == 5 + classes:
-            return "yolox"
+            return yolox
         if a == 4 + classes:
             return "ultralytics"
-    return "yolox" if b < a else "ultralytics"
+    return yolox if b < a else "ultralytics"
 
 
 class Detector:
@@ -259,6 +307,7 @@ class Detector:
         recipe: PreprocessRecipe | None = None,
         options: DetectOptions | None = None,
         labels: tuple[str, ...] | None = None,
+        decoder: dict[str, Any] | None = None,
     ) -> None:
         check_task(folder, "detect")
         self.options = options or DetectOptions()
@@ -266,7 +315,7 @@ class Detector:
         spec_in = folder.manifest.inputs[0]
         self.preprocessor = Preprocessor(recipe, spec_in)
         self.input_hw = (spec_in.unpadded_shape[1], spec_in.unpadded_shape[2])
-        decoder = dict(folder.sidecar.decoder) if folder.sidecar else {}
+        decoder = {**(folder.sidecar.decoder if folder.sidecar else {}), **(decoder or {})}
         self.strides = tuple(decoder.get("strides", DEFAULT_STRIDES))
         self.postamble = Postamble(folder) if folder.postamble_path else None
         self.specs = folder.manifest.outputs
@@ -274,15 +323,16 @@ class Detector:
         if fmt is None:
             fmt = "dfl" if self.postamble is None else None
         if fmt is not None and fmt not in FORMATS:
-            raise ModelError(f"axrun.json decoder.format must be one of {', '.join(FORMATS)}")
+            raise ModelError(f"decoder format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         if fmt == "dfl" and self.postamble is not None:
             raise ModelError("decoder.format dfl is for models compiled without a postamble")
-        if fmt in ("yolox", "ultralytics") and self.postamble is None:
+        if fmt in ("yolox", "yolox-decoded", "ultralytics") and self.postamble is None:
             raise ModelError(f"decoder.format {fmt} needs a postprocess_graph.onnx")
         classes = len(folder.labels) if folder.labels else None
         if fmt is None:
             shape = self.postamble.session.get_outputs()[0].shape  # type: ignore[union-attr]
-            fmt = detect_format([d if isinstance(d, int) else 0 for d in shape], classes)
+            fmt = detect_format([d if isinstance(d, int) else 0 for d in shape], classes,
+                                axrun_compiled=folder.sidecar is not None)
         self.format = fmt
         if fmt == "dfl":
             self._dfl_levels = self._dfl_layout()
@@ -326,8 +376,12 @@ class Detector:
                     acc.append(dequantize(x, spec.scale, spec.zero_point))
             return decode_dfl(boxes, logits, self.input_hw, self.strides)
         assert post is not None
-        if self.format == "yolox":
-            return decode_yolox(post[0][slot], self.input_hw, self.strides, self.options.conf)
+        if self.format in ("yolox", "yolox-decoded"):
+            pred, decoded = post[0][slot], self.format == "yolox-decoded"
+            check_yolox_layout(pred, decoded, self.options.conf)
+            if decoded:
+                return decode_yolox_decoded(pred, self.options.conf)
+            return decode_yolox(pred, self.input_hw, self.strides, self.options.conf)
         return decode_ultralytics(post[0][slot])
 
     def postprocess(self, outputs: list[np.ndarray],

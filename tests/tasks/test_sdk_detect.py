@@ -1,0 +1,90 @@
+"""YOLOX folders as the Voyager SDK compiles them: the postamble gives boxes already
+decoded (cx, cy, w, h in model-input pixels), which axrun decoded a second time (every
+box the whole image). A planted box must come out at its exact original pixels; a
+format that does not fit the values is an error, never boxes in the wrong place."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import axrun
+from axrun.errors import ModelError
+
+ANCHORS, CLASSES, SIZE = 20, 3, 16
+
+
+def planted_postamble(rows: dict[int, list[float]]) -> onnx.ModelProto:
+    """A postamble reading the device's ``head_a`` and giving a fixed ``[1, A, 5 + C]``."""
+    pred = np.zeros((1, ANCHORS, 5 + CLASSES), np.float32)
+    for anchor, row in rows.items():
+        pred[0, anchor] = row
+    nodes = [helper.make_node("ReduceMean", ["head_a"], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]),
+             helper.make_node("Add", ["planted", "z"], ["pred"])]
+    graph = helper.make_graph(
+        nodes, "sdk_yolox_postamble",
+        [helper.make_tensor_value_info("head_a", TensorProto.FLOAT, [1, 5, SIZE, SIZE])],
+        [helper.make_tensor_value_info("pred", TensorProto.FLOAT, [1, ANCHORS, 5 + CLASSES])],
+        [numpy_helper.from_array(pred, "planted"),
+         numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture
+def sdk_yolox(tiny, tmp_path: Path):
+    def build(rows: dict[int, list[float]]) -> Path:
+        folder = tmp_path / "yolox" / "1"
+        shutil.copytree(tiny(kind="detector", size=SIZE, with_postamble=True).path, folder)
+        assert not (folder / "axrun.json").exists()  # as the SDK writes it: no sidecar
+        onnx.save(planted_postamble(rows), folder / "postprocess_graph.onnx")
+        return folder
+    return build
+
+
+def test_an_sdk_yolox_box_lands_at_its_exact_original_pixels(sdk_yolox) -> None:
+    # cx 12, cy 10, w 8, h 4 in the 16x16 network input; a 32x32 photo is scaled by 0.5
+    folder = sdk_yolox({7: [12, 10, 8, 4, 0.9, 0, 0, 0.8]})
+    photo = np.full((32, 32, 3), 90, np.uint8)
+    with axrun.load(folder, task="detect") as model:
+        assert model.task.format == "yolox-decoded"
+        d = model.predict([photo])[0].detections
+    assert d is not None and len(d) == 1
+    np.testing.assert_allclose(d.xyxy[0], [16, 16, 32, 24])
+    assert d.class_id[0] == 2 and d.confidence[0] == pytest.approx(0.72)
+
+
+def test_raw_format_on_decoded_values_is_an_error(sdk_yolox) -> None:
+    folder = sdk_yolox({7: [12, 10, 8, 4, 0.9, 0, 0, 0.8]})
+    with axrun.load(folder, task="detect", decoder={"format": "yolox"}) as model, \
+            pytest.raises(ModelError, match="look already decoded.*format=yolox-decoded"):
+        model.predict([np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_decoded_format_on_raw_values_is_an_error(sdk_yolox) -> None:
+    folder = sdk_yolox({7: [0.4, 0.7, 0.5, 0.3, 0.9, 0, 0, 0.8]})  # offsets, log sizes
+    with axrun.load(folder, task="detect") as model, \
+            pytest.raises(ModelError, match="look raw.*format=yolox"):
+        model.predict([np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_the_cli_takes_a_decoder_and_says_which_format_is_wrong(sdk_yolox, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from axrun.cli import app
+
+    folder = sdk_yolox({7: [12, 10, 8, 4, 0.9, 0, 0, 0.8]})
+    photo = tmp_path / "p.png"
+    import cv2
+
+    cv2.imwrite(str(photo), np.full((32, 32, 3), 90, np.uint8))
+    ok = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-o", "-", "-q"])
+    assert ok.exit_code == 0 and '"box": [16.0, 16.0, 32.0, 24.0]' in ok.stdout
+    wrong = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-q",
+                                     "--decoder", "format=yolox"])
+    assert wrong.exit_code == 3 and "look already decoded" in wrong.stderr
