@@ -206,3 +206,20 @@ def test_sdk_model_info_of_another_kind_is_refused_for_our_tasks(tiny, tmp_path:
     assert mf.task is None and mf.labels is None
     with pytest.raises(UsageError, match="says keypointdetection: not a classify model"):
         make_task(mf, "classify")
+
+
+def test_models_the_tasks_cannot_feed_are_refused_not_half_fed(tiny, tmp_path: Path) -> None:
+    from axrun.tasks import make_task
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny(kind="classifier", classes=10).path, folder)
+    (folder / "pre.onnx").write_bytes(b"")
+    edit_manifest(folder, preprocess_graph="pre.onnx")
+    with pytest.raises(ModelError, match=r"preamble graph \(pre.onnx\), which axrun does not"):
+        make_task(load_model_folder(folder), "classify")
+    edit_manifest(folder, preprocess_graph="")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit_manifest(folder, input_names=["a", "b"], **{key: manifest[key] * 2 for key in (
+        "input_shapes", "input_shapes_original", "quantize_params", "n_padded_ch_inputs")})
+    with pytest.raises(ModelError, match="2 device inputs"):
+        make_task(load_model_folder(folder), "classify")
