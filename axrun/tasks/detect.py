@@ -11,6 +11,8 @@ decoded by the configured format:
   model-input pixels): what the Voyager SDK's YOLOX postamble gives.
 - ``ultralytics``: ``[N, 4 + classes, anchors]`` — cx, cy, w, h in input pixels, then
   class scores (YOLOv8/YOLO11 exports).
+- ``boxes-scores``: two outputs, boxes ``[N, anchors, 4]`` (x1, y1, x2, y2 in input
+  pixels) and class scores ``[N, anchors, classes]`` (YOLO-NAS style), either order.
 - ``dfl``: no postamble; the device returns per-stride box-distribution maps
   ``[N, 4 * reg_max, H, W]`` and class logits ``[N, classes, H, W]`` (the Ultralytics head).
 """
@@ -32,7 +34,7 @@ from axrun.results import Detections, Prediction
 from axrun.tasks.base import check_task, label_names, preprocess_recipe
 from axrun.tensors import depad, dequantize
 
-FORMATS = ("yolox", "yolox-decoded", "ultralytics", "dfl")
+FORMATS = ("yolox", "yolox-decoded", "ultralytics", "boxes-scores", "dfl")
 # A raw YOLOX box is a few grid cells of offset and a log size; a decoded one is pixels.
 # Candidates whose raw values lie past these bounds, or decoded boxes all smaller than
 # this, mean the format is the other one: an error, not boxes in the wrong place.
@@ -123,6 +125,19 @@ def check_yolox_layout(pred: np.ndarray, decoded: bool, min_objectness: float) -
             "the postamble's YOLOX boxes look raw (every box under "
             f"{DECODED_SIZE_MIN} pixels): set decoder format yolox (axrun.json, or "
             "--decoder format=yolox)")
+
+
+def check_corners(boxes: np.ndarray, candidates: np.ndarray) -> None:
+    """Refuse boxes that are not x1, y1, x2, y2 (a second corner above or left of the
+    first, among the candidates): read as corners, they would be wrong boxes.
+
+    Raises:
+        ModelError: naming what they look like.
+    """
+    chosen = boxes[candidates]
+    if len(chosen) and ((chosen[:, 2] < chosen[:, 0]) | (chosen[:, 3] < chosen[:, 1])).any():
+        raise ModelError("format boxes-scores: the boxes are not x1, y1, x2, y2 (a corner "
+                         "comes before its opposite); this layout is not supported yet")
 
 
 def decode_yolox_decoded(pred: np.ndarray, min_objectness: float | None = None) -> \
@@ -326,13 +341,20 @@ class Detector:
             raise ModelError(f"decoder format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         if fmt == "dfl" and self.postamble is not None:
             raise ModelError("decoder.format dfl is for models compiled without a postamble")
-        if fmt in ("yolox", "yolox-decoded", "ultralytics") and self.postamble is None:
+        if fmt not in (None, "dfl") and self.postamble is None:
             raise ModelError(f"decoder.format {fmt} needs a postprocess_graph.onnx")
         classes = len(folder.labels) if folder.labels else None
+        shapes = [[d if isinstance(d, int) else 0 for d in o.shape]
+                  for o in self.postamble.session.get_outputs()] if self.postamble else []
+        if fmt is None and len(shapes) == 2:
+            fmt = "boxes-scores"
         if fmt is None:
-            shape = self.postamble.session.get_outputs()[0].shape  # type: ignore[union-attr]
-            fmt = detect_format([d if isinstance(d, int) else 0 for d in shape], classes,
-                                axrun_compiled=folder.sidecar is not None)
+            fmt = detect_format(shapes[0], classes, axrun_compiled=folder.sidecar is not None)
+        if fmt == "boxes-scores":
+            self._box_output = self._boxes_scores_layout(shapes)
+        elif len(shapes) > 1:
+            raise ModelError(f"the postamble gives {len(shapes)} outputs; format {fmt} reads "
+                             "one: set the format that reads them all (--decoder format=...)")
         self.format = fmt
         if fmt == "dfl":
             self._dfl_levels = self._dfl_layout()
@@ -341,6 +363,19 @@ class Detector:
         wanted = self.options.classes or frozenset()
         if classes and any(c >= classes for c in wanted):
             raise ParameterError("classes", f"ids must be below {classes} (the model's classes)")
+
+    @staticmethod
+    def _boxes_scores_layout(shapes: list[list[int]]) -> int:
+        """Which of the two postamble outputs holds the boxes ``[N, A, 4]`` (the other:
+        scores ``[N, A, C]``)."""
+        if len(shapes) != 2 or any(len(s) != 3 for s in shapes) or \
+                shapes[0][1] != shapes[1][1]:
+            raise ModelError(f"format boxes-scores needs two outputs [N, anchors, 4] and "
+                             f"[N, anchors, classes]; the postamble gives {shapes}")
+        fours = [i for i, s in enumerate(shapes) if s[2] == 4]
+        if len(fours) != 1:
+            raise ModelError(f"format boxes-scores: cannot tell boxes from scores in {shapes}")
+        return fours[0]
 
     def _dfl_layout(self) -> list[tuple[int, int]]:
         """(box output, class output) per stride, matched by spatial size and channels."""
@@ -376,6 +411,11 @@ class Detector:
                     acc.append(dequantize(x, spec.scale, spec.zero_point))
             return decode_dfl(boxes, logits, self.input_hw, self.strides)
         assert post is not None
+        if self.format == "boxes-scores":
+            corners = post[self._box_output][slot]
+            class_scores = post[1 - self._box_output][slot]
+            check_corners(corners, class_scores.max(1) > self.options.conf)
+            return corners, class_scores
         if self.format in ("yolox", "yolox-decoded"):
             pred, decoded = post[0][slot], self.format == "yolox-decoded"
             check_yolox_layout(pred, decoded, self.options.conf)

@@ -88,3 +88,40 @@ def test_the_cli_takes_a_decoder_and_says_which_format_is_wrong(sdk_yolox, tmp_p
     wrong = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-q",
                                      "--decoder", "format=yolox"])
     assert wrong.exit_code == 3 and "look already decoded" in wrong.stderr
+
+
+def two_output_postamble(box: list[float], score: float) -> onnx.ModelProto:
+    """YOLO-NAS style: scores [1, A, C] first, then boxes [1, A, 4] (x1, y1, x2, y2)."""
+    boxes = np.zeros((1, ANCHORS, 4), np.float32)
+    scores = np.zeros((1, ANCHORS, CLASSES), np.float32)
+    boxes[0, 3], scores[0, 3, 1] = box, score
+    nodes = [helper.make_node("ReduceMean", ["head_a"], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]),
+             helper.make_node("Add", ["planted_scores", "z"], ["scores"]),
+             helper.make_node("Add", ["planted_boxes", "z"], ["boxes"])]
+    graph = helper.make_graph(
+        nodes, "nas_postamble",
+        [helper.make_tensor_value_info("head_a", TensorProto.FLOAT, [1, 5, SIZE, SIZE])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, ANCHORS, CLASSES]),
+         helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, ANCHORS, 4])],
+        [numpy_helper.from_array(boxes, "planted_boxes"),
+         numpy_helper.from_array(scores, "planted_scores"),
+         numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_two_output_postambles_give_their_boxes(sdk_yolox) -> None:
+    folder = sdk_yolox({})
+    onnx.save(two_output_postamble([8, 8, 16, 12], 0.6), folder / "postprocess_graph.onnx")
+    with axrun.load(folder, task="detect") as model:
+        assert model.task.format == "boxes-scores"
+        d = model.predict([np.full((32, 32, 3), 90, np.uint8)])[0].detections
+    assert d is not None and len(d) == 1 and d.class_id[0] == 1
+    np.testing.assert_allclose(d.xyxy[0], [16, 16, 32, 24])
+    assert d.confidence[0] == pytest.approx(0.6)
+    with pytest.raises(ModelError, match="gives 2 outputs; format yolox reads one"):
+        axrun.load(folder, task="detect", decoder={"format": "yolox"})
+    onnx.save(two_output_postamble([16, 12, 8, 8], 0.6), folder / "postprocess_graph.onnx")
+    with axrun.load(folder, task="detect") as model, \
+            pytest.raises(ModelError, match="not x1, y1, x2, y2"):
+        model.predict([np.zeros((32, 32, 3), np.uint8)])
