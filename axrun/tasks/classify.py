@@ -10,6 +10,7 @@ from axrun.params import choice, integer
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
 from axrun.results import Classification, Prediction
 from axrun.tasks.base import check_task, label_names, preprocess_recipe
+from axrun.tasks.postamble import Postamble
 from axrun.tensors import dequantize, interior
 
 SCORE_KINDS = ("logits", "probabilities")
@@ -32,8 +33,9 @@ class Classifier:
     outputs, ``logits`` (softmax applied) or ``probabilities`` (default: ``axrun.json``,
     else logits).
 
-    Only the first device output is read. With ``scores="probabilities"`` only the k
-    winning values are dequantized; logits need all of them for the softmax.
+    Only the first device output is read, or, when the folder has a postamble, the
+    postamble's first output (float scores). With ``scores="probabilities"`` only the
+    k winning int8 values are dequantized; logits need all of them for the softmax.
 
     Raises:
         ParameterError: a parameter cannot be used.
@@ -52,12 +54,20 @@ class Classifier:
         check_task(folder, "classify")
         integer("top_k", top_k, 1)
         self.spec = folder.manifest.outputs[0]
-        _, *cells, channels = self.spec.unpadded_shape
-        if int(np.prod(cells)) != 1:
+        # With a postamble, its first output holds the class scores (in float).
+        self.postamble = Postamble(folder) if folder.postamble_path else None
+        if self.postamble is not None:
+            what = "the postamble's first output"
+            dims = self.postamble.session.get_outputs()[0].shape[1:]
+            shape = tuple(d if isinstance(d, int) else 0 for d in dims)
+        else:
+            what = f"output {self.spec.name!r}"
+            shape = self.spec.unpadded_shape[1:]
+        *cells, channels = shape or (0,)
+        if int(np.prod(cells)) != 1 or channels < 1:
             raise ModelError(
-                f"{folder.root}: output {self.spec.name!r} is {'x'.join(map(str, cells))} cells "
-                f"of {channels} values, not one vector of class scores: not a classification "
-                "model (a detector? give task='detect')")
+                f"{folder.root}: {what} is {list(shape)}, not one vector of class scores: "
+                "not a classification model (a detector? give task='detect')")
         self.classes = channels
         self.top_k = min(top_k, self.classes)
         self.labels = label_names(folder, labels, self.classes)
@@ -97,8 +107,23 @@ class Classifier:
         return Classification(order, scores.astype(np.float32),  # argsort: intp (int64)
                               tuple([labels[i] for i in order.tolist()]))
 
+    def classify_scores(self, values: np.ndarray) -> Classification:
+        """Top-k from one image's float scores (a postamble's output), ties to the lower
+        class id; softmax applied for logits."""
+        flat = values.reshape(-1)
+        order = np.argsort(-flat, kind="stable")[: self.top_k]
+        scores = softmax(flat.astype(np.float64))[order] if self.score_kind == "logits" \
+            else flat[order]
+        labels = self.labels
+        return Classification(order, scores.astype(np.float32),
+                              tuple([labels[i] for i in order.tolist()]))
+
     def postprocess(self, outputs: list[np.ndarray],
                     geometries: list[Geometry | None]) -> list[Prediction | None]:
+        if self.postamble is not None:
+            post = self.postamble(outputs)[0]
+            return [None if g is None else self.classify_scores(post[slot])
+                    for slot, g in enumerate(geometries)]
         out, interior_ = outputs[0], self._interior
         return [None if g is None else self.classify(out[slot][interior_])
                 for slot, g in enumerate(geometries)]

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from axrun.errors import ModelError, ParameterError
-from axrun.graphs import fed_from_device
-from axrun.modelfolder import ModelFolder, TensorSpec
+from axrun.modelfolder import ModelFolder
 from axrun.params import flag, integer, number
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
 from axrun.results import Detections, Prediction
 from axrun.tasks.base import check_task, label_names, preprocess_recipe
+from axrun.tasks.postamble import Postamble
 from axrun.tensors import depad, dequantize
 
 FORMATS = ("yolox", "yolox-decoded", "ultralytics", "boxes-scores", "dfl")
@@ -221,79 +221,6 @@ def select(boxes: np.ndarray, scores: np.ndarray, options: DetectOptions) -> Det
     keep = nms(boxes, conf, class_id, options.iou, options.agnostic, options.max_det)
     return Detections(boxes[keep].astype(np.float32), conf[keep].astype(np.float32),
                       class_id[keep].astype(np.int64))
-
-
-def match_postamble_inputs(
-    names: Sequence[str], shapes: Sequence[Sequence[int | str]], outputs: Sequence[TensorSpec]
-) -> list[int]:
-    """For each postamble input, the index of the device output that feeds it.
-
-    By name first; otherwise by unpadded NCHW shape, which must be unambiguous.
-
-    Raises:
-        ModelError: no device output fits an input, or several do.
-    """
-    by_name = {o.name: i for i, o in enumerate(outputs)}
-    nchw = [(o.unpadded_shape[0], o.unpadded_shape[3], *o.unpadded_shape[1:3]) for o in outputs]
-    chosen: list[int] = []
-    for name, shape in zip(names, shapes, strict=True):
-        if name in by_name:
-            chosen.append(by_name[name])
-            continue
-        fits = [i for i, s in enumerate(nchw) if len(s) == len(shape) and all(
-            not isinstance(d, int) or d == e for d, e in zip(shape, s, strict=True))]
-        free = [i for i in fits if i not in chosen]
-        if not free:
-            raise ModelError(f"postamble input {name!r} {list(shape)}: no device output has "
-                             "that name or shape")
-        if len(free) > 1:
-            listed = ", ".join(outputs[i].name for i in free)
-            raise ModelError(f"postamble input {name!r} {list(shape)} could be fed by several "
-                             f"device outputs ({listed}); name them alike to disambiguate")
-        chosen.append(free[0])
-    return chosen
-
-
-class Postamble:
-    """The float postamble graph, fed from the device outputs (thread-safe).
-
-    Its inputs are matched to the device outputs once (:func:`match_postamble_inputs`);
-    depad → dequantize → NCHW is then prepended to the graph itself, so that ONNX
-    Runtime takes the raw padded int8 outputs and does all of it in one call.
-    """
-
-    def __init__(self, folder: ModelFolder) -> None:
-        import onnx
-        import onnxruntime as ort
-
-        path = folder.postamble_path
-        assert path is not None
-        try:
-            graph = onnx.load(str(path))
-        except Exception as exc:
-            raise ModelError(f"{path}: cannot read the postamble graph: {exc}") from exc
-        inits = {i.name for i in graph.graph.initializer}
-        inputs = [v for v in graph.graph.input if v.name not in inits]
-        shapes = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-                  for v in inputs]
-        self.specs = folder.manifest.outputs
-        self.sources = match_postamble_inputs([v.name for v in inputs], shapes, self.specs)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                fed_from_device(graph, list(self.specs), self.sources).SerializeToString(),
-                options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelError(f"{path}: cannot load the postamble graph: {exc}") from exc
-        self.names = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Whole-batch padded int8 outputs → the postamble's float outputs."""
-        feed = {name: outputs[src] for name, src in zip(self.names, self.sources, strict=True)}
-        result: list[np.ndarray] = self.session.run(None, feed)
-        return result
 
 
 def detect_format(pred_shape: Sequence[int], classes: int | None,

@@ -53,3 +53,39 @@ def test_bad_options(tiny) -> None:
     with pytest.raises(UsageError, match="scores must be one of logits, probabilities"):
         Classifier(folder, scores="odds", recipe=PreprocessRecipe())
     assert Classifier(folder, top_k=50, recipe=PreprocessRecipe()).top_k == 10
+
+
+def test_a_classifiers_postamble_runs(tiny, tmp_path) -> None:
+    # The SDK may cut a classifier's tail into postprocess_graph.onnx; axrun ignored it.
+    # This one negates the scores: the ranking must come out reversed.
+    import json
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    import axrun
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny(kind="classifier", classes=10).path, folder)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["logits"], ["f"]),
+         helper.make_node("Neg", ["f"], ["scores"])], "negate",
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10, 1, 1])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10])])
+    image = np.random.default_rng(3).integers(0, 256, (20, 20, 3), np.uint8)
+    with axrun.load(folder, top_k=10) as model:
+        plain = model.predict([image])[0].classification
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              folder / "post.onnx")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["postprocess_graph"] = "post.onnx"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with axrun.load(folder, top_k=10) as model:
+        negated = model.predict([image])[0].classification
+    assert plain is not None and negated is not None
+    score_of = dict(zip(plain.class_id.tolist(), plain.confidence.tolist(), strict=True))
+    # reversed: the lowest-scored class comes first (ties go to the lower id either way)
+    assert score_of[int(negated.class_id[0])] == min(score_of.values())
+    assert score_of[int(negated.class_id[-1])] == max(score_of.values())
+    assert negated.confidence.sum() == pytest.approx(1.0, abs=1e-5)  # softmax of the logits

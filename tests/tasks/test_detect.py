@@ -17,10 +17,10 @@ from axrun.tasks.detect import (
     decode_ultralytics,
     decode_yolox,
     grid_points,
-    match_postamble_inputs,
     nms,
     select,
 )
+from axrun.tasks.postamble import match_postamble_inputs
 
 
 def test_yolox_decode_places_a_box_in_its_cell() -> None:
