@@ -63,6 +63,7 @@ class EmulatorSettings:
     compute: bool
     threads: int
     fail_after: int | None = None
+    strict: bool = False  # read inputs only when their result is due (buffer-reuse checks)
 
     @classmethod
     def from_env(cls) -> EmulatorSettings:
@@ -81,6 +82,8 @@ class EmulatorSettings:
             compute=compute not in ("0", "false", "no", "off"),
             threads=max(1, threads),
             fail_after=int(_env_float("AXRUN_EMULATOR_FAIL_AFTER", 0)) if fail else None,
+            strict=os.environ.get("AXRUN_EMULATOR_STRICT", "0").strip().lower()
+            not in ("0", "false", "no", "off", ""),
         )
 
 
@@ -359,12 +362,17 @@ class Connection(Object):
                 f"valid: {', '.join(INSTANCE_FLAGS)}"
             )
         batch = model.inputs()[0].shape[0]
-        for key in ("num_sub_devices", "aipu_cores"):
-            value = kwargs.get(key, 0)
-            if value not in (0, batch):
-                raise ex.InvalidArgument(
-                    f"{key}={value} does not match the model's batch size {batch}"
-                )
+        value = kwargs.get("num_sub_devices", 0)
+        if value not in (0, batch):
+            raise ex.InvalidArgument(
+                f"num_sub_devices={value} does not match the model's batch size {batch}")
+        # aipu_cores is the L2 share (1 core = 25 %): at least the batch's cores, and may
+        # be more than num_sub_devices, as the runtime allows.
+        value = kwargs.get("aipu_cores", 0)
+        if value != 0 and not batch <= value <= CORES_PER_DEVICE:
+            raise ex.InvalidArgument(
+                f"aipu_cores={value} must be {batch}-{CORES_PER_DEVICE} for the model's batch "
+                f"size {batch}")
         if batch > self.num_sub_devices:
             raise ex.InvalidArgument(
                 f"model batch {batch} needs {batch} cores; this connection has "
@@ -387,12 +395,15 @@ class ModelInstance(Object):
         self._latency_s = settings.latency_ms / 1000.0
         self._compute = settings.compute
         self._fail_after = settings.fail_after
+        self._strict = settings.strict
         self._in_infos = model.inputs()
         self._out_infos = model.outputs()
-        # Double buffering: (input arrays, time the device finishes them), oldest first.
-        # Set before the session: an instance whose graph fails to load is still
-        # released with its connection.
-        self._pending: deque[tuple[list[np.ndarray], float]] = deque()
+        # Double buffering: (input arrays, or in strict mode the results computed at the
+        # call, and the time the device finishes them), oldest first. Set before the
+        # session: an instance whose graph fails to load is still released with its
+        # connection.
+        self._pending: deque[tuple[list[np.ndarray] | None, list[np.ndarray] | None,
+                                   float]] = deque()
         self._device_free_at = 0.0
         self._running = threading.Lock()
         self._session: Any = None
@@ -407,7 +418,11 @@ class ModelInstance(Object):
         """Run one inference; blocks; writes results into ``outputs`` in place.
 
         With ``double_buffer`` the results written are those of the input passed two
-        calls earlier (the first two calls return nothing useful).
+        calls earlier (the first two calls return nothing useful). As documented, the
+        inputs are consumed during the call: the caller may refill them as soon as it
+        returns. With ``AXRUN_EMULATOR_STRICT=1`` they are read only when their result
+        is due, so that a host reusing a buffer whose result is still in flight gets a
+        wrong result (what axrun's engine tests check that it never does).
         """
         self._check()
         if not self._running.acquire(blocking=False):
@@ -421,34 +436,40 @@ class ModelInstance(Object):
             now = time.perf_counter()
             start = max(now, self._device_free_at)
             self._device_free_at = start + self._latency_s
-            self._pending.append((list(inputs), self._device_free_at))
+            if self._strict or not self.double_buffer:
+                self._pending.append((list(inputs), None, self._device_free_at))
+            else:  # consumed now; the results wait for the call two later
+                self._pending.append((None, self._results(inputs), self._device_free_at))
             if self.double_buffer and len(self._pending) <= 2:
                 for out, info in zip(outputs, self._out_infos, strict=True):
                     out.fill(info.zero_point)
                 return
-            due_inputs, done_at = self._pending.popleft()
+            due_inputs, results, done_at = self._pending.popleft()
             delay = done_at - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             self._check()  # released while the device was busy
-            # Inputs are read only now, at the end of the device time: a host that
-            # overwrites a buffer still in flight gets a wrong result, as on hardware.
-            self._compute_into(due_inputs, outputs)
+            if due_inputs is not None:  # read only now, at the end of the device time
+                results = self._results(due_inputs)
+            if results is None:
+                for out, info in zip(outputs, self._out_infos, strict=True):
+                    out.fill(info.zero_point)
+            else:
+                for out, res in zip(outputs, results, strict=True):
+                    np.copyto(out, res)
         finally:
             self._running.release()
 
-    def _compute_into(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+    def _results(self, inputs: list[np.ndarray]) -> list[np.ndarray] | None:
+        """The network's outputs for ``inputs``; None in timing mode (no compute)."""
         if not self._compute:
-            for out, info in zip(outputs, self._out_infos, strict=True):
-                out.fill(info.zero_point)
-            return
+            return None
         session = self._session
         if session is None:
             raise ex.InvalidArgument("ModelInstance was released during run()")
         feed = {info.name: arr for info, arr in zip(self._in_infos, inputs, strict=True)}
-        results = session.run(None, feed)
-        for out, res in zip(outputs, results, strict=True):
-            np.copyto(out, res)
+        results: list[np.ndarray] = session.run(None, feed)
+        return results
 
 
 def _check_buffers(
