@@ -10,7 +10,8 @@ decoded by the configured format:
 - ``yolox-decoded``: the same layout with the box already decoded (cx, cy, w, h in
   model-input pixels): what the Voyager SDK's YOLOX postamble gives.
 - ``ultralytics``: ``[N, 4 + classes, anchors]`` — cx, cy, w, h in input pixels, then
-  class scores (YOLOv8/YOLO11 exports).
+  class scores (YOLOv8/YOLO11 exports); ``ultralytics-transposed``: ``[N, anchors,
+  4 + classes]``, the same values anchor by anchor.
 - ``boxes-scores``: two outputs, boxes ``[N, anchors, 4]`` (x1, y1, x2, y2 in input
   pixels) and class scores ``[N, anchors, classes]`` (YOLO-NAS style), either order.
 - ``dfl``: no postamble; the device returns per-stride box-distribution maps
@@ -34,7 +35,8 @@ from axrun.tasks.base import check_task, label_names, preprocess_recipe
 from axrun.tasks.postamble import Postamble
 from axrun.tensors import depad, dequantize
 
-FORMATS = ("yolox", "yolox-decoded", "ultralytics", "boxes-scores", "dfl")
+FORMATS = ("yolox", "yolox-decoded", "ultralytics", "ultralytics-transposed", "boxes-scores",
+           "dfl")
 # A raw YOLOX box is a few grid cells of offset and a log size; a decoded one is pixels.
 # Candidates whose raw values lie past these bounds, or decoded boxes all smaller than
 # this, mean the format is the other one: an error, not boxes in the wrong place.
@@ -236,7 +238,20 @@ def detect_format(pred_shape: Sequence[int], classes: int | None,
             return yolox
         if a == 4 + classes:
             return "ultralytics"
-    return yolox if b < a else "ultralytics"
+        if b == 4 + classes:
+            return "ultralytics-transposed"
+        raise ModelError(
+            f"the postamble's output {list(pred_shape)} fits no known layout for the "
+            f"model's {classes} classes: give --decoder format=... (or the right --labels)")
+    if a < b:
+        return "ultralytics"
+    # [N, anchors, k]: YOLOX (5 + C) or Ultralytics transposed (4 + C); only the number
+    # of classes tells them apart, and reading one as the other gives wrong boxes.
+    raise ModelError(
+        f"the postamble's output {list(pred_shape)} is YOLOX ([N, anchors, 5 + classes]) "
+        "or Ultralytics transposed ([N, anchors, 4 + classes]), and the model's classes are "
+        f"unknown (no labels): give --decoder format={yolox} or "
+        "format=ultralytics-transposed, or --labels")
 
 
 class Detector:
@@ -270,7 +285,7 @@ class Detector:
             raise ModelError("decoder.format dfl is for models compiled without a postamble")
         if fmt not in (None, "dfl") and self.postamble is None:
             raise ModelError(f"decoder.format {fmt} needs a postprocess_graph.onnx")
-        classes = len(folder.labels) if folder.labels else None
+        classes = len(labels or folder.labels or ()) or None
         shapes = [[d if isinstance(d, int) else 0 for d in o.shape]
                   for o in self.postamble.session.get_outputs()] if self.postamble else []
         if fmt is None and len(shapes) == 2:
@@ -343,6 +358,8 @@ class Detector:
             class_scores = post[1 - self._box_output][slot]
             check_corners(corners, class_scores.max(1) > self.options.conf)
             return corners, class_scores
+        if self.format == "ultralytics-transposed":
+            return decode_ultralytics(post[0][slot].T)
         if self.format in ("yolox", "yolox-decoded"):
             pred, decoded = post[0][slot], self.format == "yolox-decoded"
             check_yolox_layout(pred, decoded, self.options.conf)

@@ -17,6 +17,7 @@ import axrun
 from axrun.errors import ModelError
 
 ANCHORS, CLASSES, SIZE = 20, 3, 16
+LABELS = ("cat", "dog", "bird")  # as model_info.json would give them
 
 
 def planted_postamble(rows: dict[int, list[float]]) -> onnx.ModelProto:
@@ -51,7 +52,7 @@ def test_an_sdk_yolox_box_lands_at_its_exact_original_pixels(sdk_yolox) -> None:
     # cx 12, cy 10, w 8, h 4 in the 16x16 network input; a 32x32 photo is scaled by 0.5
     folder = sdk_yolox({7: [12, 10, 8, 4, 0.9, 0, 0, 0.8]})
     photo = np.full((32, 32, 3), 90, np.uint8)
-    with axrun.load(folder, task="detect") as model:
+    with axrun.load(folder, task="detect", labels=LABELS) as model:
         assert model.task.format == "yolox-decoded"
         d = model.predict([photo])[0].detections
     assert d is not None and len(d) == 1
@@ -61,14 +62,14 @@ def test_an_sdk_yolox_box_lands_at_its_exact_original_pixels(sdk_yolox) -> None:
 
 def test_raw_format_on_decoded_values_is_an_error(sdk_yolox) -> None:
     folder = sdk_yolox({7: [12, 10, 8, 4, 0.9, 0, 0, 0.8]})
-    with axrun.load(folder, task="detect", decoder={"format": "yolox"}) as model, \
+    with axrun.load(folder, task="detect", labels=LABELS, decoder={"format": "yolox"}) as model, \
             pytest.raises(ModelError, match="look already decoded.*format=yolox-decoded"):
         model.predict([np.zeros((32, 32, 3), np.uint8)])
 
 
 def test_decoded_format_on_raw_values_is_an_error(sdk_yolox) -> None:
     folder = sdk_yolox({7: [0.4, 0.7, 0.5, 0.3, 0.9, 0, 0, 0.8]})  # offsets, log sizes
-    with axrun.load(folder, task="detect") as model, \
+    with axrun.load(folder, task="detect", labels=LABELS) as model, \
             pytest.raises(ModelError, match="look raw.*format=yolox"):
         model.predict([np.zeros((32, 32, 3), np.uint8)])
 
@@ -83,8 +84,13 @@ def test_the_cli_takes_a_decoder_and_says_which_format_is_wrong(sdk_yolox, tmp_p
     import cv2
 
     cv2.imwrite(str(photo), np.full((32, 32, 3), 90, np.uint8))
+    unsure = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-q"])
+    assert unsure.exit_code == 3 and "give --decoder format=yolox-decoded" in unsure.stderr
+    (folder.parent / "model_info.json").write_text(
+        '{"task_category": "ObjectDetection", "labels": ["cat", "dog", "bird"]}')
     ok = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-o", "-", "-q"])
-    assert ok.exit_code == 0 and '"box": [16.0, 16.0, 32.0, 24.0]' in ok.stdout
+    assert ok.exit_code == 0 and '"label": "bird"' in ok.stdout
+    assert '"box": [16.0, 16.0, 32.0, 24.0]' in ok.stdout
     wrong = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-q",
                                      "--decoder", "format=yolox"])
     assert wrong.exit_code == 3 and "look already decoded" in wrong.stderr
@@ -125,3 +131,29 @@ def test_two_output_postambles_give_their_boxes(sdk_yolox) -> None:
     with axrun.load(folder, task="detect") as model, \
             pytest.raises(ModelError, match="not x1, y1, x2, y2"):
         model.predict([np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_the_transposed_ultralytics_layout_is_told_from_yolox_by_the_classes(
+        sdk_yolox) -> None:
+    # [1, A, 4 + C]: cx, cy, w, h, then class scores, anchor by anchor
+    folder = sdk_yolox({})
+    pred = np.zeros((1, ANCHORS, 4 + CLASSES), np.float32)
+    pred[0, 5] = [12, 10, 8, 4, 0, 0.7, 0]
+    nodes = [helper.make_node("ReduceMean", ["head_a"], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]),
+             helper.make_node("Add", ["planted", "z"], ["pred"])]
+    graph = helper.make_graph(
+        nodes, "transposed",
+        [helper.make_tensor_value_info("head_a", TensorProto.FLOAT, [1, 5, SIZE, SIZE])],
+        [helper.make_tensor_value_info("pred", TensorProto.FLOAT, [1, ANCHORS, 4 + CLASSES])],
+        [numpy_helper.from_array(pred, "planted"),
+         numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              folder / "postprocess_graph.onnx")
+    with axrun.load(folder, task="detect", labels=LABELS) as model:
+        assert model.task.format == "ultralytics-transposed"
+        d = model.predict([np.full((32, 32, 3), 90, np.uint8)])[0].detections
+    assert d is not None and list(d.label) == ["dog"]
+    np.testing.assert_allclose(d.xyxy[0], [16, 16, 32, 24])
+    with pytest.raises(ModelError, match="classes are unknown.*ultralytics-transposed"):
+        axrun.load(folder, task="detect")  # 7 columns: YOLOX of 2 classes, or this of 3
