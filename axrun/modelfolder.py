@@ -508,10 +508,12 @@ def describe(folder: ModelFolder, cores_per_device: int = CORES_PER_DEVICE) -> d
         "instances_per_device": cores_per_device // batch,
         "inputs": [tensor(t) for t in folder.manifest.inputs],
         "outputs": [tensor(t) for t in folder.manifest.outputs],
+        "manifest_version": folder.manifest.raw.get("manifest_version"),
         "postamble": (
             {"path": folder.manifest.postprocess_graph, **_graph_io(folder.postamble_path)}
             if folder.postamble_path else None
         ),
+        "preamble": folder.manifest.preprocess_graph or None,
         "task": folder.task,
         "preprocess": side.preprocess.to_dict() if side and side.preprocess else None,
         "labels": (

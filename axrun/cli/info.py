@@ -10,8 +10,11 @@ import typer
 from rich.table import Table
 
 from axrun.cli._common import global_options, handle_errors, print_json, stdout_console
+from axrun.errors import AxrunError
 from axrun.modelfolder import describe, load_model_folder
 from axrun.runtime import CORES_PER_DEVICE, load_backend
+from axrun.tasks import make_task
+from axrun.tasks.detect import Detector
 
 JSON_OPTION = typer.Option("--json", help="Print one JSON document (stable keys, see README).")
 
@@ -37,11 +40,19 @@ def info(
     """Show a compiled model's tensors, padding, quantization, postamble and task."""
     folder = load_model_folder(model)
     data = describe(folder)
+    if folder.task == "detect":  # which decoder the detect command will use, and why
+        try:
+            detector = make_task(folder, "detect")
+            assert isinstance(detector, Detector)
+            data["decoder_used"] = {"format": detector.format, "why": detector.format_reason}
+        except AxrunError as exc:
+            data["decoder_used"] = {"format": None, "why": str(exc)}
     if as_json:
         print_json(data)
         return
     out = stdout_console()
-    out.print(f"[bold]{data['model']}[/bold]")
+    out.print(f"[bold]{data['model']}[/bold] (manifest version "
+              f"{data['manifest_version'] or 'not given'})")
     out.print(
         f"batch {data['batch']} · {data['instances_per_device']} instance(s) per "
         f"{CORES_PER_DEVICE}-core device"
@@ -57,13 +68,18 @@ def info(
                 out.print(f"  {kind[:-1]:6} {v['name']} {v['shape']}")
     else:
         out.print("postamble: none")
+    if data["preamble"]:
+        out.print(f"preamble {data['preamble']}: not run by axrun yet (the model is refused)")
     if data["preprocess"]:
         recipe = ", ".join(f"{k}={v}" for k, v in data["preprocess"].items())
         out.print(f"preprocess: {recipe}")
     if data["labels"]:
         out.print(f"labels: {data['labels']['file']} ({data['labels']['count']} classes)")
     if data["decoder"]:
-        out.print(f"decoder: {data['decoder']}")
+        out.print(f"decoder settings: {data['decoder']}")
+    if "decoder_used" in data:
+        used = data["decoder_used"]
+        out.print(f"decoder: {used['format'] or 'none'} — {used['why']}")
 
 
 def devices(

@@ -277,8 +277,10 @@ class Detector:
         self.postamble = Postamble(folder) if folder.postamble_path else None
         self.specs = folder.manifest.outputs
         fmt = decoder.get("format")
-        if fmt is None:
-            fmt = "dfl" if self.postamble is None else None
+        #: why this format: shown by ``axrun info``
+        self.format_reason = "decoder.format says so (axrun.json or --decoder)"
+        if fmt is None and self.postamble is None:
+            fmt, self.format_reason = "dfl", "no postamble: the device returns the head"
         if fmt is not None and fmt not in FORMATS:
             raise ModelError(f"decoder format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         if fmt == "dfl" and self.postamble is not None:
@@ -289,9 +291,13 @@ class Detector:
         shapes = [[d if isinstance(d, int) else 0 for d in o.shape]
                   for o in self.postamble.session.get_outputs()] if self.postamble else []
         if fmt is None and len(shapes) == 2:
-            fmt = "boxes-scores"
+            fmt, self.format_reason = "boxes-scores", "the postamble gives two outputs"
         if fmt is None:
             fmt = detect_format(shapes[0], classes, axrun_compiled=folder.sidecar is not None)
+            origin = ("a folder axrun compile wrote" if folder.sidecar is not None else
+                      "a folder without axrun.json (the Voyager SDK decodes YOLOX boxes)")
+            self.format_reason = (f"the postamble's output {shapes[0]} with {classes} "
+                                  f"classes" + (f", in {origin}" if "yolox" in fmt else ""))
         if fmt == "boxes-scores":
             self._box_output = self._boxes_scores_layout(shapes)
         elif len(shapes) > 1:

@@ -157,3 +157,21 @@ def test_the_transposed_ultralytics_layout_is_told_from_yolox_by_the_classes(
     np.testing.assert_allclose(d.xyxy[0], [16, 16, 32, 24])
     with pytest.raises(ModelError, match="classes are unknown.*ultralytics-transposed"):
         axrun.load(folder, task="detect")  # 7 columns: YOLOX of 2 classes, or this of 3
+
+
+def test_info_says_which_decoder_detect_will_use_and_why(sdk_yolox) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from axrun.cli import app
+
+    folder = sdk_yolox({7: [12, 10, 8, 4, 0.9, 0, 0, 0.8]})
+    (folder.parent / "model_info.json").write_text(
+        '{"task_category": "ObjectDetection", "labels": ["cat", "dog", "bird"]}')
+    text = CliRunner().invoke(app, ["info", str(folder)], terminal_width=250).stdout
+    assert ("decoder: yolox-decoded — the postamble's output [1, 20, 8] with 3 classes, in a "
+            "folder without axrun.json") in text
+    data = json.loads(CliRunner().invoke(app, ["info", str(folder), "--json"]).stdout)
+    assert data["decoder_used"]["format"] == "yolox-decoded" and data["preamble"] is None
+    assert data["labels"]["count"] == 3 and data["task"] == "detect"
