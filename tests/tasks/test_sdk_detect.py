@@ -20,21 +20,28 @@ ANCHORS, CLASSES, SIZE = 20, 3, 16
 LABELS = ("cat", "dog", "bird")  # as model_info.json would give them
 
 
+def fixed_postamble(**outputs: np.ndarray) -> onnx.ModelProto:
+    """A postamble that reads the device's ``head_a`` and gives these fixed tensors."""
+    nodes = [helper.make_node("ReduceMean", ["head_a"], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"])]
+    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero")]
+    for name, value in outputs.items():
+        nodes.append(helper.make_node("Add", [f"planted_{name}", "z"], [name]))
+        inits.append(numpy_helper.from_array(value.astype(np.float32), f"planted_{name}"))
+    graph = helper.make_graph(
+        nodes, "fixed_postamble",
+        [helper.make_tensor_value_info("head_a", TensorProto.FLOAT, [1, 5, SIZE, SIZE])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape))
+         for name, value in outputs.items()], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def planted_postamble(rows: dict[int, list[float]]) -> onnx.ModelProto:
-    """A postamble reading the device's ``head_a`` and giving a fixed ``[1, A, 5 + C]``."""
+    """The SDK's YOLOX postamble, giving a fixed ``[1, A, 5 + C]``."""
     pred = np.zeros((1, ANCHORS, 5 + CLASSES), np.float32)
     for anchor, row in rows.items():
         pred[0, anchor] = row
-    nodes = [helper.make_node("ReduceMean", ["head_a"], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"]),
-             helper.make_node("Add", ["planted", "z"], ["pred"])]
-    graph = helper.make_graph(
-        nodes, "sdk_yolox_postamble",
-        [helper.make_tensor_value_info("head_a", TensorProto.FLOAT, [1, 5, SIZE, SIZE])],
-        [helper.make_tensor_value_info("pred", TensorProto.FLOAT, [1, ANCHORS, 5 + CLASSES])],
-        [numpy_helper.from_array(pred, "planted"),
-         numpy_helper.from_array(np.zeros((), np.float32), "zero")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return fixed_postamble(pred=pred)
 
 
 @pytest.fixture
@@ -101,19 +108,7 @@ def two_output_postamble(box: list[float], score: float) -> onnx.ModelProto:
     boxes = np.zeros((1, ANCHORS, 4), np.float32)
     scores = np.zeros((1, ANCHORS, CLASSES), np.float32)
     boxes[0, 3], scores[0, 3, 1] = box, score
-    nodes = [helper.make_node("ReduceMean", ["head_a"], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"]),
-             helper.make_node("Add", ["planted_scores", "z"], ["scores"]),
-             helper.make_node("Add", ["planted_boxes", "z"], ["boxes"])]
-    graph = helper.make_graph(
-        nodes, "nas_postamble",
-        [helper.make_tensor_value_info("head_a", TensorProto.FLOAT, [1, 5, SIZE, SIZE])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, ANCHORS, CLASSES]),
-         helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, ANCHORS, 4])],
-        [numpy_helper.from_array(boxes, "planted_boxes"),
-         numpy_helper.from_array(scores, "planted_scores"),
-         numpy_helper.from_array(np.zeros((), np.float32), "zero")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return fixed_postamble(scores=scores, boxes=boxes)
 
 
 def test_two_output_postambles_give_their_boxes(sdk_yolox) -> None:
@@ -139,17 +134,7 @@ def test_the_transposed_ultralytics_layout_is_told_from_yolox_by_the_classes(
     folder = sdk_yolox({})
     pred = np.zeros((1, ANCHORS, 4 + CLASSES), np.float32)
     pred[0, 5] = [12, 10, 8, 4, 0, 0.7, 0]
-    nodes = [helper.make_node("ReduceMean", ["head_a"], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"]),
-             helper.make_node("Add", ["planted", "z"], ["pred"])]
-    graph = helper.make_graph(
-        nodes, "transposed",
-        [helper.make_tensor_value_info("head_a", TensorProto.FLOAT, [1, 5, SIZE, SIZE])],
-        [helper.make_tensor_value_info("pred", TensorProto.FLOAT, [1, ANCHORS, 4 + CLASSES])],
-        [numpy_helper.from_array(pred, "planted"),
-         numpy_helper.from_array(np.zeros((), np.float32), "zero")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-              folder / "postprocess_graph.onnx")
+    onnx.save(fixed_postamble(pred=pred), folder / "postprocess_graph.onnx")
     with axrun.load(folder, task="detect", labels=LABELS) as model:
         assert model.task.format == "ultralytics-transposed"
         d = model.predict([np.full((32, 32, 3), 90, np.uint8)])[0].detections
