@@ -52,6 +52,7 @@ class Sidecar:
     preprocess: PreprocessRecipe | None
     labels_file: str | None
     decoder: dict[str, Any]
+    device_config: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -429,7 +430,12 @@ def read_sidecar(path: Path) -> Sidecar:
     decoder = f.get("decoder", {})
     if not isinstance(decoder, dict):
         raise f.fail("decoder", "must be an object")
-    return Sidecar(task=task, preprocess=recipe, labels_file=labels, decoder=decoder)
+    device_config = f.get("device_config", {})
+    if not isinstance(device_config, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in device_config.values()):
+        raise f.fail("device_config", "must be an object of integer settings")
+    return Sidecar(task=task, preprocess=recipe, labels_file=labels, decoder=decoder,
+                   device_config=device_config)
 
 
 def manifest_dict(

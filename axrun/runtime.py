@@ -42,6 +42,13 @@ EXCEPTION_NAMES = (
 # load_model) and OSError (from Context() when no driver is loaded): they too become
 # DeviceErrors (exit 3) with a message, never a traceback.
 UNDOCUMENTED_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, OSError)
+# The device settings Context.configure_device() takes (Voyager SDK documentation):
+# DDR size in bytes (default 0x40000000), clock in MHz (default 800) for the device or
+# per core, and the per-core MVM utilisation in percent (default 100; the SDK limits
+# some models on M.2 boards, e.g. 57 % for YOLOv8-L).
+DEVICE_SETTINGS = ("ddr_size", "clock_profile",
+                   *(f"{k}_{i}" for k in ("clock_profile_core", "mvm_utilisation_core")
+                     for i in range(CORES_PER_DEVICE)))
 
 
 @dataclass(frozen=True)

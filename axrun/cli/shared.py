@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from axrun.cli._common import configure_logging, stderr_console
+from axrun.cli._common import configure_logging, parse_pairs, stderr_console
 from axrun.engine import Engine, EngineConfig, parse_devices
 from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OutputError, UsageError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
@@ -111,6 +111,11 @@ DevicesOpt = Annotated[str, typer.Option(
 DoubleBufferOpt = Annotated[bool, typer.Option(
     "--double-buffer/--no-double-buffer", help="DMA double buffering (results two calls "
     "late, more throughput).", rich_help_panel=DEVICE)]
+DeviceConfigOpt = Annotated[str | None, typer.Option(
+    "--device-config", help="Device settings before connecting, KEY=VALUE pairs: "
+    "clock_profile (MHz, default 800), clock_profile_core_0..3, mvm_utilisation_core_0..3 "
+    "(percent, default 100), ddr_size (bytes); over axrun.json's device_config.",
+    rich_help_panel=DEVICE)]
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--decode-threads", help="Threads doing host work: decode + preprocess and "
     "postprocessing, this command's own thread counted (default: CPU count; at most 4 "
@@ -149,6 +154,7 @@ class CommonArgs:
     devices: str
     double_buffer: bool
     decode_threads: int | None
+    device_config: str | None
 
     @property
     def jsonl_file(self) -> bool:
@@ -171,7 +177,8 @@ class CommonArgs:
     def engine_config(self) -> EngineConfig:
         return EngineConfig(aipu_cores=self.aipu_cores, devices=parse_devices(self.devices),
                             double_buffer=self.double_buffer,
-                            decode_threads=self.decode_threads)
+                            decode_threads=self.decode_threads,
+                            device_config=parse_device_config(self.device_config))
 
     def source_options(self) -> SourceOptions:
         return SourceOptions(vid_stride=self.vid_stride, limit=self.limit, null=self.null,
@@ -188,7 +195,22 @@ COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
     ("fail_fast", FailFastOpt, False), ("resume", ResumeOpt, False),
     ("aipu_cores", CoresOpt, 4), ("devices", DevicesOpt, "all"),
     ("double_buffer", DoubleBufferOpt, True), ("decode_threads", ThreadsOpt, None),
+    ("device_config", DeviceConfigOpt, None),
 ]
+
+
+def parse_device_config(text: str | None) -> dict[str, int] | None:
+    """``--device-config clock_profile=600,mvm_utilisation_core_0=57`` → settings."""
+    if not text:
+        return None
+    settings = {}
+    for key, value in parse_pairs(text, "--device-config").items():
+        try:
+            settings[key] = int(value, 0)  # 0x40000000 too
+        except ValueError:
+            raise UsageError(f"--device-config {key}: expected an integer, got {value!r}") \
+                from None
+    return settings
 
 
 def with_common_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -26,7 +26,7 @@ from numpy.typing import DTypeLike
 
 from axrun.emulator import _exceptions as ex
 from axrun.emulator import _reservations as reservations
-from axrun.runtime import CORES_PER_DEVICE
+from axrun.runtime import CORES_PER_DEVICE, DEVICE_SETTINGS
 
 EMULATOR_FORMAT = "axrun-emulator"
 INSTANCE_FLAGS = (
@@ -38,11 +38,6 @@ INSTANCE_FLAGS = (
     "device_profiling",
     "host_profiling",
     "elf_in_ddr",
-)
-DEVICE_SETTINGS = (
-    "clock_profile",
-    *(f"{k}_{i}" for k in ("clock_profile_core", "mvm_utilisation_core")
-      for i in range(CORES_PER_DEVICE)),
 )
 
 
@@ -190,6 +185,7 @@ class Context(Object):
         super().__init__(None, None)
         self._context = self
         self.settings = EmulatorSettings.from_env()
+        self._configured: dict[int, dict[str, str]] = {}  # configure_device() per device
 
     def __enter__(self) -> Context:
         return self
@@ -263,13 +259,16 @@ class Context(Object):
         return Model(self, Path(path))
 
     def configure_device(self, device: int | str | DeviceInfo, **kwargs: Any) -> bool:
-        """Accept the documented device settings (the emulator has no clocks)."""
+        """Accept the documented device settings (the emulator has no clocks: they are
+        kept, and read back by :meth:`read_device_configuration`)."""
         self._check()
-        self._device_index(device)
+        index = self._device_index(device)
         unknown = set(kwargs) - set(DEVICE_SETTINGS)
         if unknown:
             names = ", ".join(sorted(unknown))
             raise ex.InvalidConfiguration(f"unknown device setting(s): {names}")
+        self._configured.setdefault(index or 0, {}).update(
+            {k: str(v) for k, v in kwargs.items()})
         return True
 
     def device_ready(self, device: int | str | DeviceInfo) -> bool:
@@ -279,8 +278,9 @@ class Context(Object):
 
     def read_device_configuration(self, device: int | str | DeviceInfo) -> dict[str, str]:
         self._check()
-        self._device_index(device)
-        return {"clock_profile": "800", "backend": "axrun-emulator"}
+        index = self._device_index(device)
+        return {"clock_profile": "800", "backend": "axrun-emulator",
+                **self._configured.get(index or 0, {})}
 
 
 class Model(Object):

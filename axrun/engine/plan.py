@@ -7,6 +7,7 @@ all (through the Context) on :meth:`DeviceSession.close`.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -14,10 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from axrun.errors import DeviceBusy, ParameterError, UsageError
+from axrun.errors import DeviceBusy, DeviceError, ParameterError, UsageError
 from axrun.modelfolder import ModelFolder
 from axrun.params import flag, integer
-from axrun.runtime import CORES_PER_DEVICE, Backend
+from axrun.runtime import CORES_PER_DEVICE, DEVICE_SETTINGS, Backend
+
+log = logging.getLogger("axrun")
 
 CONNECT_RETRY_S = 3.0  # how long a plan that got only part of its cores tries again
 # Host threads beyond this many per CPU only contend for the GIL (thousands livelocked
@@ -36,6 +39,10 @@ class EngineConfig:
     them when it can help (see :meth:`Pipeline.run`); ``None``: the number of CPUs;
     at most :data:`MAX_THREADS_PER_CPU` per CPU.
     ``queue_depth``: jobs queued per instance beyond those on the device.
+    ``device_config``: settings given to ``Context.configure_device()`` for each chosen
+    device before connecting (:data:`~axrun.runtime.DEVICE_SETTINGS`: clock in MHz,
+    MVM utilisation in percent, DDR size in bytes), over the model's own
+    (``axrun.json`` ``device_config``).
     """
 
     aipu_cores: int = CORES_PER_DEVICE
@@ -43,6 +50,7 @@ class EngineConfig:
     double_buffer: bool = True
     decode_threads: int | None = None
     queue_depth: int = 1
+    device_config: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         integer("aipu_cores", self.aipu_cores)
@@ -50,6 +58,11 @@ class EngineConfig:
         if self.decode_threads is not None:
             integer("decode_threads", self.decode_threads)
         integer("queue_depth", self.queue_depth)
+        for key, value in (self.device_config or {}).items():
+            if key not in DEVICE_SETTINGS:
+                raise ParameterError("device_config", f"has an unknown setting {key!r} "
+                                     f"(known: {', '.join(DEVICE_SETTINGS)})")
+            integer("device_config", value, 0)
         if isinstance(self.devices, str):  # "metis-0:1:0" is one device, not 11
             object.__setattr__(self, "devices", parse_devices(self.devices))
         if not 1 <= self.aipu_cores <= CORES_PER_DEVICE:
@@ -188,6 +201,26 @@ def _connect_all(backend: Backend, ctx: Any, devices: list[str], per_device: int
             time.sleep(random.uniform(0.02, 0.2))
 
 
+DEVICE_READY_S = 10.0  # how long a device may take to apply its settings
+
+
+def _configure(backend: Backend, ctx: Any, name: str, settings: dict[str, int]) -> None:
+    """Apply ``settings`` to a device and wait until it says it is ready.
+
+    Raises:
+        DeviceError: the runtime refuses them, or the device is not ready in time.
+    """
+    with backend.translating(f"configuring {name} ({settings})"):
+        ctx.configure_device(name, **settings)
+        deadline = time.monotonic() + DEVICE_READY_S
+        while not ctx.device_ready(name):
+            if time.monotonic() > deadline:
+                raise DeviceError(f"{name} was not ready {DEVICE_READY_S:g} s after "
+                                  f"configure_device({settings})")
+            time.sleep(0.05)
+    log.info("configured %s: %s", name, settings)
+
+
 def open_session(backend: Backend, folder: ModelFolder, config: EngineConfig) -> DeviceSession:
     """Load the model and open ``aipu_cores // batch`` instances on each chosen device.
 
@@ -207,6 +240,11 @@ def open_session(backend: Backend, folder: ModelFolder, config: EngineConfig) ->
             model = ctx.load_model(str(folder.model_json))
         with backend.translating("listing devices"):
             devices = _select_devices(ctx.list_devices(), config.devices)
+        settings = {**(folder.sidecar.device_config if folder.sidecar else {}),
+                    **(config.device_config or {})}
+        if settings:
+            for name in devices:
+                _configure(backend, ctx, name, settings)
         connections = _connect_all(backend, ctx, devices, per_device, batch)
         instances = []
         for name, conn in connections:
