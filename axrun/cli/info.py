@@ -69,7 +69,8 @@ def info(
     else:
         out.print("postamble: none")
     if data["preamble"]:
-        out.print(f"preamble {data['preamble']}: not run by axrun yet (the model is refused)")
+        out.print(f"preamble {data['preamble']}: run on the host between preprocessing and "
+                  "quantization")
     if data["preprocess"]:
         recipe = ", ".join(f"{k}={v}" for k, v in data["preprocess"].items())
         out.print(f"preprocess: {recipe}")

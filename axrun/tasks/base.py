@@ -108,17 +108,11 @@ def label_names(folder: ModelFolder, override: tuple[str, ...] | None, classes: 
 def check_task(folder: ModelFolder, task: str) -> None:
     """Refuse a model whose ``axrun.json`` or SDK ``model_info.json`` says it is for
     another task (a keypoint or segmentation model, say, is no detector), or that the
-    tasks cannot feed: several device inputs (one image feeds one input), or a
-    preamble graph (``preprocess_graph``: run between preprocessing and quantization
-    by the SDK; skipping it would feed the device the wrong tensor)."""
+    tasks cannot feed: several device inputs (one image feeds one input)."""
     manifest = folder.manifest
     if len(manifest.inputs) != 1:
         raise ModelError(f"{folder.root}: the model has {len(manifest.inputs)} device inputs; "
                          "axrun's tasks feed one image to one input")
-    if manifest.preprocess_graph:
-        raise ModelError(f"{folder.root}: the model has a preamble graph "
-                         f"({manifest.preprocess_graph}), which axrun does not run yet: its "
-                         "results would be wrong without it")
     if folder.sidecar and folder.sidecar.task:  # axrun.json, when it says, has the word
         if folder.sidecar.task != task:
             raise UsageError(f"{folder.root} is a {folder.sidecar.task} model (axrun.json), "

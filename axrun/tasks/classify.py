@@ -7,10 +7,11 @@ import numpy as np
 from axrun.errors import ModelError
 from axrun.modelfolder import ModelFolder
 from axrun.params import choice, integer
-from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
+from axrun.preprocess import Geometry, PreprocessRecipe
 from axrun.results import Classification, Prediction
 from axrun.tasks.base import check_task, label_names, preprocess_recipe
 from axrun.tasks.postamble import Postamble
+from axrun.tasks.preamble import input_writer
 from axrun.tensors import dequantize, interior
 
 SCORE_KINDS = ("logits", "probabilities")
@@ -71,8 +72,7 @@ class Classifier:
         self.classes = channels
         self.top_k = min(top_k, self.classes)
         self.labels = label_names(folder, labels, self.classes)
-        self.preprocessor = Preprocessor(recipe or preprocess_recipe(folder, "classify"),
-                                         folder.manifest.inputs[0])
+        self.preprocessor = input_writer(folder, recipe or preprocess_recipe(folder, "classify"))
         decoder = folder.sidecar.decoder if folder.sidecar else {}
         self.score_kind = choice("scores", scores or decoder.get("scores", "logits"),
                                  SCORE_KINDS)

@@ -29,10 +29,11 @@ import numpy as np
 from axrun.errors import ModelError, ParameterError
 from axrun.modelfolder import ModelFolder
 from axrun.params import flag, integer, number
-from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe
+from axrun.preprocess import Geometry, PreprocessRecipe
 from axrun.results import Detections, Prediction
 from axrun.tasks.base import check_task, label_names, preprocess_recipe
 from axrun.tasks.postamble import Postamble
+from axrun.tasks.preamble import input_writer
 from axrun.tensors import depad, dequantize
 
 FORMATS = ("yolox", "yolox-decoded", "ultralytics", "ultralytics-transposed", "boxes-scores",
@@ -269,9 +270,8 @@ class Detector:
         check_task(folder, "detect")
         self.options = options or DetectOptions()
         recipe = recipe or preprocess_recipe(folder, "detect")
-        spec_in = folder.manifest.inputs[0]
-        self.preprocessor = Preprocessor(recipe, spec_in)
-        self.input_hw = (spec_in.unpadded_shape[1], spec_in.unpadded_shape[2])
+        self.preprocessor = input_writer(folder, recipe)
+        self.input_hw = self.preprocessor.size_hw  # the preamble's input, when there is one
         decoder = {**(folder.sidecar.decoder if folder.sidecar else {}), **(decoder or {})}
         self.strides = tuple(decoder.get("strides", DEFAULT_STRIDES))
         self.postamble = Postamble(folder) if folder.postamble_path else None

@@ -89,3 +89,42 @@ def test_a_classifiers_postamble_runs(tiny, tmp_path) -> None:
     assert score_of[int(negated.class_id[0])] == min(score_of.values())
     assert score_of[int(negated.class_id[-1])] == max(score_of.values())
     assert negated.confidence.sum() == pytest.approx(1.0, abs=1e-5)  # softmax of the logits
+
+
+def test_a_preamble_runs_between_preprocessing_and_quantization(tiny, tmp_path) -> None:
+    # An identity preamble must give exactly the results of no preamble (the float path
+    # quantizes as the fused one does); a preamble that blanks the image must not.
+    import json
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    import axrun
+
+    def with_preamble(op: str) -> object:
+        folder = tmp_path / op
+        shutil.copytree(tiny(kind="classifier", classes=10).path, folder)
+        nodes = [helper.make_node(op, ["image"], ["x"])] if op == "Identity" else [
+            helper.make_node("Sub", ["image", "image"], ["x"])]
+        graph = helper.make_graph(
+            nodes, op, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                  folder / "pre.onnx")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["preprocess_graph"] = "pre.onnx"
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        return folder
+
+    images = [np.random.default_rng(i).integers(0, 256, (20, 30, 3), np.uint8)
+              for i in range(4)]
+
+    def results(folder) -> list[list[int]]:
+        with axrun.load(folder, top_k=10) as model:
+            return [r.classification.class_id.tolist() for r in model.predict(images)]
+
+    plain = results(tiny(kind="classifier", classes=10).path)
+    assert results(with_preamble("Identity")) == plain
+    blank = results(with_preamble("Sub"))
+    assert blank != plain and all(b == blank[0] for b in blank)  # every image is the same
