@@ -39,11 +39,12 @@ from axrun.tensors import depad, dequantize
 FORMATS = ("yolox", "yolox-decoded", "ultralytics", "ultralytics-transposed", "boxes-scores",
            "dfl")
 # A raw YOLOX box is a few grid cells of offset and a log size; a decoded one is pixels.
-# Candidates whose raw values lie past these bounds, or decoded boxes all smaller than
-# this, mean the format is the other one: an error, not boxes in the wrong place.
+# Read raw, candidates with a value past these bounds are pixels; read decoded,
+# candidates that all lie within them (every centre within 8 pixels of the top-left
+# corner, every box at most 8 pixels) are raw values. Either is an error, not boxes in
+# the wrong place (decoder setting check=false turns the check off).
 RAW_OFFSET_MAX = 8.0  # cells
 RAW_LOG_SIZE_MAX = 8.0  # e^8 cells: thousands of pixels
-DECODED_SIZE_MIN = 1.5  # pixels
 DEFAULT_STRIDES = (8, 16, 32)
 MAX_NMS = 3000  # candidates kept for NMS (highest scores); bounds the cost at low --conf
 
@@ -109,7 +110,9 @@ def decode_yolox(pred: np.ndarray, input_hw: tuple[int, int],
 def check_yolox_layout(pred: np.ndarray, decoded: bool, min_objectness: float) -> None:
     """Refuse a ``[anchors, 5 + C]`` output read with the wrong YOLOX format: raw head
     values that are pixels (read raw, every box would cover the image), or decoded
-    boxes that are all smaller than a pixel or two (raw values read as pixels).
+    boxes that all lie within the raw values' range (raw values read as pixels: tiny
+    boxes in the top-left corner). One candidate near the top-left corner can fit both;
+    with the objects of a real image, one of them shows.
 
     Raises:
         ModelError: naming the format the values look like.
@@ -123,11 +126,13 @@ def check_yolox_layout(pred: np.ndarray, decoded: bool, min_objectness: float) -
             "the postamble's YOLOX boxes look already decoded (values of "
             f"{np.abs(candidates).max():.0f}, not grid offsets): set decoder format "
             "yolox-decoded (axrun.json, or --decoder format=yolox-decoded)")
-    if decoded and candidates[:, 2:4].max() < DECODED_SIZE_MIN:
+    if decoded and np.abs(candidates[:, :2]).max() <= RAW_OFFSET_MAX \
+            and np.abs(candidates[:, 2:4]).max() <= RAW_LOG_SIZE_MAX:
         raise ModelError(
-            "the postamble's YOLOX boxes look raw (every box under "
-            f"{DECODED_SIZE_MIN} pixels): set decoder format yolox (axrun.json, or "
-            "--decoder format=yolox)")
+            f"the postamble's YOLOX boxes look raw (all {len(candidates)} above the "
+            f"threshold lie within {RAW_OFFSET_MAX:g} pixels of the top-left corner, at "
+            f"most {RAW_LOG_SIZE_MAX:g} pixels wide): set decoder format yolox "
+            "(axrun.json, or --decoder format=yolox), or check=false if they are right")
 
 
 def check_corners(boxes: np.ndarray, candidates: np.ndarray) -> None:
@@ -274,6 +279,7 @@ class Detector:
         self.input_hw = self.preprocessor.size_hw  # the preamble's input, when there is one
         decoder = {**(folder.sidecar.decoder if folder.sidecar else {}), **(decoder or {})}
         self.strides = tuple(decoder.get("strides", DEFAULT_STRIDES))
+        self._check = decoder.get("check", True) not in (False, "false", 0)
         self.postamble = Postamble(folder) if folder.postamble_path else None
         self.specs = folder.manifest.outputs
         fmt = decoder.get("format")
@@ -300,6 +306,7 @@ class Detector:
                                   f"classes" + (f", in {origin}" if "yolox" in fmt else ""))
         if fmt == "boxes-scores":
             self._box_output = self._boxes_scores_layout(shapes)
+            classes = shapes[1 - self._box_output][2]  # the scores' columns
         elif len(shapes) > 1:
             raise ModelError(f"the postamble gives {len(shapes)} outputs; format {fmt} reads "
                              "one: set the format that reads them all (--decoder format=...)")
@@ -368,7 +375,8 @@ class Detector:
             return decode_ultralytics(post[0][slot].T)
         if self.format in ("yolox", "yolox-decoded"):
             pred, decoded = post[0][slot], self.format == "yolox-decoded"
-            check_yolox_layout(pred, decoded, self.options.conf)
+            if self._check:
+                check_yolox_layout(pred, decoded, self.options.conf)
             if decoded:
                 return decode_yolox_decoded(pred, self.options.conf)
             return decode_yolox(pred, self.input_hw, self.strides, self.options.conf)

@@ -160,3 +160,35 @@ def test_info_says_which_decoder_detect_will_use_and_why(sdk_yolox) -> None:
     data = json.loads(CliRunner().invoke(app, ["info", str(folder), "--json"]).stdout)
     assert data["decoder_used"]["format"] == "yolox-decoded" and data["preamble"] is None
     assert data["labels"]["count"] == 3 and data["task"] == "detect"
+
+
+def test_raw_values_with_large_boxes_read_as_decoded_are_an_error(sdk_yolox) -> None:
+    # log sizes above 1.5 (objects wider than ~4.5 strides) once slipped through
+    folder = sdk_yolox({7: [0.4, 0.7, 1.6, 1.2, 0.9, 0, 0, 0.8]})
+    with axrun.load(folder, task="detect", labels=LABELS) as model, \
+            pytest.raises(ModelError, match="look raw"):
+        model.predict([np.zeros((32, 32, 3), np.uint8)])
+    with axrun.load(folder, task="detect", labels=LABELS, decoder={"check": False}) as model:
+        assert len(model.predict([np.zeros((32, 32, 3), np.uint8)])[0].detections) == 1
+
+
+def test_a_raw_yolox_folder_that_lost_its_axrun_json_stops_with_an_error(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from axrun.cli import app
+
+    root = Path(__file__).parents[2] / "models"
+    folder = tmp_path / "yolox"
+    shutil.copytree(root / "yolox-nano-coco", folder)
+    (folder / "axrun.json").unlink()  # now it looks like an SDK folder: read decoded
+    result = CliRunner().invoke(app, ["detect", "-m", str(folder), "--labels",
+                                      str(folder / "labels.txt"), "--color", "bgr", "--std",
+                                      "1", str(root / "example-detect.jpg"), "-q", "-o", "-"])
+    assert result.exit_code == 3 and "look raw" in result.stderr, result.stderr
+
+
+def test_boxes_scores_labels_must_cover_the_scores_columns(sdk_yolox) -> None:
+    folder = sdk_yolox({})
+    onnx.save(two_output_postamble([8, 8, 16, 12], 0.6), folder / "postprocess_graph.onnx")
+    with pytest.raises(ModelError, match="labels list has 1 names; the model has 3 classes"):
+        axrun.load(folder, task="detect", labels=("only",))
