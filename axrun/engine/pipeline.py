@@ -88,7 +88,7 @@ class Pipeline:
                              dispatch=self._dispatch, deliver=self._done.put,
                              free_outputs=self._free_outputs.put,
                              workers_alive=self._workers_alive)
-        lag = DOUBLE_BUFFER_LAG if session.plan.double_buffer else 0
+        self._lag = lag = DOUBLE_BUFFER_LAG if session.plan.double_buffer else 0
         self.workers = [
             DeviceWorker(k, n, instance, self._blank(session.input_infos), lag, self.control,
                          self.stats, session.backend.errors, self._free_outputs,
@@ -118,8 +118,7 @@ class Pipeline:
         decoded ahead; plus a group for each host thread. (A job is delivered only once
         its instance has run ``lag`` more: its instance's next group, ``n`` groups on,
         must fit too, or the pipeline would wait for idle fillers.)"""
-        lag = DOUBLE_BUFFER_LAG if self.session.plan.double_buffer else 0
-        return (len(self.workers) * (lag + GROUP + self.config.queue_depth)
+        return (len(self.workers) * (self._lag + GROUP + self.config.queue_depth)
                 + self.config.threads * GROUP)
 
     def request_stop(self) -> None:

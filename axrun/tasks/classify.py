@@ -59,8 +59,7 @@ class Classifier:
         self.postamble = Postamble(folder) if folder.postamble_path else None
         if self.postamble is not None:
             what = "the postamble's first output"
-            dims = self.postamble.session.get_outputs()[0].shape[1:]
-            shape = tuple(d if isinstance(d, int) else 0 for d in dims)
+            shape = tuple(self.postamble.output_shapes[0][1:])
         else:
             what = f"output {self.spec.name!r}"
             shape = self.spec.unpadded_shape[1:]

@@ -87,28 +87,31 @@ def cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
 
 
 def decode_yolox(pred: np.ndarray, input_hw: tuple[int, int],
-                 strides: Sequence[int] = DEFAULT_STRIDES,
-                 min_objectness: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 strides: Sequence[int] = DEFAULT_STRIDES, keep: np.ndarray | None = None,
+                 grid: tuple[np.ndarray, np.ndarray] | None = None) -> \
+        tuple[np.ndarray, np.ndarray]:
     """``[anchors, 5 + C]`` → boxes xyxy (input pixels) and class scores ``[anchors, C]``.
 
-    With ``min_objectness``, only anchors whose objectness exceeds it are decoded: class
-    scores are at most 1, so no other anchor can score above that threshold.
+    With ``keep`` (a mask of anchors, those whose objectness exceeds the score threshold:
+    class scores are at most 1, so no other anchor can score above it), only those are
+    decoded. ``grid``: :func:`grid_points` of ``input_hw`` and ``strides``, when the
+    caller keeps it (it is the same for every frame).
     """
-    grid, stride = grid_points(input_hw, strides)
-    if len(grid) != len(pred):
+    cells, stride = grid or grid_points(input_hw, strides)
+    if len(cells) != len(pred):
         raise ModelError(f"yolox output has {len(pred)} anchors; strides {list(strides)} on a "
-                         f"{input_hw[1]}x{input_hw[0]} input give {len(grid)}")
-    if min_objectness is not None:
-        keep = pred[:, 4] > min_objectness
-        pred, grid, stride = pred[keep], grid[keep], stride[keep]
-    xy = (pred[:, :2] + grid) * stride[:, None]
+                         f"{input_hw[1]}x{input_hw[0]} input give {len(cells)}")
+    if keep is not None:
+        pred, cells, stride = pred[keep], cells[keep], stride[keep]
+    xy = (pred[:, :2] + cells) * stride[:, None]
     wh = np.exp(np.minimum(pred[:, 2:4], 20.0)) * stride[:, None]
     boxes = cxcywh_to_xyxy(np.concatenate([xy, wh], 1))
     return boxes, pred[:, 5:] * pred[:, 4:5]
 
 
-def check_yolox_layout(pred: np.ndarray, decoded: bool, min_objectness: float) -> None:
-    """Refuse a ``[anchors, 5 + C]`` output read with the wrong YOLOX format: raw head
+def check_yolox_layout(candidates: np.ndarray, decoded: bool) -> None:
+    """Refuse boxes (the first four columns of the ``[anchors, 5 + C]`` rows above the
+    score threshold) read with the wrong YOLOX format: raw head
     values that are pixels (read raw, every box would cover the image), or decoded
     boxes that all lie within the raw values' range (raw values read as pixels: tiny
     boxes in the top-left corner). One candidate near the top-left corner can fit both;
@@ -117,7 +120,6 @@ def check_yolox_layout(pred: np.ndarray, decoded: bool, min_objectness: float) -
     Raises:
         ModelError: naming the format the values look like.
     """
-    candidates = pred[pred[:, 4] > min_objectness, :4]
     if not len(candidates):
         return
     if not decoded and (np.abs(candidates[:, :2]).max() > RAW_OFFSET_MAX
@@ -148,12 +150,13 @@ def check_corners(boxes: np.ndarray, candidates: np.ndarray) -> None:
                          "comes before its opposite); this layout is not supported yet")
 
 
-def decode_yolox_decoded(pred: np.ndarray, min_objectness: float | None = None) -> \
+def decode_yolox_decoded(pred: np.ndarray, keep: np.ndarray | None = None) -> \
         tuple[np.ndarray, np.ndarray]:
     """``[anchors, 5 + C]`` with cx, cy, w, h already in input pixels (the Voyager SDK's
-    YOLOX postamble) → boxes xyxy and class scores times objectness."""
-    if min_objectness is not None:
-        pred = pred[pred[:, 4] > min_objectness]
+    YOLOX postamble) → boxes xyxy and class scores times objectness (of the anchors in
+    the ``keep`` mask, if given)."""
+    if keep is not None:
+        pred = pred[keep]
     return cxcywh_to_xyxy(pred[:, :4]), pred[:, 5:] * pred[:, 4:5]
 
 
@@ -294,8 +297,7 @@ class Detector:
         if fmt not in (None, "dfl") and self.postamble is None:
             raise ModelError(f"decoder.format {fmt} needs a postprocess_graph.onnx")
         classes = len(labels or folder.labels or ()) or None
-        shapes = [[d if isinstance(d, int) else 0 for d in o.shape]
-                  for o in self.postamble.session.get_outputs()] if self.postamble else []
+        shapes = self.postamble.output_shapes if self.postamble else []
         if fmt is None and len(shapes) == 2:
             fmt, self.format_reason = "boxes-scores", "the postamble gives two outputs"
         if fmt is None:
@@ -311,6 +313,8 @@ class Detector:
             raise ModelError(f"the postamble gives {len(shapes)} outputs; format {fmt} reads "
                              "one: set the format that reads them all (--decoder format=...)")
         self.format = fmt
+        # the anchors' cells and strides: the same for every frame
+        self._grid = grid_points(self.input_hw, self.strides) if fmt == "yolox" else None
         if fmt == "dfl":
             self._dfl_levels = self._dfl_layout()
             classes = self.specs[self._dfl_levels[0][1]].unpadded_shape[3]
@@ -375,11 +379,12 @@ class Detector:
             return decode_ultralytics(post[0][slot].T)
         if self.format in ("yolox", "yolox-decoded"):
             pred, decoded = post[0][slot], self.format == "yolox-decoded"
+            keep = pred[:, 4] > self.options.conf  # once per frame, for the check too
             if self._check:
-                check_yolox_layout(pred, decoded, self.options.conf)
+                check_yolox_layout(pred[keep, :4], decoded)
             if decoded:
-                return decode_yolox_decoded(pred, self.options.conf)
-            return decode_yolox(pred, self.input_hw, self.strides, self.options.conf)
+                return decode_yolox_decoded(pred, keep)
+            return decode_yolox(pred, self.input_hw, self.strides, keep, self._grid)
         return decode_ultralytics(post[0][slot])
 
     def postprocess(self, outputs: list[np.ndarray],

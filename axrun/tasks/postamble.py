@@ -4,6 +4,8 @@ the host after the device (``postprocess_graph.onnx``), for every task."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +45,24 @@ def match_postamble_inputs(
     return chosen
 
 
+def host_session(model: bytes | str, path: Path, what: str) -> Any:
+    """An ONNX Runtime session for a host graph (preamble, postamble) on the CPU, one
+    thread: the host threads already run several frames at once.
+
+    Raises:
+        ModelError: the graph cannot be loaded (naming ``path`` and ``what`` it is).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load the {what} graph: {exc}") from exc
+
+
 class Postamble:
     """The float postamble graph, fed from the device outputs (thread-safe).
 
@@ -53,7 +73,6 @@ class Postamble:
 
     def __init__(self, folder: ModelFolder) -> None:
         import onnx
-        import onnxruntime as ort
 
         path = folder.postamble_path
         assert path is not None
@@ -67,16 +86,15 @@ class Postamble:
                   for v in inputs]
         self.specs = folder.manifest.outputs
         self.sources = match_postamble_inputs([v.name for v in inputs], shapes, self.specs)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                fed_from_device(graph, list(self.specs), self.sources).SerializeToString(),
-                options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelError(f"{path}: cannot load the postamble graph: {exc}") from exc
+        graph = fed_from_device(graph, list(self.specs), self.sources)
+        self.session = host_session(graph.SerializeToString(), path, "postamble")
         self.names = [i.name for i in self.session.get_inputs()]
+
+    @property
+    def output_shapes(self) -> list[list[int]]:
+        """The graph's output shapes, a dimension without a fixed size as 0."""
+        return [[d if isinstance(d, int) else 0 for d in o.shape]
+                for o in self.session.get_outputs()]
 
     def __call__(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         """Whole-batch padded int8 outputs → the postamble's float outputs."""

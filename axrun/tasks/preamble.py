@@ -14,6 +14,7 @@ import numpy as np
 from axrun.errors import ModelError
 from axrun.modelfolder import ModelFolder
 from axrun.preprocess import Geometry, Preprocessor, PreprocessRecipe, fit
+from axrun.tasks.postamble import host_session
 from axrun.tensors import quantize
 
 
@@ -23,18 +24,9 @@ class PreambleInput:
     the network input size that boxes are decoded against."""
 
     def __init__(self, recipe: PreprocessRecipe, folder: ModelFolder) -> None:
-        import onnxruntime as ort
-
         path = folder.root / folder.manifest.preprocess_graph
         self.recipe, self.spec = recipe, folder.manifest.inputs[0]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelError(f"{path}: cannot load the preamble graph: {exc}") from exc
+        self.session = host_session(str(path), path, "preamble")
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
         if len(inputs) != 1 or len(shape) != 4 or shape[1] != 3 or shape[0] not in (1, None) \
