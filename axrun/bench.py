@@ -25,6 +25,7 @@ import numpy as np
 
 from axrun.engine import Engine, StageTimes
 from axrun.errors import ParameterError, UsageError
+from axrun.modelfolder import network_input_hw
 from axrun.sources import Item, ItemStream, expand
 from axrun.tasks.base import Task
 
@@ -230,7 +231,7 @@ def benchmark(engine: Engine, task: Task, task_name: str, inputs: Sequence[str],
             raise UsageError("no readable inputs to benchmark on")
         described = f"{len(items)} input(s) from {', '.join(inputs)}"
     else:
-        hw = session.input_infos[0].unpadded_shape[1:3]
+        hw = network_input_hw(engine.folder)
         items = synthetic_items((hw[0], hw[1]))
         described = f"synthetic {hw[1]}x{hw[0]} JPEG frames"
     third = seconds / 3

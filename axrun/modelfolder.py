@@ -472,7 +472,13 @@ def manifest_dict(
     }
 
 
-def _graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
+def graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The inputs and outputs of an ONNX graph: name and shape (ints, or the names of
+    symbolic dimensions).
+
+    Raises:
+        ModelError: the file is not a readable ONNX graph.
+    """
     import onnx
 
     try:
@@ -489,6 +495,26 @@ def _graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
                    if v.name not in inits],
         "outputs": [{"name": v.name, "shape": dims(v)} for v in model.graph.output],
     }
+
+
+def network_input_hw(folder: ModelFolder) -> tuple[int, int]:
+    """The image size (H, W, pixels) the network takes: its preamble's input when it
+    has one (``[N, 3, H, W]``; the device input may be smaller, e.g. YOLOv5's
+    space-to-depth halves it), else the device input's unpadded H, W.
+
+    Raises:
+        ModelError: the preamble's input has no fixed 4-D shape.
+    """
+    if folder.manifest.preprocess_graph:
+        path = folder.root / folder.manifest.preprocess_graph
+        shapes = [i["shape"] for i in graph_io(path)["inputs"]]
+        if len(shapes) != 1 or len(shapes[0]) != 4 or \
+                not all(isinstance(d, int) and d > 0 for d in shapes[0][2:]):
+            raise ModelError(f"{path}: the preamble must take one [1, 3, H, W] image, "
+                             f"not {shapes}")
+        return int(shapes[0][2]), int(shapes[0][3])
+    _, h, w, _ = folder.manifest.inputs[0].unpadded_shape
+    return h, w
 
 
 def describe(folder: ModelFolder, cores_per_device: int = CORES_PER_DEVICE) -> dict[str, Any]:
@@ -516,10 +542,14 @@ def describe(folder: ModelFolder, cores_per_device: int = CORES_PER_DEVICE) -> d
         "outputs": [tensor(t) for t in folder.manifest.outputs],
         "manifest_version": folder.manifest.raw.get("manifest_version"),
         "postamble": (
-            {"path": folder.manifest.postprocess_graph, **_graph_io(folder.postamble_path)}
+            {"path": folder.manifest.postprocess_graph, **graph_io(folder.postamble_path)}
             if folder.postamble_path else None
         ),
-        "preamble": folder.manifest.preprocess_graph or None,
+        "preamble": (
+            {"path": folder.manifest.preprocess_graph,
+             **graph_io(folder.root / folder.manifest.preprocess_graph)}
+            if folder.manifest.preprocess_graph else None
+        ),
         "task": folder.task,
         "preprocess": side.preprocess.to_dict() if side and side.preprocess else None,
         "labels": (

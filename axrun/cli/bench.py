@@ -15,7 +15,8 @@ from axrun.cli._common import global_options, handle_errors, stdout_console
 from axrun.engine import Engine, EngineConfig, parse_devices
 from axrun.engine.process import tune_process
 from axrun.modelfolder import load_model_folder
-from axrun.tasks import make_task, task_name
+from axrun.tasks import make_task, task_from_outputs, task_name
+from axrun.tasks.base import preprocess_recipe
 
 
 def bench(
@@ -24,6 +25,10 @@ def bench(
     inputs: Annotated[list[str] | None, typer.Argument(
         help="Images, folders or a video to run on (default: synthetic frames of the "
         "model's input size).", show_default=False)] = None,
+    task: Annotated[str | None, typer.Option(
+        "--task", help="classify or detect (default: what the folder's axrun.json or "
+        "model_info.json says, else what its outputs' shapes fit).",
+        show_default=False)] = None,
     seconds: Annotated[float, typer.Option(
         "--seconds", help="Total measuring time, split over the three phases.")] = 10.0,
     aipu_cores: common.CoresOpt = 4,
@@ -35,13 +40,15 @@ def bench(
 ) -> None:
     """Measure device-only, host-only and end-to-end frames/s, and say what limits them."""
     folder = load_model_folder(model)
-    name = task_name(folder, folder.task or "classify")  # throughput: any task will do
-    task = make_task(folder, name)
+    # the host figures include the task's postprocessing: the right one, or an error
+    name = task_name(folder, task or folder.task or task_from_outputs(folder))
+    # normalization does not change the figures: the default recipe, never an error
+    built = make_task(folder, name, recipe=preprocess_recipe(folder, name))
     config = EngineConfig(aipu_cores=aipu_cores, devices=parse_devices(devices),
                           double_buffer=double_buffer, decode_threads=decode_threads)
     tune_process()
     with Engine(folder, backend=global_options(ctx).backend, config=config) as engine:
-        report = benchmark(engine, task, name, inputs or [], seconds)
+        report = benchmark(engine, built, name, inputs or [], seconds)
         plan_text = engine.plan.describe()
         backend_text = engine.backend.describe()
     if as_json:

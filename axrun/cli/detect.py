@@ -72,7 +72,9 @@ def detect(
     if save_dir is not None:
         check_save_dir(save_dir, args.inputs)
     folder = common.resolve_model(model, "detect")
-    recipe = common.recipe_from_flags(folder, "detect", mean=mean, std=std, color=color)
+    # None: the folder's own (some folders cannot say it, and the task says so)
+    recipe = common.recipe_from_flags(folder, "detect", mean=mean, std=std, color=color) \
+        if mean or std or color else None
     wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     task = make_task(folder, "detect", recipe=recipe,
                      labels=read_labels(labels) if labels else None, conf=conf, iou=iou,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from axrun.cli._common import global_options, handle_errors, print_json, stdout_console
@@ -14,6 +15,7 @@ from axrun.errors import AxrunError
 from axrun.modelfolder import describe, load_model_folder
 from axrun.runtime import CORES_PER_DEVICE, load_backend
 from axrun.tasks import make_task
+from axrun.tasks.base import preprocess_recipe
 from axrun.tasks.detect import Detector
 
 JSON_OPTION = typer.Option("--json", help="Print one JSON document (stable keys, see README).")
@@ -32,6 +34,13 @@ def _tensor_table(title: str, tensors: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _print_graph(out: Console, title: str, graph: dict[str, Any]) -> None:
+    out.print(title)
+    for kind in ("inputs", "outputs"):
+        for v in graph[kind]:
+            out.print(f"  {kind[:-1]:6} {v['name']} {v['shape']}")
+
+
 def info(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="model.json, its folder, or a parent of one.")],
@@ -42,7 +51,8 @@ def info(
     data = describe(folder)
     if folder.task == "detect":  # which decoder the detect command will use, and why
         try:
-            detector = make_task(folder, "detect")
+            # the folder's recipe or the default: the decoder does not depend on it
+            detector = make_task(folder, "detect", recipe=preprocess_recipe(folder, "detect"))
             assert isinstance(detector, Detector)
             data["decoder_used"] = {"format": detector.format, "why": detector.format_reason}
         except AxrunError as exc:
@@ -60,17 +70,13 @@ def info(
     )
     out.print(_tensor_table("inputs", data["inputs"]))
     out.print(_tensor_table("outputs", data["outputs"]))
-    post = data["postamble"]
-    if post:
-        out.print(f"postamble {post['path']}:")
-        for kind in ("inputs", "outputs"):
-            for v in post[kind]:
-                out.print(f"  {kind[:-1]:6} {v['name']} {v['shape']}")
+    if data["postamble"]:
+        _print_graph(out, f"postamble {data['postamble']['path']}:", data["postamble"])
     else:
         out.print("postamble: none")
     if data["preamble"]:
-        out.print(f"preamble {data['preamble']}: run on the host between preprocessing and "
-                  "quantization")
+        _print_graph(out, f"preamble {data['preamble']['path']} (run on the host between "
+                     "preprocessing and quantization):", data["preamble"])
     if data["preprocess"]:
         recipe = ", ".join(f"{k}={v}" for k, v in data["preprocess"].items())
         out.print(f"preprocess: {recipe}")

@@ -229,10 +229,12 @@ class Context(Object):
     def device_connect(
         self, device: int | str | DeviceInfo | None = None, num_sub_devices: int = 1, **kwargs: Any
     ) -> Connection:
-        """Reserve ``num_sub_devices`` cores on a device, exclusively for this process."""
+        """Reserve ``num_sub_devices`` cores on a device, exclusively for this process.
+
+        Further keyword arguments are accepted, as the runtime accepts them (connection
+        properties for the device); the emulator keeps them in ``Connection.properties``.
+        """
         self._check()
-        if kwargs:
-            raise ex.InvalidArgument(f"unknown keyword argument(s): {', '.join(sorted(kwargs))}")
         if not isinstance(num_sub_devices, int) or not 1 <= num_sub_devices <= CORES_PER_DEVICE:
             raise ex.InvalidArgument(
                 f"num_sub_devices must be 1-{CORES_PER_DEVICE}, not {num_sub_devices!r}")
@@ -243,7 +245,7 @@ class Context(Object):
         for d in candidates:
             held = reservations.reserve(d, num_sub_devices)
             if held is not None:
-                return Connection(self, d, held)
+                return Connection(self, d, held, kwargs)
         d = candidates[0]
         busy, holders = _busy(d)
         holders = holders or ["unknown process"]
@@ -337,8 +339,10 @@ class Model(Object):
 class Connection(Object):
     """Cores reserved on one device; released (and freed for others) with ``release()``."""
 
-    def __init__(self, context: Context, device: int, cores: list[reservations.CoreLock]) -> None:
+    def __init__(self, context: Context, device: int, cores: list[reservations.CoreLock],
+                 properties: dict[str, Any] | None = None) -> None:
         super().__init__(context, context)
+        self.properties = dict(properties or {})
         self.device_index = device
         self.device_name = _device_name(device)
         self._cores = cores

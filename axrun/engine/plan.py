@@ -8,6 +8,7 @@ all (through the Context) on :meth:`DeviceSession.close`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from axrun.errors import DeviceBusy, DeviceError, ParameterError, UsageError
+from axrun.errors import DeviceBusy, DeviceError, ModelError, ParameterError, UsageError
 from axrun.modelfolder import ModelFolder
 from axrun.params import flag, integer
 from axrun.runtime import CORES_PER_DEVICE, DEVICE_SETTINGS, Backend
@@ -221,6 +222,39 @@ def _configure(backend: Backend, ctx: Any, name: str, settings: dict[str, int]) 
     log.info("configured %s: %s", name, settings)
 
 
+def check_tensor_infos(folder: ModelFolder, inputs: Sequence[Any],
+                       outputs: Sequence[Any]) -> None:
+    """Compare the runtime's ``TensorInfo`` (what the device will read and write) with
+    the manifest axrun quantizes and decodes by: shape, padding, scale, zero point.
+
+    Raises:
+        ModelError: naming the tensor and each field that differs.
+    """
+    for kind, infos, specs in (("input", inputs, folder.manifest.inputs),
+                               ("output", outputs, folder.manifest.outputs)):
+        if len(infos) != len(specs):
+            raise ModelError(f"{folder.model_json}: the runtime reports {len(infos)} {kind}s, "
+                             f"manifest.json {len(specs)}")
+        for i, (info, spec) in enumerate(zip(infos, specs, strict=True)):
+            padding = tuple(tuple(int(v) for v in p) for p in info.padding)
+            seen: dict[str, object] = {
+                "shape": tuple(int(d) for d in info.shape), "padding": padding,
+                "zero_point": int(info.zero_point)}
+            wanted: dict[str, object] = {"shape": spec.shape, "padding": spec.padding,
+                                         "zero_point": spec.zero_point}
+            differ = [f"{k} {seen[k]} (runtime) vs {wanted[k]} (manifest)" for k in seen
+                      if seen[k] != wanted[k]]
+            if not math.isclose(float(info.scale), spec.scale, rel_tol=1e-6):
+                differ.append(f"scale {float(info.scale):g} (runtime) vs {spec.scale:g} "
+                              "(manifest)")
+            if differ:
+                hint = (" — the runtime found no manifest.json beside model.json"
+                        if not padding and info.scale == 1 and info.zero_point == 0
+                        else "")
+                raise ModelError(f"{folder.model_json}: {kind} {i} differs between the runtime "
+                                 f"and manifest.json: {'; '.join(differ)}{hint}")
+
+
 def open_session(backend: Backend, folder: ModelFolder, config: EngineConfig) -> DeviceSession:
     """Load the model and open ``aipu_cores // batch`` instances on each chosen device.
 
@@ -238,6 +272,7 @@ def open_session(backend: Backend, folder: ModelFolder, config: EngineConfig) ->
     try:
         with backend.translating(f"loading {folder.model_json}", model_error=True):
             model = ctx.load_model(str(folder.model_json))
+            check_tensor_infos(folder, model.inputs(), model.outputs())
         with backend.translating("listing devices"):
             devices = _select_devices(ctx.list_devices(), config.devices)
         settings = {**(folder.sidecar.device_config if folder.sidecar else {}),

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from axrun.errors import ParameterError
-from axrun.modelfolder import ModelFolder
+from axrun.modelfolder import ModelFolder, graph_io
 from axrun.preprocess import PreprocessRecipe
 from axrun.tasks.base import Task
 from axrun.tasks.classify import Classifier
@@ -77,6 +77,30 @@ def task_name(folder: ModelFolder, task: str | None = None) -> str:
     return name
 
 
+def task_from_outputs(folder: ModelFolder) -> str | None:
+    """The task the model's outputs fit, for folders whose metadata does not say
+    (``axrun bench``): a postamble giving ``[N, C]`` (or ``[N, C, 1, 1]``), or one device
+    output of 1x1, is a classifier's; a postamble giving ``[N, anchors, k]`` or two
+    outputs, or several device outputs of more than 1x1, a detector's. None otherwise.
+
+    Raises:
+        ModelError: the postamble is not a readable ONNX graph.
+    """
+    if folder.postamble_path is not None:
+        shapes = [o["shape"] for o in graph_io(folder.postamble_path)["outputs"]]
+        if len(shapes) == 1 and (len(shapes[0]) == 2 or shapes[0][2:] == [1, 1]):
+            return "classify"
+        if len(shapes) == 2 or (len(shapes) == 1 and len(shapes[0]) == 3):
+            return "detect"
+        return None
+    spatial = [o.unpadded_shape[1:3] for o in folder.manifest.outputs]
+    if spatial == [(1, 1)]:
+        return "classify"
+    if len(spatial) > 1 and all(hw != (1, 1) for hw in spatial):
+        return "detect"
+    return None
+
+
 def make_task(folder: ModelFolder, task: str | None = None, *,
               recipe: PreprocessRecipe | None = None, labels: tuple[str, ...] | None = None,
               **options: Any) -> Classifier | Detector:
@@ -105,4 +129,4 @@ def make_task(folder: ModelFolder, task: str | None = None, *,
 
 
 __all__ = ["TASKS", "Classifier", "DetectOptions", "Detector", "Task", "class_ids",
-           "make_task", "task_name"]
+           "make_task", "task_from_outputs", "task_name"]

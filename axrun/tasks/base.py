@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from axrun.errors import ModelError, ParameterError, UsageError
-from axrun.modelfolder import ModelFolder
+from axrun.modelfolder import ModelFolder, network_input_hw
 from axrun.preprocess import Geometry, PreprocessRecipe
 from axrun.results import Prediction
 
@@ -67,7 +67,7 @@ def preprocess_recipe(folder: ModelFolder, task: str, *, resize: int | None = No
     """
     sidecar = folder.sidecar.preprocess if folder.sidecar else None
     base = sidecar or DEFAULT_RECIPES[task]
-    size = min(folder.manifest.inputs[0].unpadded_shape[1:3])
+    size = min(network_input_hw(folder))
     if sidecar is None and base.mode == "crop" and base.resize is None:
         base = dataclasses.replace(base, resize=round(size / CROP_RATIO))
     if resize is not None and crop is not None:

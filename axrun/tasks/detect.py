@@ -16,6 +16,10 @@ decoded by the configured format:
   pixels) and class scores ``[N, anchors, classes]`` (YOLO-NAS style), either order.
 - ``dfl``: no postamble; the device returns per-stride box-distribution maps
   ``[N, 4 * reg_max, H, W]`` and class logits ``[N, classes, H, W]`` (the Ultralytics head).
+- ``yolov5``: no postamble; the device returns one raw head per stride,
+  ``[N, anchors * (5 + classes), H, W]`` (YOLOv5's Detect convolutions, as the SDK cuts
+  them), decoded with the anchors the decoder settings give (YOLOv5's formula:
+  ``xy = (2 sigmoid(t) - 0.5 + cell) * stride``, ``wh = (2 sigmoid(t))^2 * anchor``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from axrun.tasks.preamble import input_writer
 from axrun.tensors import depad, dequantize
 
 FORMATS = ("yolox", "yolox-decoded", "ultralytics", "ultralytics-transposed", "boxes-scores",
-           "dfl")
+           "dfl", "yolov5")
 # A raw YOLOX box is a few grid cells of offset and a log size; a decoded one is pixels.
 # Read raw, candidates with a value past these bounds are pixels; read decoded,
 # candidates that all lie within them (every centre within 8 pixels of the top-left
@@ -46,6 +50,11 @@ FORMATS = ("yolox", "yolox-decoded", "ultralytics", "ultralytics-transposed", "b
 RAW_OFFSET_MAX = 8.0  # cells
 RAW_LOG_SIZE_MAX = 8.0  # e^8 cells: thousands of pixels
 DEFAULT_STRIDES = (8, 16, 32)
+# YOLOv5's COCO anchors (w, h in input pixels, three per stride 8, 16, 32), from its
+# model definitions (models/yolov5s.yaml): what ``anchors=yolov5`` names.
+YOLOV5_ANCHORS = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119),
+                  (116, 90, 156, 198, 373, 326))
+HEADLESS = ("dfl", "yolov5")  # formats that read the device outputs, no postamble
 MAX_NMS = 3000  # candidates kept for NMS (highest scores); bounds the cost at low --conf
 
 
@@ -68,6 +77,11 @@ class DetectOptions:
                 isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.classes):
             raise ParameterError("classes", f"must be class ids (0 or more), not "
                                  f"{sorted(self.classes, key=repr)!r}")
+
+
+def _switch(decoder: dict[str, Any], key: str) -> bool:
+    """A decoder on/off setting, on unless set to false (or 0)."""
+    return decoder.get(key, True) not in (False, "false", 0)
 
 
 def grid_points(input_hw: tuple[int, int], strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +201,81 @@ def decode_dfl(
     return np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32)
 
 
+def decode_yolov5(heads: Sequence[np.ndarray], anchors: np.ndarray,
+                  strides: Sequence[int], conf: float, sigmoid: bool = True,
+                  check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """YOLOv5 heads, per stride ``[H, W, A * (5 + C)]`` (NHWC, channel ``a * (5 + C) + k``)
+    → boxes xyxy (input pixels) and class scores times objectness, of the anchors
+    whose objectness is above ``conf`` (no other can score above it).
+
+    ``anchors``: ``[levels, A, 2]`` (w, h in input pixels). ``sigmoid``: the heads are
+    logits (the Detect layer's sigmoid is cut off with it); False when the device
+    already applies it. With ``check``, values that contradict ``sigmoid`` are an error.
+
+    Raises:
+        ModelError: the heads look already sigmoided (or, with ``sigmoid`` False, like
+            logits).
+    """
+    threshold = float(np.log(conf / (1 - conf))) if sigmoid and 0 < conf < 1 else conf
+    all_boxes, all_scores = [], []
+    for head, level, s in zip(heads, anchors, strides, strict=True):
+        h, w, _ = head.shape
+        x = head.reshape(h, w, len(level), -1)
+        objectness = x[..., 4]
+        if check:
+            _check_yolov5_activation(objectness, sigmoid)
+        cy, cx, a = np.nonzero(objectness > threshold)
+        t = x[cy, cx, a]
+        if sigmoid:
+            t = 1 / (1 + np.exp(-t))
+        xy = (t[:, :2] * 2 - 0.5 + np.stack([cx, cy], 1)) * s
+        wh = (t[:, 2:4] * 2) ** 2 * level[a]
+        all_boxes.append(cxcywh_to_xyxy(np.concatenate([xy, wh], 1)))
+        all_scores.append(t[:, 5:] * t[:, 4:5])
+    return (np.concatenate(all_boxes).astype(np.float32),
+            np.concatenate(all_scores).astype(np.float32))
+
+
+def _check_yolov5_activation(objectness: np.ndarray, sigmoid: bool) -> None:
+    """Logits of a real head reach well below 0; sigmoided values never leave [0, 1]."""
+    low, high = float(objectness.min()), float(objectness.max())
+    if sigmoid and low >= 0 and high <= 1:
+        raise ModelError("the YOLOv5 heads look already sigmoided (every objectness in "
+                         "[0, 1]): set decoder sigmoid=false (axrun.json, or --decoder "
+                         "sigmoid=false), or check=false if they are logits")
+    if not sigmoid and (low < -0.01 or high > 1.01):
+        raise ModelError(f"the YOLOv5 heads look like logits (objectness from {low:.2f} to "
+                         f"{high:.2f}), not probabilities: set decoder sigmoid=true")
+
+
+def yolov5_anchors(value: Any, strides: Sequence[int]) -> np.ndarray:
+    """Decoder setting ``anchors`` → ``[levels, A, 2]``: ``"yolov5"`` (YOLOv5's COCO
+    anchors), or one list per stride of w, h pairs (flat, as YOLOv5's YAML writes them,
+    or as pairs).
+
+    Raises:
+        ModelError: no anchors, or not one list per stride of the same number of pairs.
+    """
+    example = "e.g. --decoder anchors=yolov5 (YOLOv5's COCO anchors) or anchors=" \
+        "[[10,13,16,30,33,23],[30,61,62,45,59,119],[116,90,156,198,373,326]]"
+    if value is None:
+        raise ModelError("the device gives one raw head per stride (YOLOv5 style): its anchors "
+                         "are not in the model folder; give them in axrun.json's decoder or "
+                         f"with {example}")
+    if value == "yolov5":
+        value = YOLOV5_ANCHORS
+    try:
+        levels = [np.asarray(level, np.float32).reshape(-1, 2) for level in value]
+    except (TypeError, ValueError):
+        raise ModelError(f"decoder anchors must be one list of w, h per stride ({example}), "
+                         f"not {value!r}") from None
+    if len(levels) != len(strides) or len({len(a) for a in levels}) != 1 \
+            or not len(levels[0]) or any((a <= 0).any() for a in levels):
+        raise ModelError(f"decoder anchors must give the same number of positive w, h pairs "
+                         f"for each of the {len(strides)} strides {list(strides)}, not {value!r}")
+    return np.stack(levels)
+
+
 def iou_one_to_many(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     x1 = np.maximum(box[0], others[:, 0])
     y1 = np.maximum(box[1], others[:, 1])
@@ -277,24 +366,23 @@ class Detector:
     ) -> None:
         check_task(folder, "detect")
         self.options = options or DetectOptions()
-        recipe = recipe or preprocess_recipe(folder, "detect")
-        self.preprocessor = input_writer(folder, recipe)
+        self.preprocessor = input_writer(folder, recipe or preprocess_recipe(folder, "detect"))
         self.input_hw = self.preprocessor.size_hw  # the preamble's input, when there is one
         decoder = {**(folder.sidecar.decoder if folder.sidecar else {}), **(decoder or {})}
         self.strides = tuple(decoder.get("strides", DEFAULT_STRIDES))
-        self._check = decoder.get("check", True) not in (False, "false", 0)
+        self._check = _switch(decoder, "check")
         self.postamble = Postamble(folder) if folder.postamble_path else None
         self.specs = folder.manifest.outputs
         fmt = decoder.get("format")
         #: why this format: shown by ``axrun info``
         self.format_reason = "decoder.format says so (axrun.json or --decoder)"
         if fmt is None and self.postamble is None:
-            fmt, self.format_reason = "dfl", "no postamble: the device returns the head"
+            fmt, self.format_reason = self._headless_format(decoder)
         if fmt is not None and fmt not in FORMATS:
             raise ModelError(f"decoder format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        if fmt == "dfl" and self.postamble is not None:
-            raise ModelError("decoder.format dfl is for models compiled without a postamble")
-        if fmt not in (None, "dfl") and self.postamble is None:
+        if fmt in HEADLESS and self.postamble is not None:
+            raise ModelError(f"decoder.format {fmt} is for models compiled without a postamble")
+        if fmt not in (None, *HEADLESS) and self.postamble is None:
             raise ModelError(f"decoder.format {fmt} needs a postprocess_graph.onnx")
         classes = len(labels or folder.labels or ()) or None
         shapes = self.postamble.output_shapes if self.postamble else []
@@ -312,12 +400,23 @@ class Detector:
         elif len(shapes) > 1:
             raise ModelError(f"the postamble gives {len(shapes)} outputs; format {fmt} reads "
                              "one: set the format that reads them all (--decoder format=...)")
+        if "yolox" in fmt and recipe is None and folder.sidecar is None:
+            raise ModelError(
+                f"{folder.root} holds a YOLOX model without axrun.json, and the SDK's YOLOX "
+                "deployments normalize differently (v1.2.5's template with ImageNet mean/std, "
+                "newer ones feed 0-255 pixels): give its preprocessing (--mean and --std, "
+                "e.g. --mean 0 --std 1 for 0-255 pixels; in Python, recipe=axrun.preprocess_"
+                "recipe(folder, 'detect', mean=0, std=1)) or write it in axrun.json")
         self.format = fmt
         # the anchors' cells and strides: the same for every frame
         self._grid = grid_points(self.input_hw, self.strides) if fmt == "yolox" else None
         if fmt == "dfl":
             self._dfl_levels = self._dfl_layout()
             classes = self.specs[self._dfl_levels[0][1]].unpadded_shape[3]
+        if fmt == "yolov5":
+            self._anchors = yolov5_anchors(decoder.get("anchors"), self.strides)
+            self._heads, classes = self._yolov5_layout(len(self._anchors[0]))
+            self._sigmoid = _switch(decoder, "sigmoid")
         self.labels = label_names(folder, labels, classes or 0) if classes else (labels or ())
         wanted = self.options.classes or frozenset()
         if classes and any(c >= classes for c in wanted):
@@ -336,15 +435,47 @@ class Detector:
             raise ModelError(f"format boxes-scores: cannot tell boxes from scores in {shapes}")
         return fours[0]
 
+    def _at_stride(self, stride: int) -> list[int]:
+        """The device outputs whose size is the input's at ``stride``."""
+        hw = (self.input_hw[0] // stride, self.input_hw[1] // stride)
+        return [i for i, o in enumerate(self.specs) if o.unpadded_shape[1:3] == hw]
+
+    def _headless_format(self, decoder: dict[str, Any]) -> tuple[str, str]:
+        """Without a postamble: one raw head per stride is YOLOv5's (anchors), two (box
+        distributions, class logits) the Ultralytics head's (DFL)."""
+        if "anchors" in decoder:
+            return "yolov5", "no postamble, and decoder anchors are given"
+        if all(len(self._at_stride(s)) == 1 for s in self.strides):
+            return "yolov5", "no postamble, and one raw head per stride (YOLOv5 style)"
+        return "dfl", "no postamble: the device returns the Ultralytics head"
+
+    def _yolov5_layout(self, anchors: int) -> tuple[list[int], int]:
+        """The device output of each stride, and the number of classes their channels
+        (``anchors * (5 + classes)``) give."""
+        heads, classes = [], set()
+        for s in self.strides:
+            here = self._at_stride(s)
+            if len(here) != 1:
+                raise ModelError(f"yolov5 decode: expected one device output of the input's "
+                                 f"size / {s} for stride {s}, found {len(here)}")
+            channels = self.specs[here[0]].unpadded_shape[3]
+            if channels % anchors or channels // anchors <= 5:
+                raise ModelError(f"yolov5 decode: the stride-{s} head has {channels} channels,"
+                                 f" not {anchors} anchors x (5 + classes)")
+            heads.append(here[0])
+            classes.add(channels // anchors - 5)
+        if len(classes) != 1:
+            raise ModelError(f"yolov5 decode: the heads disagree on the classes: {sorted(classes)}")
+        return heads, classes.pop()
+
     def _dfl_layout(self) -> list[tuple[int, int]]:
         """(box output, class output) per stride, matched by spatial size and channels."""
         levels = []
         for s in self.strides:
-            hw = (self.input_hw[0] // s, self.input_hw[1] // s)
-            here = [i for i, o in enumerate(self.specs) if o.unpadded_shape[1:3] == hw]
+            here = self._at_stride(s)
             if len(here) != 2:
-                raise ModelError(f"dfl decode: expected 2 device outputs of {hw[0]}x{hw[1]} "
-                                 f"for stride {s}, found {len(here)}")
+                raise ModelError(f"dfl decode: expected 2 device outputs of the input's size "
+                                 f"/ {s} for stride {s}, found {len(here)}")
             a, b = here
             ca, cb = (self.specs[i].unpadded_shape[3] for i in here)
             if ca % 4 == 0 and (cb % 4 != 0 or ca < cb):
@@ -358,16 +489,24 @@ class Detector:
     def preprocess(self, image: np.ndarray, slots: list[np.ndarray]) -> Geometry:
         return self.preprocessor(image, slots[0])
 
+    def _dequantized(self, outputs: list[np.ndarray], index: int, slot: int) -> np.ndarray:
+        """Device output ``index`` of batch slot ``slot``: depadded, float, ``[H, W, C]``."""
+        spec = self.specs[index]
+        return dequantize(depad(outputs[index][slot], spec.padding[1:]), spec.scale,
+                          spec.zero_point)
+
     def _decode_slot(self, slot: int, outputs: list[np.ndarray],
                      post: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.format == "yolov5":
+            heads = [self._dequantized(outputs, i, slot) for i in self._heads]
+            return decode_yolov5(heads, self._anchors, self.strides, self.options.conf,
+                                 self._sigmoid, self._check)
         if self.format == "dfl":
             boxes: list[np.ndarray] = []
             logits: list[np.ndarray] = []
             for b, c in self._dfl_levels:
                 for idx, acc in ((b, boxes), (c, logits)):
-                    spec = self.specs[idx]
-                    x = depad(outputs[idx][slot], spec.padding[1:]).transpose(2, 0, 1)
-                    acc.append(dequantize(x, spec.scale, spec.zero_point))
+                    acc.append(self._dequantized(outputs, idx, slot).transpose(2, 0, 1))
             return decode_dfl(boxes, logits, self.input_hw, self.strides)
         assert post is not None
         if self.format == "boxes-scores":

@@ -73,3 +73,34 @@ def test_text_report_on_real_inputs_with_a_slow_emulated_device(tmp_path) -> Non
     assert "device" in out and "host" in out and "system" in out
     assert "emulated device" in out and "latency 50 ms" in out
     assert "verdict (device)" in out
+
+
+def test_the_task_comes_from_the_folder_and_its_outputs(tiny, tmp_path: Path) -> None:
+    # A folder without axrun.json or model_info.json: its outputs say what it is (a
+    # detector benchmarked as a classifier would leave NMS out of the host figures).
+    import shutil
+
+    import numpy as np
+    from sdkfolder import Planted, fixed_graph, sdk_folder
+    from typer.testing import CliRunner
+
+    from axrun.cli import app
+    from axrun.modelfolder import load_model_folder
+    from axrun.tasks import task_from_outputs
+
+    classifier = tmp_path / "c"
+    shutil.copytree(tiny(kind="classifier").path, classifier)
+    (classifier / "axrun.json").unlink()
+    head = Planted(np.zeros((4, 4, 6), np.float32), 0.1)
+    post = fixed_graph({"output0": [1, 6, 4, 4]}, pred=np.zeros((1, 7, 21), np.float32))
+    detector = sdk_folder(tmp_path / "d", [head], postamble=post)  # Ultralytics [1, 4+3, 21]
+    headless = tiny(kind="detector", size=16).path  # two heads, no postamble
+    assert [task_from_outputs(load_model_folder(p)) for p in (classifier, detector, headless)] \
+        == ["classify", "detect", "detect"]
+    for folder, task in ((classifier, "classify"), (detector, "detect")):
+        result = CliRunner().invoke(app, ["bench", str(folder), "--seconds", "0.6", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["task"] == task
+    told = CliRunner().invoke(app, ["bench", str(detector), "--task", "classify", "--seconds",
+                                    "0.6"])
+    assert told.exit_code == 3 and "not a classification model" in told.stderr

@@ -195,7 +195,8 @@ def test_unknown_and_mismatched_instance_flags(tiny) -> None:
         conn.load_model_instance(model, aipu_cores=4)  # an L2 share beyond the batch's cores
         with pytest.raises(axr.NotImplemented, match="input_dmabuf"):
             conn.load_model_instance(model, input_dmabuf=True)
-        small = ctx.device_connect(None, num_sub_devices=1)
+        small = ctx.device_connect(None, num_sub_devices=1, device_firmware_check=False)
+        assert small.properties == {"device_firmware_check": False}  # kept, as the runtime does
         with pytest.raises(axr.InvalidArgument, match="needs 2 cores"):
             small.load_model_instance(model)
 

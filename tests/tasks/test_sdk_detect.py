@@ -15,6 +15,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import axrun
 from axrun.errors import ModelError
+from axrun.tasks.base import DEFAULT_RECIPES
+
+RECIPE = DEFAULT_RECIPES["detect"]  # an SDK YOLOX folder does not say its preprocessing
 
 ANCHORS, CLASSES, SIZE = 20, 3, 16
 LABELS = ("cat", "dog", "bird")  # as model_info.json would give them
@@ -59,7 +62,7 @@ def test_an_sdk_yolox_box_lands_at_its_exact_original_pixels(sdk_yolox) -> None:
     # cx 12, cy 10, w 8, h 4 in the 16x16 network input; a 32x32 photo is scaled by 0.5
     folder = sdk_yolox({7: [12, 10, 8, 4, 0.9, 0, 0, 0.8]})
     photo = np.full((32, 32, 3), 90, np.uint8)
-    with axrun.load(folder, task="detect", labels=LABELS) as model:
+    with axrun.load(folder, task="detect", recipe=RECIPE, labels=LABELS) as model:
         assert model.task.format == "yolox-decoded"
         d = model.predict([photo])[0].detections
     assert d is not None and len(d) == 1
@@ -69,14 +72,15 @@ def test_an_sdk_yolox_box_lands_at_its_exact_original_pixels(sdk_yolox) -> None:
 
 def test_raw_format_on_decoded_values_is_an_error(sdk_yolox) -> None:
     folder = sdk_yolox({7: [12, 10, 8, 4, 0.9, 0, 0, 0.8]})
-    with axrun.load(folder, task="detect", labels=LABELS, decoder={"format": "yolox"}) as model, \
+    with axrun.load(folder, task="detect", recipe=RECIPE, labels=LABELS,
+                    decoder={"format": "yolox"}) as model, \
             pytest.raises(ModelError, match="look already decoded.*format=yolox-decoded"):
         model.predict([np.zeros((32, 32, 3), np.uint8)])
 
 
 def test_decoded_format_on_raw_values_is_an_error(sdk_yolox) -> None:
     folder = sdk_yolox({7: [0.4, 0.7, 0.5, 0.3, 0.9, 0, 0, 0.8]})  # offsets, log sizes
-    with axrun.load(folder, task="detect", labels=LABELS) as model, \
+    with axrun.load(folder, task="detect", recipe=RECIPE, labels=LABELS) as model, \
             pytest.raises(ModelError, match="look raw.*format=yolox"):
         model.predict([np.zeros((32, 32, 3), np.uint8)])
 
@@ -95,11 +99,12 @@ def test_the_cli_takes_a_decoder_and_says_which_format_is_wrong(sdk_yolox, tmp_p
     assert unsure.exit_code == 3 and "give --decoder format=yolox-decoded" in unsure.stderr
     (folder.parent / "model_info.json").write_text(
         '{"task_category": "ObjectDetection", "labels": ["cat", "dog", "bird"]}')
-    ok = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-o", "-", "-q"])
+    ok = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-o", "-", "-q",
+                                  "--std", "255"])
     assert ok.exit_code == 0 and '"label": "bird"' in ok.stdout
     assert '"box": [16.0, 16.0, 32.0, 24.0]' in ok.stdout
     wrong = CliRunner().invoke(app, ["detect", "-m", str(folder), str(photo), "-q",
-                                     "--decoder", "format=yolox"])
+                                     "--std", "255", "--decoder", "format=yolox"])
     assert wrong.exit_code == 3 and "look already decoded" in wrong.stderr
 
 
@@ -135,7 +140,7 @@ def test_the_transposed_ultralytics_layout_is_told_from_yolox_by_the_classes(
     pred = np.zeros((1, ANCHORS, 4 + CLASSES), np.float32)
     pred[0, 5] = [12, 10, 8, 4, 0, 0.7, 0]
     onnx.save(fixed_postamble(pred=pred), folder / "postprocess_graph.onnx")
-    with axrun.load(folder, task="detect", labels=LABELS) as model:
+    with axrun.load(folder, task="detect", recipe=RECIPE, labels=LABELS) as model:
         assert model.task.format == "ultralytics-transposed"
         d = model.predict([np.full((32, 32, 3), 90, np.uint8)])[0].detections
     assert d is not None and list(d.label) == ["dog"]
@@ -165,10 +170,11 @@ def test_info_says_which_decoder_detect_will_use_and_why(sdk_yolox) -> None:
 def test_raw_values_with_large_boxes_read_as_decoded_are_an_error(sdk_yolox) -> None:
     # log sizes above 1.5 (objects wider than ~4.5 strides) once slipped through
     folder = sdk_yolox({7: [0.4, 0.7, 1.6, 1.2, 0.9, 0, 0, 0.8]})
-    with axrun.load(folder, task="detect", labels=LABELS) as model, \
+    with axrun.load(folder, task="detect", recipe=RECIPE, labels=LABELS) as model, \
             pytest.raises(ModelError, match="look raw"):
         model.predict([np.zeros((32, 32, 3), np.uint8)])
-    with axrun.load(folder, task="detect", labels=LABELS, decoder={"check": False}) as model:
+    with axrun.load(folder, task="detect", recipe=RECIPE, labels=LABELS,
+                    decoder={"check": False}) as model:
         assert len(model.predict([np.zeros((32, 32, 3), np.uint8)])[0].detections) == 1
 
 
