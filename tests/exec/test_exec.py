@@ -37,6 +37,20 @@ def test_vendor_style_program_classifies_real_photos() -> None:
     assert out[2]["class"] in (281, 282, 285) and out[3]["label"] == "espresso"
 
 
+def test_the_vendors_double_buffering_loop_gets_each_images_class() -> None:
+    # One input buffer, refilled right after run() returns: right only if run()
+    # consumes its inputs during the call, as documented (the emulator once read them
+    # two calls later, and every image got the class of the last one).
+    photos = [str(SAMPLES / f"{n}.jpg") for n in ("coffee", "camera", "chelsea", "coffee")]
+    proc = axrun_exec("--", sys.executable, str(Path(__file__).parent / "vendor_style.py"),
+                      "--double-buffer", str(CLASSIFIER), *photos)
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o["image"] for o in out] == [Path(p).name for p in photos]
+    assert [o["label"] for o in out[:2]] == ["espresso", "tripod"]
+    assert out[2]["class"] in (281, 282, 285) and out[3]["label"] == "espresso"
+
+
 def test_readme_example_runs_as_shown(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Develop without hardware"):]

@@ -208,3 +208,45 @@ def test_the_runtime_tensor_info_must_agree_with_the_manifest(monkeypatch, tmp_p
     with pytest.raises(ModelError, match=message):
         detect(folder, "metis")
     assert calls[-1] == "Context.release"  # nothing left held
+
+
+def test_an_sdk_classifier_runs_its_postamble(backend, tmp_path) -> None:
+    # Logits 0..4 padded from 5 to 8 classes; the postamble negates them, so the
+    # classes come out in reverse: proof that it ran on what the device gave.
+    logits = Planted(np.arange(5, dtype=np.float32).reshape(1, 1, 5), 0.5, channels=8)
+    negate = helper.make_graph(
+        [helper.make_node("Flatten", ["output0"], ["flat"]),
+         helper.make_node("Neg", ["flat"], ["scores"])], "negate",
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 5, 1, 1])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 5])])
+    names = ["a", "b", "c", "d", "e"]
+    folder = sdk_folder(tmp_path, [logits], size=8, version="1.0",
+                        postamble=helper.make_model(negate, opset_imports=[
+                            helper.make_opsetid("", 17)]),
+                        model_info={"task_category": "Classification", "labels": names})
+    with axrun.load(folder, backend=backend, top_k=3) as model:
+        c = model.predict([PHOTO])[0].classification
+    assert c is not None and list(c.label) == ["a", "b", "c"]
+
+
+def test_the_command_line_runs_an_sdk_folder_with_backend_metis(monkeypatch, tmp_path) -> None:
+    import json
+
+    import cv2
+    from typer.testing import CliRunner
+
+    from axrun.cli import app
+
+    calls: list[str] = []
+    metis_standin.install(monkeypatch, calls=calls)
+    folder = sdk_folder(tmp_path, yolov5_heads(), model_info=INFO)
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), PHOTO)
+    result = CliRunner().invoke(app, [
+        "--backend", "metis", "detect", "-m", str(folder), str(photo), "-o", "-", "-q",
+        "--decoder", f"anchors={json.dumps(ANCHORS_V5).replace(' ', '')}"])
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["detections"][0]["box"] == EXPECTED
+    assert record["detections"][0]["label"] == "bird"
+    assert "load_model_instance" in calls and calls[-1] == "Context.release"
