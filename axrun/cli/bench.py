@@ -35,6 +35,7 @@ def bench(
     devices: common.DevicesOpt = "all",
     double_buffer: common.DoubleBufferOpt = True,
     decode_threads: common.ThreadsOpt = None,
+    device_config: common.DeviceConfigOpt = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON document (layout in the README).")] = False,
 ) -> None:
@@ -45,7 +46,8 @@ def bench(
     # normalization does not change the figures: the default recipe, never an error
     built = make_task(folder, name, recipe=preprocess_recipe(folder, name))
     config = EngineConfig(aipu_cores=aipu_cores, devices=parse_devices(devices),
-                          double_buffer=double_buffer, decode_threads=decode_threads)
+                          double_buffer=double_buffer, decode_threads=decode_threads,
+                          device_config=common.parse_device_config(device_config))
     tune_process()
     with Engine(folder, backend=global_options(ctx).backend, config=config) as engine:
         report = benchmark(engine, built, name, inputs or [], seconds)

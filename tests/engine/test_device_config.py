@@ -50,3 +50,22 @@ def test_unknown_or_non_integer_settings_are_refused() -> None:
     result = runner.invoke(app, ["classify", photo, "-q", "-o", "-",
                                  "--device-config", "ddr_size=0x40000000,clock_profile=800"])
     assert result.exit_code == 0 and json.loads(result.stdout)["top"][0]["label"] == "espresso"
+
+
+def test_every_command_that_opens_the_device_takes_device_config(monkeypatch) -> None:
+    import metis_standin
+    from typer.testing import CliRunner
+
+    from axrun.cli import app
+
+    calls: list[str] = []
+    metis_standin.install(monkeypatch, calls=calls)
+    samples = str(MODEL.parent / "samples")
+    for command in (["classify", samples, "-q", "-o", "-", "-m", str(MODEL)],
+                    ["bench", str(MODEL), "--seconds", "0.3", "--json"]):
+        calls.clear()
+        result = CliRunner().invoke(app, ["--backend", "metis", *command,
+                                          "--device-config", "clock_profile=600"])
+        assert result.exit_code == 0, result.output
+        assert calls.index("configure_device") < calls.index("device_ready") \
+            < calls.index("device_connect")
