@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from axrun.errors import BackendUnavailable, DeviceBusy, DeviceError, ModelError, UsageError
+from axrun.errors import (
+    AxrunError,
+    BackendUnavailable,
+    DeviceBusy,
+    DeviceError,
+    ModelError,
+    UsageError,
+)
 
 BACKEND_CHOICES = ("auto", "metis", "emulator")
 # AIPU cores on one Metis device (``subdevice_count`` in the runtime's device info): a
@@ -77,7 +84,11 @@ class Backend:
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
         """What a call into the backend may raise: the documented exception classes, and
-        the two the SDK's own code also expects (:data:`UNDOCUMENTED_ERRORS`)."""
+        the two the SDK's own code also expects (:data:`UNDOCUMENTED_ERRORS`); from the
+        real library, any exception (a binding's ``TypeError``, say), so that every one
+        ends the run with a message, the device released."""
+        if not self.emulated:
+            return (Exception,)
         return tuple(
             cls for n in EXCEPTION_NAMES
             if isinstance(cls := getattr(self.api, n, None), type)
@@ -105,6 +116,8 @@ class Backend:
         """Turn this backend's exceptions into axrun's, prefixed with what was being done."""
         try:
             yield
+        except AxrunError:
+            raise
         except self.errors as exc:
             raise translate(exc, doing, model_error) from exc
 

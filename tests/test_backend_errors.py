@@ -51,6 +51,14 @@ def test_runtime_error_from_load_model_is_a_model_error_and_releases() -> None:
     assert events == ["released"]
 
 
+def test_any_exception_from_the_real_library_is_an_axrun_error() -> None:
+    # a binding refusing its arguments raises TypeError: a message, not a traceback
+    backend, events = sdk_like(load_error=TypeError("load_model(): incompatible arguments"))
+    with pytest.raises(ModelError, match=r"loading .*model.json: load_model\(\): incompatible"):
+        Engine(MODEL, backend=backend).open()
+    assert events == ["released"]
+
+
 def test_the_cli_exits_3_with_one_line(monkeypatch) -> None:
     import axrun.cli.classify as classify_cmd
     from axrun.cli import app

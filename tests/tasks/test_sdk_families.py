@@ -250,3 +250,11 @@ def test_the_command_line_runs_an_sdk_folder_with_backend_metis(monkeypatch, tmp
     assert record["detections"][0]["box"] == EXPECTED
     assert record["detections"][0]["label"] == "bird"
     assert "load_model_instance" in calls and calls[-1] == "Context.release"
+
+
+def test_preprocessing_defaults_follow_the_preambles_input_size(tmp_path) -> None:
+    # The device input is 16x16 (after the focus); the image the network takes is 32x32.
+    folder = axrun.load_model_folder(sdk_folder(
+        tmp_path, yolov5_heads(), preamble=space_to_depth(), size=SIZE // 2,
+        input_channels=12, input_padding=(0, 0, 0, 0, 0, 0, 0, 4)))
+    assert axrun.preprocess_recipe(folder, "classify").resize == round(32 * 256 / 224)
