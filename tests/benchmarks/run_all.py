@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import bench_decoders
 import bench_detect
 import bench_end_to_end
 import bench_memory
@@ -24,7 +25,8 @@ def main() -> None:
     for name, fn in [("preprocess", bench_preprocess.run), ("pipeline", bench_pipeline.run),
                      ("streams", bench_streams.run),
                      ("end to end", lambda: [bench_end_to_end.classify_row()]),
-                     ("detect", bench_detect.run), ("memory", bench_memory.run)]:
+                     ("detect", bench_detect.run), ("decoders", bench_decoders.run),
+                     ("memory", bench_memory.run)]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows += fn()
     print(f"\naxrun benchmarks — {platform.machine()}, {platform.python_version()}, "
