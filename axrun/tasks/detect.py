@@ -179,25 +179,41 @@ def decode_ultralytics(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cxcywh_to_xyxy(pred[:4].T), pred[4:].T
 
 
+def logit_threshold(conf: float | None) -> float:
+    """The logit below which a sigmoid score cannot exceed ``conf`` (with a margin for
+    float rounding: the exact test comes after, on the scores); -inf for None."""
+    if conf is None or conf <= 0:
+        return -np.inf
+    if conf >= 1:
+        return np.inf
+    return float(np.log(conf / (1 - conf))) - 1e-4
+
+
 def decode_dfl(
     boxes: Sequence[np.ndarray], logits: Sequence[np.ndarray], input_hw: tuple[int, int],
-    strides: Sequence[int] = DEFAULT_STRIDES,
+    strides: Sequence[int] = DEFAULT_STRIDES, conf: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Ultralytics head in numpy: per level ``[4 * reg_max, H, W]`` distributions and
-    ``[C, H, W]`` class logits → boxes xyxy (input pixels) and sigmoid scores."""
+    ``[C, H, W]`` class logits → boxes xyxy (input pixels) and sigmoid scores.
+
+    With ``conf``, only the cells whose best class scores above it are decoded (no
+    other can be a detection): the box distributions' softmax, the costly part, is
+    skipped for the rest."""
+    threshold = logit_threshold(conf)
     all_boxes, all_scores = [], []
     for box, cls, s in zip(boxes, logits, strides, strict=True):
         reg_max = box.shape[0] // 4
         h, w = box.shape[1:]
-        dist = box.reshape(4, reg_max, h * w)
+        flat = cls.reshape(cls.shape[0], -1)
+        cells = np.flatnonzero(flat.max(0) > threshold)
+        dist = box.reshape(4, reg_max, h * w)[:, :, cells]
         dist = np.exp(dist - dist.max(1, keepdims=True))
         dist /= dist.sum(1, keepdims=True)
-        ltrb = (dist * np.arange(reg_max, dtype=np.float32)[None, :, None]).sum(1)  # (4, HW)
-        ys, xs = np.mgrid[0:h, 0:w]
-        ax, ay = xs.ravel() + 0.5, ys.ravel() + 0.5
+        ltrb = (dist * np.arange(reg_max, dtype=np.float32)[None, :, None]).sum(1)  # (4, n)
+        ax, ay = cells % w + 0.5, cells // w + 0.5
         xyxy = np.stack([ax - ltrb[0], ay - ltrb[1], ax + ltrb[2], ay + ltrb[3]], 1) * s
         all_boxes.append(xyxy.astype(np.float32))
-        all_scores.append(1 / (1 + np.exp(-cls.reshape(cls.shape[0], -1).T)))
+        all_scores.append(1 / (1 + np.exp(-flat[:, cells].T)))
     return np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32)
 
 
@@ -216,7 +232,7 @@ def decode_yolov5(heads: Sequence[np.ndarray], anchors: np.ndarray,
         ModelError: the heads look already sigmoided (or, with ``sigmoid`` False, like
             logits).
     """
-    threshold = float(np.log(conf / (1 - conf))) if sigmoid and 0 < conf < 1 else conf
+    threshold = logit_threshold(conf) if sigmoid else conf
     all_boxes, all_scores = [], []
     for head, level, s in zip(heads, anchors, strides, strict=True):
         h, w, _ = head.shape
@@ -507,7 +523,7 @@ class Detector:
             for b, c in self._dfl_levels:
                 for idx, acc in ((b, boxes), (c, logits)):
                     acc.append(self._dequantized(outputs, idx, slot).transpose(2, 0, 1))
-            return decode_dfl(boxes, logits, self.input_hw, self.strides)
+            return decode_dfl(boxes, logits, self.input_hw, self.strides, self.options.conf)
         assert post is not None
         if self.format == "boxes-scores":
             corners = post[self._box_output][slot]

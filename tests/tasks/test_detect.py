@@ -118,6 +118,12 @@ def test_numpy_dfl_decode_equals_the_postamble_path() -> None:
     a, b = select(boxes, scores, opts), select(ref_boxes, ref_scores, opts)
     assert len(a) > 0 and np.array_equal(a.class_id, b.class_id)
     np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+    # decoding only the cells that can score above conf gives the same detections
+    few_boxes, few_scores = decode_dfl(boxes_in, cls_in, hw, conf=0.5)
+    assert 0 < len(few_boxes) < len(boxes)
+    c = select(few_boxes, few_scores, opts)
+    assert np.array_equal(c.class_id, a.class_id) and np.array_equal(c.xyxy, a.xyxy)
+    np.testing.assert_array_equal(c.confidence, a.confidence)
 
 
 def test_nms_class_aware_agnostic_and_max_det() -> None:
