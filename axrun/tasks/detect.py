@@ -340,32 +340,58 @@ def select(boxes: np.ndarray, scores: np.ndarray, options: DetectOptions) -> Det
 
 
 def detect_format(pred_shape: Sequence[int], classes: int | None,
-                  axrun_compiled: bool = True) -> str:
-    """``yolox`` (or ``yolox-decoded``) or ``ultralytics`` from the postamble output's
-    shape. A YOLOX layout is raw in a folder ``axrun compile`` wrote (``axrun.json``),
-    decoded in any other (the Voyager SDK's YOLOX postamble decodes); the values are
-    checked against that when they come (:func:`check_yolox_layout`)."""
+                  axrun_compiled: bool = True, cells: int | None = None) -> str:
+    """The layout of a postamble's one output ``[N, a, b]`` (a dimension without a
+    fixed size given as 0): ``yolox`` (``yolox-decoded`` in a folder without
+    ``axrun.json``: the Voyager SDK's YOLOX postamble decodes; the values are checked
+    against that when they come, :func:`check_yolox_layout`), ``ultralytics`` or
+    ``ultralytics-transposed``.
+
+    The anchor axis is the one holding a multiple of ``cells`` (the grid cells of the
+    input at the strides; any size when None); the other axis must hold 5 + classes
+    (YOLOX) or 4 + classes (Ultralytics). Only one layout may fit.
+
+    Raises:
+        ModelError: no layout fits, or several do (the message names ``--decoder``).
+    """
+    if len(pred_shape) != 3:
+        raise ModelError(f"the postamble's output {list(pred_shape)} is not [N, a, b], the "
+                         f"layout every single-output format reads ({', '.join(FORMATS[:4])})")
     _, a, b = pred_shape
     yolox = "yolox" if axrun_compiled else "yolox-decoded"
+
+    def anchors(d: int) -> bool:
+        return d > 0 and (cells is None or d % cells == 0)
+
+    grid = f" ({cells} cells at the strides; --decoder strides=[...] if the model's differ)" \
+        if cells else ""
     if classes is not None:
-        if b == 5 + classes:
-            return yolox
-        if a == 4 + classes:
-            return "ultralytics"
-        if b == 4 + classes:
-            return "ultralytics-transposed"
+        fits = [fmt for fmt, ok in ((yolox, anchors(a) and b == 5 + classes),
+                                    ("ultralytics", anchors(b) and a == 4 + classes),
+                                    ("ultralytics-transposed", anchors(a) and b == 4 + classes))
+                if ok]
+        if len(fits) == 1:
+            return fits[0]
+        if fits:
+            raise ModelError(f"the postamble's output {list(pred_shape)} fits both {fits[0]} and "
+                             f"{fits[1]} for {classes} classes: give --decoder format=...")
         raise ModelError(
             f"the postamble's output {list(pred_shape)} fits no known layout for the "
-            f"model's {classes} classes: give --decoder format=... (or the right --labels)")
-    if a < b:
-        return "ultralytics"
-    # [N, anchors, k]: YOLOX (5 + C) or Ultralytics transposed (4 + C); only the number
-    # of classes tells them apart, and reading one as the other gives wrong boxes.
-    raise ModelError(
-        f"the postamble's output {list(pred_shape)} is YOLOX ([N, anchors, 5 + classes]) "
-        "or Ultralytics transposed ([N, anchors, 4 + classes]), and the model's classes are "
-        f"unknown (no labels): give --decoder format={yolox} or "
-        "format=ultralytics-transposed, or --labels")
+            f"model's {classes} classes{grid}: give --decoder format=... (or the right "
+            "--labels)")
+    if anchors(b) and not anchors(a) and a > 4:
+        return "ultralytics"  # [N, 4 + classes, anchors]
+    if anchors(a) and not anchors(b) and b > 5:
+        # [N, anchors, k]: YOLOX (5 + C) or Ultralytics transposed (4 + C); only the
+        # number of classes tells them apart, and reading one as the other gives wrong
+        # boxes.
+        raise ModelError(
+            f"the postamble's output {list(pred_shape)} is YOLOX ([N, anchors, 5 + classes]) "
+            "or Ultralytics transposed ([N, anchors, 4 + classes]), and the model's classes "
+            f"are unknown (no labels): give --decoder format={yolox} or "
+            "format=ultralytics-transposed, or --labels")
+    raise ModelError(f"cannot tell the anchors from the values in the postamble's output "
+                     f"{list(pred_shape)}{grid}: give --decoder format=... and --labels")
 
 
 class Detector:
@@ -405,13 +431,16 @@ class Detector:
         if fmt is None and len(shapes) == 2:
             fmt, self.format_reason = "boxes-scores", "the postamble gives two outputs"
         if fmt is None:
-            fmt = detect_format(shapes[0], classes, axrun_compiled=folder.sidecar is not None)
+            cells = len(grid_points(self.input_hw, self.strides)[0])
+            fmt = detect_format(shapes[0], classes, axrun_compiled=folder.sidecar is not None,
+                                cells=cells)
             origin = ("a folder axrun compile wrote" if folder.sidecar is not None else
                       "a folder without axrun.json (the Voyager SDK decodes YOLOX boxes)")
             self.format_reason = (f"the postamble's output {shapes[0]} with {classes} "
                                   f"classes" + (f", in {origin}" if "yolox" in fmt else ""))
         if fmt == "boxes-scores":
-            self._box_output = self._boxes_scores_layout(shapes)
+            assert self.postamble is not None
+            self._box_output = self._boxes_scores_layout(shapes, self.postamble.output_names)
             classes = shapes[1 - self._box_output][2]  # the scores' columns
         elif len(shapes) > 1:
             raise ModelError(f"the postamble gives {len(shapes)} outputs; format {fmt} reads "
@@ -439,16 +468,20 @@ class Detector:
             raise ParameterError("classes", f"ids must be below {classes} (the model's classes)")
 
     @staticmethod
-    def _boxes_scores_layout(shapes: list[list[int]]) -> int:
+    def _boxes_scores_layout(shapes: list[list[int]], names: list[str]) -> int:
         """Which of the two postamble outputs holds the boxes ``[N, A, 4]`` (the other:
-        scores ``[N, A, C]``)."""
+        scores ``[N, A, C]``): the one of 4 columns, or when both have 4 (4 classes),
+        the one whose name says ``box``."""
         if len(shapes) != 2 or any(len(s) != 3 for s in shapes) or \
                 shapes[0][1] != shapes[1][1]:
             raise ModelError(f"format boxes-scores needs two outputs [N, anchors, 4] and "
                              f"[N, anchors, classes]; the postamble gives {shapes}")
         fours = [i for i, s in enumerate(shapes) if s[2] == 4]
+        if len(fours) == 2:
+            fours = [i for i, n in enumerate(names) if "box" in n.lower()]
         if len(fours) != 1:
-            raise ModelError(f"format boxes-scores: cannot tell boxes from scores in {shapes}")
+            raise ModelError(f"format boxes-scores: cannot tell boxes from scores in "
+                             f"{dict(zip(names, shapes, strict=True))}")
         return fours[0]
 
     def _at_stride(self, stride: int) -> list[int]:

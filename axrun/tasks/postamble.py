@@ -96,6 +96,10 @@ class Postamble:
         return [[d if isinstance(d, int) else 0 for d in o.shape]
                 for o in self.session.get_outputs()]
 
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
     def __call__(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         """Whole-batch padded int8 outputs → the postamble's float outputs."""
         feed = {name: outputs[src] for name, src in zip(self.names, self.sources, strict=True)}

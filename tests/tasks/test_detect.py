@@ -16,6 +16,7 @@ from axrun.tasks.detect import (
     decode_dfl,
     decode_ultralytics,
     decode_yolox,
+    detect_format,
     grid_points,
     nms,
     select,
@@ -169,3 +170,31 @@ def test_postamble_inputs_match_by_name_then_shape_and_refuse_ambiguity() -> Non
         match_postamble_inputs(["x"], [[1, 4, "h", "w"]], outs)
     with pytest.raises(ModelError, match="no device output has that name or shape"):
         match_postamble_inputs(["x"], [[1, 7, 4, 4]], outs)
+
+
+@pytest.mark.parametrize(("shape", "classes", "expected"), [
+    ([1, 84, 8400], 80, "ultralytics"), ([1, 84, 8400], None, "ultralytics"),
+    ([1, 8400, 85], 80, "yolox"), ([1, 8400, 84], 80, "ultralytics-transposed"),
+    ([1, 25200, 85], 80, "yolox"),  # a YOLOv5 export: 3 anchors per cell
+    # a 64x64 input has 84 cells: the anchor axis is the one holding them
+    ([1, 84, 85], 80, "cells=84:yolox"),
+])
+def test_the_layout_comes_from_the_anchor_axis_and_the_classes(shape, classes,
+                                                               expected) -> None:
+    cells = 8400
+    if expected.startswith("cells="):
+        cells, expected = int(expected[6:].split(":")[0]), expected.split(":")[1]
+    assert detect_format(shape, classes, cells=cells) == expected
+
+
+@pytest.mark.parametrize(("shape", "classes", "cells", "message"), [
+    # once read as Ultralytics because 21 < 85: boxes from the wrong axis, no error
+    ([1, 21, 85], None, 21, "YOLOX .* or Ultralytics transposed"),
+    ([1, 84, 84], 80, 84, "fits both ultralytics and ultralytics-transposed"),
+    ([1, 0, 85], None, 8400, "cannot tell the anchors"),  # a dynamic anchor axis
+    ([1, 8400, 85], 82, 8400, "fits no known layout for the model's 82 classes"),
+    ([1, 85, 8400, 1], None, 8400, r"is not \[N, a, b\]"),
+])
+def test_a_layout_that_cannot_be_told_is_an_error(shape, classes, cells, message) -> None:
+    with pytest.raises(ModelError, match=message):
+        detect_format(shape, classes, cells=cells)

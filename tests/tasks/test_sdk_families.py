@@ -97,6 +97,18 @@ def test_separate_boxes_and_scores(backend, tmp_path) -> None:
     assert_one(detect(folder, backend), 0.72)
 
 
+def test_four_class_boxes_and_scores_are_told_apart_by_name(backend, tmp_path) -> None:
+    labels = ["cat", "dog", "bird", "fish"]
+    scores, boxes = rows(4, [0, 0, 0.72, 0]), rows(4, [4, 12, 20, 28])
+    folder = sdk_folder(tmp_path / "named", [HEAD], model_info={**INFO, "labels": labels},
+                        postamble=postamble(class_scores=scores, pred_boxes=boxes))
+    assert_one(detect(folder, backend), 0.72)
+    unnamed = sdk_folder(tmp_path / "unnamed", [HEAD], model_info={**INFO, "labels": labels},
+                         postamble=postamble(out_a=scores, out_b=boxes))
+    with pytest.raises(ModelError, match="cannot tell boxes from scores"):
+        detect(unnamed, backend)
+
+
 def head_outputs(channels_of: list[int], fill: float, scale: float) -> list[Planted]:
     """One zero-point-free output per stride with ``channels_of[level]`` channels, the
     last column of each padded off (spatial padding) and channels padded to 8s."""
