@@ -50,6 +50,7 @@ FORMATS = ("yolox", "yolox-decoded", "ultralytics", "ultralytics-transposed", "b
 RAW_OFFSET_MAX = 8.0  # cells
 RAW_LOG_SIZE_MAX = 8.0  # e^8 cells: thousands of pixels
 DEFAULT_STRIDES = (8, 16, 32)
+REG_MAX = 16  # bins per box side in the Ultralytics DFL head (YOLOv8/YOLO11)
 # YOLOv5's COCO anchors (w, h in input pixels, three per stride 8, 16, 32), from its
 # model definitions (models/yolov5s.yaml): what ``anchors=yolov5`` names.
 YOLOV5_ANCHORS = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119),
@@ -456,7 +457,8 @@ class Detector:
         # the anchors' cells and strides: the same for every frame
         self._grid = grid_points(self.input_hw, self.strides) if fmt == "yolox" else None
         if fmt == "dfl":
-            self._dfl_levels = self._dfl_layout()
+            self._dfl_levels = self._dfl_layout(integer("reg_max",
+                                                        decoder.get("reg_max", REG_MAX), 1))
             classes = self.specs[self._dfl_levels[0][1]].unpadded_shape[3]
         if fmt == "yolov5":
             self._anchors = yolov5_anchors(decoder.get("anchors"), self.strides)
@@ -517,22 +519,23 @@ class Detector:
             raise ModelError(f"yolov5 decode: the heads disagree on the classes: {sorted(classes)}")
         return heads, classes.pop()
 
-    def _dfl_layout(self) -> list[tuple[int, int]]:
-        """(box output, class output) per stride, matched by spatial size and channels."""
+    def _dfl_layout(self, reg_max: int) -> list[tuple[int, int]]:
+        """(box head, class head) per stride: the box head has ``4 * reg_max`` channels
+        (Ultralytics' reg_max is 16); when both have (64 classes), the first, as the
+        SDK writes the box heads first."""
         levels = []
         for s in self.strides:
             here = self._at_stride(s)
             if len(here) != 2:
                 raise ModelError(f"dfl decode: expected 2 device outputs of the input's size "
                                  f"/ {s} for stride {s}, found {len(here)}")
-            a, b = here
-            ca, cb = (self.specs[i].unpadded_shape[3] for i in here)
-            if ca % 4 == 0 and (cb % 4 != 0 or ca < cb):
-                levels.append((a, b))
-            elif cb % 4 == 0:
-                levels.append((b, a))
-            else:
-                raise ModelError(f"dfl decode: no box output (4 x reg_max channels) at stride {s}")
+            channels = [self.specs[i].unpadded_shape[3] for i in here]
+            if 4 * reg_max not in channels:
+                raise ModelError(f"dfl decode: no box head of {4 * reg_max} channels (4 x "
+                                 f"reg_max {reg_max}) at stride {s}, whose outputs have "
+                                 f"{channels}: set --decoder reg_max=...")
+            box = channels.index(4 * reg_max)
+            levels.append((here[box], here[1 - box]))
         return levels
 
     def preprocess(self, image: np.ndarray, slots: list[np.ndarray]) -> Geometry:

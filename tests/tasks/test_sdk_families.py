@@ -117,15 +117,20 @@ def head_outputs(channels_of: list[int], fill: float, scale: float) -> list[Plan
             for s, c in zip((8, 16, 32), channels_of, strict=True)]
 
 
-def test_dfl_heads_without_postamble(backend, tmp_path) -> None:
-    # SDK order: the three box heads (4 x 16 bins), then the three class heads.
+@pytest.mark.parametrize("classes", [3, 16, 64])
+def test_dfl_heads_without_postamble(backend, tmp_path, classes) -> None:
+    # SDK order: the three box heads (4 x 16 bins), then the three class heads. With
+    # 16 classes the class head's channels are a multiple of 4 too (once taken for the
+    # box head); with 64 both heads have 64 and the SDK's order tells them apart.
     boxes = head_outputs([64] * 3, 0.0, 0.25)
     cell = np.full(64, -32.0, np.float32)  # every side one stride from the centre: bin 1
     cell[[1, 17, 33, 49]] = 31.75
     boxes[0].values[2, 1] = cell
-    classes = head_outputs([CLASSES] * 3, -32.0, 0.25)
-    classes[0].values[2, 1, 2] = 2.0  # logit 2: confidence 1 / (1 + e^-2)
-    folder = sdk_folder(tmp_path, boxes + classes, model_info=INFO, version="1.0")
+    heads = head_outputs([classes] * 3, -32.0, 0.25)
+    heads[0].values[2, 1, 2] = 2.0  # logit 2: confidence 1 / (1 + e^-2)
+    names = LABELS + [f"c{i}" for i in range(3, classes)]
+    folder = sdk_folder(tmp_path, boxes + heads, model_info={**INFO, "labels": names},
+                        version="1.0")
     assert_one(detect(folder, backend), 1 / (1 + np.exp(-2.0)))
 
 
