@@ -55,6 +55,8 @@ REG_MAX = 16  # bins per box side in the Ultralytics DFL head (YOLOv8/YOLO11)
 # model definitions (models/yolov5s.yaml): what ``anchors=yolov5`` names.
 YOLOV5_ANCHORS = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119),
                   (116, 90, 156, 198, 373, 326))
+# What decoder settings (axrun.json "decoder", --decoder) may hold.
+DECODER_SETTINGS = ("format", "strides", "check", "anchors", "sigmoid", "reg_max")
 HEADLESS = ("dfl", "yolov5")  # formats that read the device outputs, no postamble
 MAX_NMS = 3000  # candidates kept for NMS (highest scores); bounds the cost at low --conf
 
@@ -78,6 +80,13 @@ class DetectOptions:
                 isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.classes):
             raise ParameterError("classes", f"must be class ids (0 or more), not "
                                  f"{sorted(self.classes, key=repr)!r}")
+
+
+def _strides(value: Any) -> tuple[int, ...]:
+    """Decoder setting ``strides``: a list of positive pixel strides, finest first."""
+    if not isinstance(value, list | tuple) or not value:
+        raise ParameterError("decoder", f"strides must be a list of integers, not {value!r}")
+    return tuple(integer("decoder strides", s, 1) for s in value)
 
 
 def _switch(decoder: dict[str, Any], key: str) -> bool:
@@ -412,7 +421,11 @@ class Detector:
         self.preprocessor = input_writer(folder, recipe or preprocess_recipe(folder, "detect"))
         self.input_hw = self.preprocessor.size_hw  # the preamble's input, when there is one
         decoder = {**(folder.sidecar.decoder if folder.sidecar else {}), **(decoder or {})}
-        self.strides = tuple(decoder.get("strides", DEFAULT_STRIDES))
+        unknown = sorted(set(decoder) - set(DECODER_SETTINGS))
+        if unknown:  # a misspelt setting would be left out without a word
+            raise ParameterError("decoder", f"has unknown setting(s) {', '.join(unknown)}; "
+                                 f"the settings are {', '.join(DECODER_SETTINGS)}")
+        self.strides = _strides(decoder.get("strides", DEFAULT_STRIDES))
         self._check = _switch(decoder, "check")
         self.postamble = Postamble(folder) if folder.postamble_path else None
         self.specs = folder.manifest.outputs

@@ -158,6 +158,16 @@ def test_yolov5_anchor_heads(backend, tmp_path) -> None:
         detect(folder, backend, decoder={"anchors": ANCHORS_V5, "sigmoid": False})
 
 
+def test_misspelt_or_malformed_decoder_settings_are_refused(tmp_path) -> None:
+    folder = sdk_folder(tmp_path, yolov5_heads(), model_info=INFO)
+    with pytest.raises(axrun.ParameterError, match="unknown setting.*anchor;"):
+        detect(folder, "emulator", decoder={"anchor": ANCHORS_V5})
+    with pytest.raises(axrun.ParameterError, match="strides must be a list"):
+        detect(folder, "emulator", decoder={"anchors": ANCHORS_V5, "strides": 8})
+    with pytest.raises(ModelError, match="same number of positive w, h pairs"):
+        detect(folder, "emulator", decoder={"anchors": ANCHORS_V5[:2]})
+
+
 def space_to_depth() -> onnx.ModelProto:
     """YOLOv5's focus layer: [1, 3, 32, 32] → [1, 12, 16, 16] (the four pixel phases)."""
     nodes, inits, phases = [], [], []
