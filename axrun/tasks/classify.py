@@ -32,7 +32,8 @@ class Classifier:
     :func:`~axrun.tasks.base.preprocess_recipe`'s default); ``top_k``: classes per image;
     ``labels``: class names overriding the folder's; ``scores``: what the network
     outputs, ``logits`` (softmax applied) or ``probabilities`` (default: ``axrun.json``,
-    else logits).
+    else probabilities when the postamble's output comes from a ``Softmax``, else
+    logits).
 
     Only the first device output is read, or, when the folder has a postamble, the
     postamble's first output (float scores). With ``scores="probabilities"`` only the
@@ -63,18 +64,23 @@ class Classifier:
         else:
             what = f"output {self.spec.name!r}"
             shape = self.spec.unpadded_shape[1:]
-        *cells, channels = shape or (0,)
-        if int(np.prod(cells)) != 1 or channels < 1:
+        # one vector: [C], [1, 1, C] (NHWC) or [C, 1, 1] (a postamble's NCHW)
+        longer = [d for d in shape if d != 1]
+        if len(longer) > 1 or not shape or min(shape) < 1:
             raise ModelError(
                 f"{folder.root}: {what} is {list(shape)}, not one vector of class scores: "
                 "not a classification model (a detector? give task='detect')")
-        self.classes = channels
+        self.classes = int(np.prod(shape))
         self.top_k = min(top_k, self.classes)
         self.labels = label_names(folder, labels, self.classes)
         self.preprocessor = input_writer(folder, recipe or preprocess_recipe(folder, "classify"))
         decoder = folder.sidecar.decoder if folder.sidecar else {}
-        self.score_kind = choice("scores", scores or decoder.get("scores", "logits"),
-                                 SCORE_KINDS)
+        # A postamble ending in Softmax gives probabilities: a second softmax would
+        # squash them towards uniform.
+        ends_in_softmax = self.postamble is not None and self.postamble.output_ops[0] == "Softmax"
+        self.score_kind = choice(
+            "scores", scores or decoder.get("scores") or
+            ("probabilities" if ends_in_softmax else "logits"), SCORE_KINDS)
         # exp of every possible dequantized logit, shifted so the largest is 1: the
         # softmax then needs one table lookup per class and no float conversion.
         # Indexed by the int8 value's raw byte (0..127 → 0..127, -128..-1 → 128..255).

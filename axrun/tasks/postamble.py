@@ -63,6 +63,20 @@ def host_session(model: bytes | str, path: Path, what: str) -> Any:
         raise ModelError(f"{path}: cannot load the {what} graph: {exc}") from exc
 
 
+RESHAPING_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose")
+
+
+def last_computing_op(graph: Any, name: str) -> str:
+    """The type of the node that computes tensor ``name``'s values in ``graph`` (an ONNX
+    ``GraphProto``), looking through ops that only move them (:data:`RESHAPING_OPS`);
+    ``""`` for a graph input or initializer."""
+    producers = {o: n for n in graph.node for o in n.output}
+    node = producers.get(name)
+    while node is not None and node.op_type in RESHAPING_OPS and node.input:
+        node = producers.get(node.input[0])
+    return node.op_type if node is not None else ""
+
+
 class Postamble:
     """The float postamble graph, fed from the device outputs (thread-safe).
 
@@ -86,6 +100,9 @@ class Postamble:
                   for v in inputs]
         self.specs = folder.manifest.outputs
         self.sources = match_postamble_inputs([v.name for v in inputs], shapes, self.specs)
+        #: the operator that computes each output's values, past reshaping ones
+        #: (``Softmax``: probabilities)
+        self.output_ops = [last_computing_op(graph.graph, o.name) for o in graph.graph.output]
         graph = fed_from_device(graph, list(self.specs), self.sources)
         self.session = host_session(graph.SerializeToString(), path, "postamble")
         self.names = [i.name for i in self.session.get_inputs()]

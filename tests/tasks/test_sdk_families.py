@@ -256,6 +256,27 @@ def test_an_sdk_classifier_runs_its_postamble(backend, tmp_path) -> None:
     assert c is not None and list(c.label) == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("shape", [[1, 5], [1, 5, 1, 1], [1, 1, 1, 5]])
+def test_a_classifier_postamble_ending_in_softmax_gives_its_probabilities(tmp_path,
+                                                                          shape) -> None:
+    logits = Planted(np.array([[[0.0, 1.0, 3.0, 0.5, 2.0]]], np.float32), 0.5, channels=8)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["output0"], ["flat"]),
+         helper.make_node("Softmax", ["flat"], ["p"], axis=1),
+         helper.make_node("Reshape", ["p", "shape"], ["scores"])], "softmax",
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 5, 1, 1])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, shape)],
+        [onnx.numpy_helper.from_array(np.array(shape, np.int64), "shape")])
+    folder = sdk_folder(tmp_path, [logits], size=8, postamble=helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)]),
+        model_info={"task_category": "Classification", "labels": list("abcde")})
+    with axrun.load(folder, top_k=2) as model:
+        c = model.predict([PHOTO])[0].classification
+    e = np.exp([0.0, 1.0, 3.0, 0.5, 2.0])
+    assert list(c.label) == ["c", "e"]
+    np.testing.assert_allclose(c.confidence, (e / e.sum())[[2, 4]], rtol=1e-5)
+
+
 def test_the_command_line_runs_an_sdk_folder_with_backend_metis(monkeypatch, tmp_path) -> None:
     import json
 
