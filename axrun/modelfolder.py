@@ -59,12 +59,13 @@ class Sidecar:
 class ModelInfo:
     """What the Voyager SDK's ``model_info.json`` (one level above ``<cores>/``) says
     that axrun uses: ``categories``, the SDK's task categories in lower case
-    (``classification``, ``objectdetection``...; the SDK may list several, ``A|B``), and
-    ``labels`` (None when the list is empty)."""
+    (``classification``, ``objectdetection``...; the SDK may list several, ``A|B``),
+    ``labels`` (None when the list is empty) and ``num_classes`` (None when absent)."""
 
     path: Path
     categories: tuple[str, ...]
     labels: tuple[str, ...] | None
+    num_classes: int | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -183,8 +184,8 @@ def load_model_folder(path: str | os.PathLike[str]) -> ModelFolder:
 
 
 def read_model_info(path: Path) -> ModelInfo:
-    """Parse the SDK's ``model_info.json``: ``task_category`` and ``labels`` (the rest
-    is the SDK's bookkeeping).
+    """Parse the SDK's ``model_info.json``: ``task_category``, ``labels`` and
+    ``num_classes`` (the rest is the SDK's bookkeeping).
 
     Raises:
         ModelError: the file or one of those fields is malformed.
@@ -195,9 +196,13 @@ def read_model_info(path: Path) -> ModelInfo:
     if labels is not None and (not isinstance(labels, list)
                                or not all(isinstance(x, str) for x in labels)):
         raise f.fail("labels", "must be a list of class names")
+    num_classes = f.get("num_classes", None)
+    if num_classes is not None and (isinstance(num_classes, bool)
+                                    or not isinstance(num_classes, int) or num_classes < 1):
+        raise f.fail("num_classes", "must be a positive integer")
     categories = tuple(c.strip().lower().replace("_", "") for c in category.split("|")
                        if c.strip())
-    return ModelInfo(path, categories, tuple(labels) if labels else None)
+    return ModelInfo(path, categories, tuple(labels) if labels else None, num_classes)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

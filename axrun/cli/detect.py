@@ -52,7 +52,11 @@ def detect(
         rich_help_panel=DETECT)] = None,
     decoder: Annotated[str | None, typer.Option(
         "--decoder", help="Decoder settings over axrun.json's, key=value pairs: "
-        "format=yolox|yolox-decoded|ultralytics|dfl, strides=[8,16,32].",
+        "format= one of yolox, yolox-decoded, ultralytics, ultralytics-transposed, "
+        "boxes-scores, dfl, yolov5 (default: from the model's outputs); strides=[8,16,32]; "
+        "anchors=yolov5 or a JSON list of w,h lists, one per stride (yolov5); sigmoid=false "
+        "(yolov5 heads already sigmoided); reg_max=16 (dfl); check=false (no layout checks "
+        "on the values). See the README's decoder table.",
         rich_help_panel=DETECT)] = None,
     save_dir: Annotated[Path | None, typer.Option(
         "--save-dir", help="Write annotated images (original names, sub-folders mirrored) "

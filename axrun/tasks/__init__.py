@@ -9,7 +9,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-from axrun.errors import ParameterError
+from axrun.errors import ParameterError, UsageError
 from axrun.modelfolder import ModelFolder, graph_io
 from axrun.preprocess import PreprocessRecipe
 from axrun.tasks.base import Task
@@ -71,8 +71,13 @@ def task_name(folder: ModelFolder, task: str | None = None) -> str:
     if task is not None:
         check_task_name(task)
     if name is None:
+        info = folder.info
+        if info and info.categories and not info.tasks:
+            raise UsageError(f"{info.path} says {'|'.join(info.categories)}: axrun runs "
+                             f"{' and '.join(TASKS)} models")
         raise ParameterError("task", f"is needed: {folder.root} does not say what its model "
-                             "does (no task in axrun.json); give classify or detect")
+                             "does (no task in axrun.json or model_info.json); give classify "
+                             "or detect")
     check_task_name(name)
     return name
 

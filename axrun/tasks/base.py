@@ -94,14 +94,43 @@ def preprocess_recipe(folder: ModelFolder, task: str, *, resize: int | None = No
         raise ParameterError(name, problem) from exc
 
 
+def declared_classes(folder: ModelFolder, override: tuple[str, ...] | None) -> int | None:
+    """How many classes the metadata says the model has: the labels given, else the
+    folder's (``axrun.json``'s file, else ``model_info.json``'s), else
+    ``model_info.json``'s ``num_classes``; None when nothing says.
+
+    Raises:
+        ModelError: ``model_info.json``'s labels and ``num_classes`` disagree (and no
+            labels were given to settle it).
+    """
+    if override:
+        return len(override)
+    info = folder.info
+    if info and info.labels and info.num_classes and len(info.labels) != info.num_classes \
+            and folder.labels == info.labels:
+        raise ModelError(f"{info.path}: labels has {len(info.labels)} names but num_classes "
+                         f"says {info.num_classes}: give the right labels (--labels)")
+    if folder.labels:
+        return len(folder.labels)
+    return info.num_classes if info else None
+
+
 def label_names(folder: ModelFolder, override: tuple[str, ...] | None, classes: int) -> \
         tuple[str, ...]:
-    """Labels from the override or the folder; ``class_<id>`` where none are known."""
+    """Labels from the override or the folder; ``class_<id>`` where none are known.
+
+    Raises:
+        ModelError: the labels, or ``model_info.json``'s ``num_classes``, do not count
+            the model's classes (names off by one would be wrong names, not an error).
+    """
+    declared = declared_classes(folder, override)
+    if declared is not None and declared != classes:
+        what = (f"the labels list has {declared} names" if override or folder.labels else
+                f"{folder.info.path if folder.info else ''}: num_classes says {declared}")
+        raise ModelError(f"{what}; the model has {classes} classes")
     labels = override or folder.labels
     if labels is None:
         return tuple(f"class_{i}" for i in range(classes))
-    if len(labels) < classes:
-        raise ModelError(f"labels list has {len(labels)} names; the model has {classes} classes")
     return labels
 
 

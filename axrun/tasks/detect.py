@@ -35,7 +35,7 @@ from axrun.modelfolder import ModelFolder
 from axrun.params import flag, integer, number
 from axrun.preprocess import Geometry, PreprocessRecipe
 from axrun.results import Detections, Prediction
-from axrun.tasks.base import check_task, label_names, preprocess_recipe
+from axrun.tasks.base import check_task, declared_classes, label_names, preprocess_recipe
 from axrun.tasks.postamble import Postamble
 from axrun.tasks.preamble import input_writer
 from axrun.tensors import depad, dequantize
@@ -440,7 +440,7 @@ class Detector:
             raise ModelError(f"decoder.format {fmt} is for models compiled without a postamble")
         if fmt not in (None, *HEADLESS) and self.postamble is None:
             raise ModelError(f"decoder.format {fmt} needs a postprocess_graph.onnx")
-        classes = len(labels or folder.labels or ()) or None
+        classes = declared_classes(folder, labels)
         shapes = self.postamble.output_shapes if self.postamble else []
         if fmt is None and len(shapes) == 2:
             fmt, self.format_reason = "boxes-scores", "the postamble gives two outputs"
@@ -477,7 +477,13 @@ class Detector:
             self._anchors = yolov5_anchors(decoder.get("anchors"), self.strides)
             self._heads, classes = self._yolov5_layout(len(self._anchors[0]))
             self._sigmoid = _switch(decoder, "sigmoid")
-        self.labels = label_names(folder, labels, classes or 0) if classes else (labels or ())
+        if fmt in HEADLESS:
+            self._check_all_read(fmt)
+        columns = {"yolox": (2, 5), "yolox-decoded": (2, 5), "ultralytics": (1, 4),
+                   "ultralytics-transposed": (2, 4)}.get(fmt)
+        if columns and len(shapes[0]) == 3 and shapes[0][columns[0]] > columns[1]:
+            classes = shapes[0][columns[0]] - columns[1]  # what the output holds
+        self.labels = label_names(folder, labels, classes) if classes else (labels or ())
         wanted = self.options.classes or frozenset()
         if classes and any(c >= classes for c in wanted):
             raise ParameterError("classes", f"ids must be below {classes} (the model's classes)")
@@ -531,6 +537,18 @@ class Detector:
         if len(classes) != 1:
             raise ModelError(f"yolov5 decode: the heads disagree on the classes: {sorted(classes)}")
         return heads, classes.pop()
+
+    def _check_all_read(self, fmt: str) -> None:
+        """Refuse device outputs that no stride reads (a 4th stride's heads, say): their
+        detections would be missing without a word."""
+        read = {i for s in self.strides for i in self._at_stride(s)}
+        unread = [i for i in range(len(self.specs)) if i not in read]
+        if unread:
+            sizes = [self.specs[i].unpadded_shape[1:3] for i in unread]
+            raise ModelError(f"{fmt} decode: device output(s) {unread} (sizes {sizes}) fit no "
+                             f"stride of {list(self.strides)} on the {self.input_hw[1]}x"
+                             f"{self.input_hw[0]} input: set --decoder strides=[...] "
+                             "(e.g. [8,16,32,64] for a P6 model)")
 
     def _dfl_layout(self, reg_max: int) -> list[tuple[int, int]]:
         """(box head, class head) per stride: the box head has ``4 * reg_max`` channels
@@ -601,6 +619,11 @@ class Detector:
                 continue
             boxes, scores = self._decode_slot(slot, outputs, post)
             found = select(boxes, scores, self.options)
+            if self._check and len(found) and found.confidence[0] > 1.001:
+                raise ModelError(
+                    f"format {self.format}: a score of {found.confidence[0]:.3g}, not a "
+                    "probability: the output is not laid out as this format reads it (wrong "
+                    "format, or wrong number of classes?); --decoder check=false if it is")
             labels = tuple(self.labels[i] if i < len(self.labels) else f"class_{i}"
                            for i in found.class_id)
             results.append(Detections(geometry.to_original(found.xyxy), found.confidence,

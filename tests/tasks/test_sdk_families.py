@@ -25,7 +25,14 @@ from axrun.errors import ModelError
 
 SIZE, CLASSES, ANCHORS = 32, 3, 21
 LABELS = ["cat", "dog", "bird"]
-INFO = {"task_category": "ObjectDetection", "labels": LABELS, "num_classes": CLASSES}
+
+
+def info(labels: list[str]) -> dict:
+    """model_info.json's fields axrun reads, for a detector of these classes."""
+    return {"task_category": "ObjectDetection", "labels": labels, "num_classes": len(labels)}
+
+
+INFO = info(LABELS)
 PHOTO = np.full((56, 64, 3), 90, np.uint8)
 EXPECTED = [8, 20, 40, 52]
 ANCHOR = 2 * 4 + 1  # stride 8 comes first; row 2, column 1 of its 4x4 grid
@@ -100,10 +107,10 @@ def test_separate_boxes_and_scores(backend, tmp_path) -> None:
 def test_four_class_boxes_and_scores_are_told_apart_by_name(backend, tmp_path) -> None:
     labels = ["cat", "dog", "bird", "fish"]
     scores, boxes = rows(4, [0, 0, 0.72, 0]), rows(4, [4, 12, 20, 28])
-    folder = sdk_folder(tmp_path / "named", [HEAD], model_info={**INFO, "labels": labels},
+    folder = sdk_folder(tmp_path / "named", [HEAD], model_info=info(labels),
                         postamble=postamble(class_scores=scores, pred_boxes=boxes))
     assert_one(detect(folder, backend), 0.72)
-    unnamed = sdk_folder(tmp_path / "unnamed", [HEAD], model_info={**INFO, "labels": labels},
+    unnamed = sdk_folder(tmp_path / "unnamed", [HEAD], model_info=info(labels),
                          postamble=postamble(out_a=scores, out_b=boxes))
     with pytest.raises(ModelError, match="cannot tell boxes from scores"):
         detect(unnamed, backend)
@@ -129,7 +136,7 @@ def test_dfl_heads_without_postamble(backend, tmp_path, classes) -> None:
     heads = head_outputs([classes] * 3, -32.0, 0.25)
     heads[0].values[2, 1, 2] = 2.0  # logit 2: confidence 1 / (1 + e^-2)
     names = LABELS + [f"c{i}" for i in range(3, classes)]
-    folder = sdk_folder(tmp_path, boxes + heads, model_info={**INFO, "labels": names},
+    folder = sdk_folder(tmp_path, boxes + heads, model_info=info(names),
                         version="1.0")
     assert_one(detect(folder, backend), 1 / (1 + np.exp(-2.0)))
 
@@ -306,3 +313,59 @@ def test_preprocessing_defaults_follow_the_preambles_input_size(tmp_path) -> Non
         tmp_path, yolov5_heads(), preamble=space_to_depth(), size=SIZE // 2,
         input_channels=12, input_padding=(0, 0, 0, 0, 0, 0, 0, 4)))
     assert axrun.preprocess_recipe(folder, "classify").resize == round(32 * 256 / 224)
+
+
+def test_metadata_that_disagrees_with_the_outputs_is_an_error(tmp_path) -> None:
+    # From a hostile review: each of these gave a wrong answer without an error.
+    # Anchors of 4 pairs on heads of 3 x (5 + 3) channels: 24 / 4 - 5 = 1 class.
+    v5 = sdk_folder(tmp_path / "v5", yolov5_heads(), model_info=INFO)
+    four = [[16, 16, 8, 8, 4, 4, 2, 2]] * 3
+    with pytest.raises(ModelError, match="labels list has 3 names; the model has 1 classes"):
+        detect(v5, "emulator", decoder={"anchors": four})
+    # A pose head [1, 4 + 1 + 51, A] with empty labels: num_classes says 1, which fits
+    # no layout (it was read as 52 classes, a keypoint as a score of 22).
+    pose = sdk_folder(tmp_path / "pose", [HEAD], postamble=postamble(
+        pred=rows(56, [12, 20, 16, 16, 0.9] + [22.0] * 51).transpose(0, 2, 1)),
+        model_info={"task_category": "ObjectDetection|KeypointDetection", "labels": [],
+                    "num_classes": 1})
+    with pytest.raises(ModelError, match="fits no known layout for the model's 1 classes"):
+        detect(pose, "emulator")
+    # ... and with the classes unknown, the keypoint read as a score stops the run.
+    with pytest.raises(ModelError, match="a score of 22, not a probability"):
+        detect(pose, "emulator", labels=[f"c{i}" for i in range(52)])
+    # Labels and num_classes of model_info.json that disagree.
+    pred = rows(4 + 4, [12, 20, 16, 16, 0, 0, 0.72, 0])
+    odd = sdk_folder(tmp_path / "odd", [HEAD], postamble=postamble(pred=pred),
+                     model_info={**INFO, "num_classes": 4})
+    with pytest.raises(ModelError, match="labels has 3 names but num_classes says 4"):
+        detect(odd, "emulator")
+    assert_one(detect(odd, "emulator", labels=[*LABELS, "fish"]), 0.72)  # --labels settles it
+
+
+def test_device_outputs_no_stride_reads_are_an_error(tmp_path) -> None:
+    # A P6 model: a 4th pair of heads at stride 64 (it was left out without a word).
+    sides = (8, 4, 2, 1)  # a 64x64 input at strides 8, 16, 32, 64
+    boxes = [Planted(np.zeros((n, n, 64), np.float32), 0.25) for n in sides]
+    heads = [Planted(np.full((n, n, CLASSES), -32.0, np.float32), 0.25) for n in sides]
+    folder = sdk_folder(tmp_path, boxes + heads, size=64, model_info=INFO)
+    with pytest.raises(ModelError, match=r"output\(s\) \[3, 7\] .*strides=\[...\]"):
+        detect(folder, "emulator")
+    assert len(detect(folder, "emulator", decoder={"strides": [8, 16, 32, 64]})) == 0
+
+
+def test_a_model_info_of_another_kind_says_so_when_no_task_is_given(tmp_path) -> None:
+    folder = sdk_folder(tmp_path, [HEAD], model_info={"task_category": "KeypointDetection"})
+    with pytest.raises(axrun.UsageError, match="says keypointdetection: axrun runs classify "
+                                               "and detect"):
+        axrun.load(folder)
+
+
+def test_the_decoder_help_names_every_format_and_setting() -> None:
+    from typer.testing import CliRunner
+
+    from axrun.cli import app
+    from axrun.tasks.detect import DECODER_SETTINGS, FORMATS
+
+    text = " ".join(CliRunner().invoke(app, ["detect", "--help"], terminal_width=300)
+                    .stdout.split())
+    assert all(f in text for f in FORMATS) and all(f"{k}=" in text for k in DECODER_SETTINGS)
