@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, TypeVar
 import cv2
 import numpy as np
 
+from axrun import video
 from axrun.errors import InputError, ParameterError, UsageError
 from axrun.params import choice
 from axrun.preprocess import COLORS
@@ -420,19 +421,57 @@ def video_frames(path: Path, stride: int = 1) -> Iterator[Item]:
 
 
 def _decode_video(path: Path, stride: int) -> Iterator[Item]:
+    """A video file through FFmpeg (:mod:`axrun.video`): each frame at its
+    presentation time, and an error item for every stretch of frames lost."""
+    import av
+
     if not path.exists():
         yield Item(str(path), error=InputError(f"{path}: no such file", "not_found"))
         return
     if not os.access(path, os.R_OK):
         yield Item(str(path), error=InputError(f"{path}: permission denied", "permission"))
         return
-    cap = cv2.VideoCapture(os.fsencode(path))  # type: ignore[call-overload]  # bytes: see decode_image
-    if not cap.isOpened():
-        cap.release()
-        yield Item(str(path), error=InputError(f"{path}: cannot open video", "video"))
+    try:
+        container = video.open_video(path)
+    except (OSError, av.FFmpegError) as exc:
+        hint = " (a file cut short, before its index was written?)" \
+            if isinstance(exc, av.error.InvalidDataError) else ""
+        yield Item(str(path), error=InputError(
+            f"{path}: cannot open video ({getattr(exc, 'strerror', None) or exc}){hint}",
+            "video"))
         return
-    size, mtime = file_identity(path)
-    yield from _video_file(cap, str(path), stride, size=size, mtime=mtime)
+    if not container.streams.video:
+        container.close()
+        yield Item(str(path), error=InputError(f"{path}: no video stream", "video"))
+        return
+    source, (size, mtime) = str(path), file_identity(path)
+    fps = video.video_info_of(container).fps
+    found = False
+    for got in video.read_video(container, stride):
+        found = True
+        if isinstance(got, video.Lost):
+            yield Item(source, frame=got.frame, time_s=got.start_s, size=size, mtime=mtime,
+                       error=InputError(f"{source}: {_lost_text(got)}", "video"))
+        elif got.image is not None:
+            yield Item(source, frame=got.index, time_s=got.time_s, image=got.image, fps=fps,
+                       decode_s=got.decode_s, size=size, mtime=mtime)
+    if not found:
+        yield Item(source, error=InputError(f"{source}: video has no readable frames", "video"))
+
+
+def _lost_text(lost: video.Lost) -> str:
+    """``12 frames lost (2.100-2.467 s) before frame 63: damaged data``."""
+    span = ""
+    if lost.start_s is not None:
+        span = f" ({lost.start_s:.3f} s)" if lost.end_s in (None, lost.start_s) else \
+            f" ({lost.start_s:.3f}-{lost.end_s:.3f} s)"
+    elif lost.end_s is not None:
+        span = f" (up to {lost.end_s:.3f} s)"
+    if lost.frame is not None:
+        return f"frame {lost.frame}{span} damaged: {lost.why}"
+    where = (f"at the end, after frame {lost.before - 1}" if lost.end and lost.before else
+             f"before frame {lost.before}" if lost.before else "at the start")
+    return f"{lost.count} frame(s) lost{span} {where}: {lost.why}"
 
 
 def _video_file(cap: cv2.VideoCapture, source: str, stride: int,
@@ -515,14 +554,13 @@ def _live(source: str, open_capture: Callable[[], cv2.VideoCapture], stride: int
 
 def frame_indices(path: Path, stride: int = 1) -> Iterator[Item]:
     """Like :func:`video_frames` without decoding: one pixel-less item per frame the
-    container says it has (for counting)."""
-    cap = cv2.VideoCapture(os.fsencode(path))  # type: ignore[call-overload]  # bytes: see decode_image
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
-    cap.release()
-    if count <= 0:
+    container says it has (for counting); one item with ``frame`` None when it does
+    not say (:func:`countable_frames` tells)."""
+    info = video.video_info(path)
+    if info is None or info.frames is None:
         yield Item(str(path))
         return
-    for index in range(0, count, stride):
+    for index in range(0, info.frames, stride):
         yield Item(str(path), frame=index)
 
 

@@ -52,6 +52,7 @@ from axrun.sources import (
     countable,
     expand,
     frame_indices,
+    is_video,
     parse_bytes,
 )
 from axrun.tasks.base import Task, preprocess_recipe
@@ -362,8 +363,12 @@ def count_inputs(args: CommonArgs, skip: Callable[[Any], bool] | None) -> int | 
     Videos are counted from their container's frame count, not decoded."""
     if not countable(args.inputs):
         return None
-    return sum(1 for _ in expand(args.inputs, args.source_options(), skip=skip,
-                                 video=frame_indices))
+    total = 0
+    for item in expand(args.inputs, args.source_options(), skip=skip, video=frame_indices):
+        if item.frame is None and item.error is None and is_video(Path(item.source)):
+            return None  # a video whose container does not say how many frames it has
+        total += 1
+    return total
 
 
 def _restore_input_order(args: CommonArgs, state: ResumeState) -> None:

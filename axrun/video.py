@@ -1,0 +1,323 @@
+"""Reading video files through FFmpeg (PyAV): every frame at its presentation time,
+decoding past damaged data, and every frame lost said so.
+
+OpenCV's ``VideoCapture`` numbers frames and gives each ``index / average fps`` as its
+time (wrong for variable-frame-rate video, most phone and screen recordings), has no
+time at all when the container states no rate (WebM as browsers record it), and stops
+at the first unreadable frame as if the video had ended. PyAV exposes each frame's
+presentation timestamp and each packet, so a damaged packet is skipped and counted.
+
+:func:`read_video` yields :class:`Frame` and :class:`Lost` values in presentation
+order; :mod:`axrun.sources` turns them into items and error records.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+# Colour spaces FFmpeg converts with the BT.601 matrix (AVCOL_SPC_UNSPECIFIED,
+# BT470BG, SMPTE170M, and FCC, close to it): for those, OpenCV's I420 conversion gives
+# the same pixels within rounding (at most 4 levels), about 1.6 times as fast as
+# FFmpeg's swscale here; every other (BT.709 for HD video) goes through swscale with
+# the frame's own colour space.
+_BT601 = frozenset({2, 4, 5, 6})
+# Bytes between one packet's end and the next's start past which a Matroska/WebM
+# demuxer has skipped data: block and cluster headers take a few dozen.
+SKIP_BYTES = 256
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: ``index`` counts the frames decoded (0 first), ``time_s`` is
+    its presentation time from the stream's start (None when it has no timestamp),
+    ``image`` BGR ``uint8`` (None for a frame skipped by the stride)."""
+
+    index: int
+    time_s: float | None
+    image: np.ndarray | None
+    decode_s: float
+
+
+@dataclass(frozen=True)
+class Lost:
+    """Frames the container holds that could not be decoded (damaged data), or that
+    it declares but does not hold (an early end): ``count`` of them, from ``start_s``
+    to ``end_s`` (None: unknown), before the frame numbered ``before`` (the decoded
+    frame that follows them, or the total decoded at the end). ``frame``: the number
+    of a frame that was decoded but is damaged (the decoder concealed lost data)."""
+
+    before: int
+    count: int
+    start_s: float | None
+    end_s: float | None
+    why: str
+    frame: int | None = None
+    end: bool = False  # at the end of the video, not before a frame
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says: the average frame rate (None when it does not say,
+    as WebM often does not) and the number of frames (None likewise)."""
+
+    fps: float | None
+    frames: int | None
+
+
+def _rate(stream: Any) -> float | None:
+    rate = stream.average_rate or stream.guessed_rate
+    value = float(rate) if rate else 0.0
+    return value if 0 < value < 1000 else None
+
+
+def open_video(path: str | Path) -> Any:
+    """An opened PyAV container (any file name, UTF-8 or not: opened as a file object).
+
+    Raises:
+        OSError: the file cannot be opened. av.FFmpegError: FFmpeg cannot read it.
+    """
+    import av
+
+    f = open(os.fsencode(path), "rb")  # noqa: SIM115 - the container owns it, closed with it
+    try:
+        return av.open(f, "r")
+    except BaseException:
+        f.close()
+        raise
+
+
+def video_info_of(container: Any) -> VideoInfo:
+    """What an opened container says of its first video stream."""
+    stream = container.streams.video[0]
+    return VideoInfo(_rate(stream), int(stream.frames) or None)
+
+
+def video_info(path: str | Path) -> VideoInfo | None:
+    """The frame rate and frame count the container states (None: not a readable
+    video), without decoding."""
+    import av
+
+    try:
+        with open_video(path) as container:
+            return video_info_of(container) if container.streams.video else None
+    except (OSError, av.FFmpegError):
+        return None
+
+
+def to_bgr(frame: Any) -> np.ndarray:
+    """A decoded PyAV frame as BGR ``uint8`` pixels, in its own colour space and
+    rotated as its display matrix says (a phone's portrait video comes upright)."""
+    if frame.format.name == "yuv420p" and frame.colorspace in _BT601 \
+            and frame.color_range != 2 and frame.width % 2 == 0 and frame.height % 2 == 0:
+        image: np.ndarray = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+    else:
+        image = frame.to_ndarray(format="bgr24")
+    rotation = frame.rotation % 360  # counter-clockwise degrees to display it upright
+    if rotation == 90:
+        image = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    elif rotation == 180:
+        image = cv2.rotate(image, cv2.ROTATE_180)
+    elif rotation == 270:
+        image = cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    return image
+
+
+def read_video(container: Any, stride: int = 1) -> Iterator[Frame | Lost]:
+    """The frames of ``container``'s first video stream, decoded in order (every
+    ``stride``-th converted to pixels), and a :class:`Lost` before the first frame
+    decoded after each stretch that could not be, and at the end for frames the
+    container declares but that never came. Closes the container when done.
+
+    Frames are lost when their packets fail to decode or when the demuxer stops early
+    (a file cut short): a packet whose timestamp no decoded frame reached is lost, and
+    so is a frame the decoder flags as corrupt (damage it concealed: its pixels are
+    not the video's).
+    """
+    import av
+
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        reader = _Reader(stream, container)
+        # Matroska/WebM demuxers skip damaged data to the next readable block without a
+        # word: every stream is demuxed so that the bytes skipped show (a gap between
+        # one packet's end and the next packet's start).
+        resyncs = "matroska" in container.format.name
+        # MPEG-TS too, but its packets are spread over 188-byte cells: there, a jump in
+        # the timestamps (the format is constant-rate in practice) shows the skip.
+        by_time = container.format.name == "mpegts"
+        packets = container.demux() if resyncs else container.demux(stream)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as exc:  # the container itself is damaged or cut short
+                reader.why = f"the file breaks off ({exc.strerror or exc})"
+                break
+            if resyncs:
+                yield from reader.skipped(packet)
+                if packet.stream.index != stream.index:
+                    continue
+            if by_time:
+                yield from reader.jumped(packet)
+            reader.demuxed(packet)
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError:
+                continue  # its pts stays pending: counted lost when a later frame comes
+            for frame in decoded:
+                yield from reader.frame(frame, stride, t0)
+                t0 = time.perf_counter()
+        for frame in _flush(stream):
+            yield from reader.frame(frame, stride, time.perf_counter())
+        yield from reader.end()
+    finally:
+        container.close()
+
+
+class _Reader:
+    """The bookkeeping of :func:`read_video`: frame numbers, times, lost packets."""
+
+    def __init__(self, stream: Any, container: Any) -> None:
+        self.base: Fraction = stream.time_base or Fraction(1, 1)
+        self.origin: int | None = stream.start_time
+        self.declared = int(stream.frames) or None
+        self.duration: int | None = stream.duration
+        # the container's duration (microseconds) stands for the video's when the video
+        # is all it holds (with audio, it may be the audio's)
+        self.total_s = (container.duration / 1e6 if container.duration and
+                        len(container.streams) == 1 else None)
+        self.end_byte: int | None = None  # where the last packet demuxed ends in the file
+        self.video_index = stream.index
+        self.last_video: int | None = None  # pts of the last video packet demuxed
+        self.intervals: list[int] = []  # recent pts steps between video packets
+        self.pending: list[int] = []  # pts of packets demuxed and not decoded yet (a heap)
+        self.index = self.packets = 0
+        self.last: int | None = None  # the pts of the last frame decoded
+        self.why = "damaged data"
+        self.broken = False  # frames were lost since the last key frame
+
+    def seconds(self, pts: int | None) -> float | None:
+        if pts is None:
+            return None
+        return round(float((pts - (self.origin or 0)) * self.base), 6)
+
+    def demuxed(self, packet: Any) -> None:
+        if packet.size:
+            self.packets += 1
+            if packet.pts is not None:
+                heapq.heappush(self.pending, packet.pts)
+                if self.last_video is not None and packet.pts > self.last_video:
+                    self.intervals = [*self.intervals[-15:], packet.pts - self.last_video]
+                self.last_video = packet.pts
+
+    def step(self) -> int:
+        """The median of the recent steps between video packets' pts (0: unknown)."""
+        return sorted(self.intervals)[len(self.intervals) // 2] if self.intervals else 0
+
+    def jumped(self, packet: Any) -> Iterator[Lost]:
+        """Frames missing before ``packet`` by its timestamp: more than 2.5 recent
+        frame intervals since the last video packet (for constant-rate formats)."""
+        step = self.step()
+        if not packet.size or packet.pts is None or self.last_video is None \
+                or len(self.intervals) < 4 or not step:
+            return
+        count = round((packet.pts - self.last_video) / step) - 1
+        if packet.pts - self.last_video > 2.5 * step:
+            self.broken = True
+            yield Lost(self.index, count, self.seconds(self.last_video + step),
+                       self.seconds(packet.pts - step), "damaged data (a jump in the "
+                       "timestamps of a constant-rate stream)")
+
+    def skipped(self, packet: Any) -> Iterator[Lost]:
+        """A stretch of bytes the demuxer skipped before ``packet`` (more than
+        :data:`SKIP_BYTES`): the video frames in it are lost (their number estimated
+        from the recent frame interval)."""
+        if not packet.size or packet.pos is None or packet.pos < 0:
+            return
+        gap = packet.pos - self.end_byte if self.end_byte is not None else 0
+        self.end_byte = packet.pos + packet.size
+        if gap <= SKIP_BYTES or packet.stream.index != self.video_index \
+                or packet.pts is None or self.last_video is None:
+            return
+        step = self.step()
+        count = max(1, round((packet.pts - self.last_video) / step) - 1) if step else 1
+        self.broken = True
+        yield Lost(self.index, count, self.seconds(self.last_video + step),
+                   self.seconds(packet.pts - step),
+                   f"damaged data ({gap} bytes skipped by the demuxer; about {count} "
+                   "frame(s))")
+
+    def lost_before(self, pts: int | None) -> Iterator[Lost]:
+        """The pending packets before ``pts`` (None: all): no frame came for them."""
+        gone = []
+        while self.pending and (pts is None or self.pending[0] < pts):
+            gone.append(heapq.heappop(self.pending))
+        if gone:
+            self.broken = True
+            yield Lost(self.index, len(gone), self.seconds(gone[0]), self.seconds(gone[-1]),
+                       self.why)
+
+    def frame(self, frame: Any, stride: int, t0: float) -> Iterator[Frame | Lost]:
+        pts = frame.pts
+        if pts is not None and (self.last is None or pts > self.last):
+            if self.origin is None:
+                self.origin = pts
+            yield from self.lost_before(pts)  # frames come in pts order: those never will
+            if self.pending and self.pending[0] == pts:
+                heapq.heappop(self.pending)
+            self.last = pts
+        if frame.key_frame:
+            self.broken = False  # decodes without any frame before it
+        if frame.is_corrupt or self.broken:
+            why = ("damaged data (the decoder concealed it: not the video's pixels)"
+                   if frame.is_corrupt else "it depends on frames lost before it (until "
+                   "the next key frame, the decoder shows stale or concealed pixels)")
+            yield Lost(self.index, 1, self.seconds(pts), self.seconds(pts), why,
+                       frame=self.index)
+        else:
+            image = to_bgr(frame) if self.index % stride == 0 else None
+            yield Frame(self.index, self.seconds(pts), image, time.perf_counter() - t0)
+        self.index += 1
+
+    def end(self) -> Iterator[Lost]:
+        yield from self.lost_before(None)
+        missing = (self.declared or 0) - max(self.packets, self.index)
+        if missing > 0:
+            end = self.seconds(self.duration + (self.origin or 0)) if self.duration else None
+            yield Lost(self.index, missing, None, end, f"the container declares "
+                       f"{self.declared} frames; the file ends before them", end=True)
+            return
+        step, last = self.step(), self.seconds(self.last_video)
+        total = self.seconds(self.duration + (self.origin or 0)) if self.duration else \
+            self.total_s
+        if total is None or last is None or not step:
+            return
+        step_s = float(step * self.base)
+        end = round(last + step_s, 6)
+        if total - end > max(2 * step_s, 0.1):  # the container's duration says there is more
+            yield Lost(self.index, round((total - end) / step_s), end, total,
+                       f"the container lasts {total:.3f} s; the file ends at {end:.3f} s",
+                       end=True)
+
+
+def _flush(stream: Any) -> list[Any]:
+    """What the decoder still holds at the end (after a demuxer that broke off)."""
+    import av
+
+    try:
+        return list(stream.decode(None))
+    except av.FFmpegError:
+        return []
