@@ -9,7 +9,6 @@ carrying its error, so it still gets a record.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import glob
 import io
 import itertools
@@ -30,20 +29,20 @@ from typing import Any, BinaryIO, TypeVar
 import cv2
 import numpy as np
 
-from axrun import video
+from axrun import images, video
 from axrun.errors import InputError, ParameterError, UsageError
+from axrun.files import MAX_READ_BYTES, format_bytes, read_bytes, read_capped
+from axrun.images import DEFAULT_BACKGROUND, decode_bytes, decode_image
 from axrun.params import choice
 from axrun.preprocess import COLORS
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif",
-                            ".tiff", ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".sr", ".ras",
-                            ".exr", ".hdr", ".pic", ".avif"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".apng", ".bmp", ".dib", ".webp",
+                            ".tif", ".tiff", ".gif", ".pbm", ".pgm", ".ppm", ".pnm", ".jp2",
+                            ".sr", ".ras", ".exr", ".hdr", ".pic", ".avif", ".heic", ".heif",
+                            ".hif", ".jxl"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
-                            ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv", ".gif"})
+                            ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv"})
 VIDEO_READ_AHEAD = 4  # decoded frames waiting per video: bounds memory, smooths decoding
-# What an input that is not a regular file (a pipe, a device, a URL) may hold at most:
-# far above any real image, and bounds memory for an endless one such as /dev/zero.
-MAX_READ_BYTES = 1 << 30
 _CHUNK = 1 << 20
 MAX_PATH_BYTES = 1 << 16  # a "path" longer than this on stdin names no file (PATH_MAX: 4 KiB)
 URL_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps")
@@ -53,16 +52,14 @@ STREAM_READ_TIMEOUT_S = 10.0  # a stream that sends no frame for this long has d
 _POLL_S = 0.05
 T = TypeVar("T")
 
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*",
-                b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ")
-
 
 @dataclass(frozen=True)
 class Item:
     """One input: an image file, or one frame of a video.
 
     ``source`` is the path as the user gave or we found it; ``frame``/``time_s`` are
-    set for video frames. ``image`` holds already-decoded pixels (video frames, arrays),
+    set for video frames (``frame`` also for a page of a multi-page image, with
+    ``page``). ``image`` holds already-decoded pixels (video frames, arrays),
     ``data`` encoded image bytes to decode, ``error`` a failure found before decoding.
     """
 
@@ -77,6 +74,8 @@ class Item:
     mtime: float | None = None  # what --resume identifies an input by
     max_bytes: int | None = None  # read at most this many bytes (inputs that are not files)
     data: bytes | None = None  # an encoded image given as bytes, decoded by load()
+    page: int | None = None  # a page of a multi-page image file (also its ``frame``)
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND  # RGB under transparent pixels
 
     def load(self) -> np.ndarray:
         """The BGR ``uint8`` pixels (H, W, 3). Raises :class:`InputError`."""
@@ -85,58 +84,12 @@ class Item:
         if self.image is not None:
             return self.image
         if self.data is not None:
-            return decode_bytes(self.data, self.source)
+            return decode_bytes(self.data, self.source, self.page, self.background)
         if is_url(self.source):
             return decode_bytes(fetch_url(self.source, self.max_bytes or MAX_READ_BYTES),
-                                self.source)
-        return decode_image(self.source, self.max_bytes or MAX_READ_BYTES)
-
-
-def read_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
-    """A file's bytes, with read failures as :class:`InputError` of a precise kind.
-    With ``max_bytes``, reading stops past that many (memory stays bounded for an
-    endless input such as ``/dev/zero``) and the input fails as ``too_large``."""
-    try:
-        with open(path, "rb") as f:
-            if max_bytes is None:
-                return f.read()
-            return read_capped(f, max_bytes, str(path))
-    except FileNotFoundError:
-        kind = "broken_symlink" if os.path.islink(path) else "not_found"
-        raise InputError(f"{path}: no such file", kind) from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied", "permission") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory", "read") from None
-    except OSError as exc:
-        kind = "symlink_loop" if exc.errno == errno.ELOOP else "read"
-        raise InputError(f"{path}: cannot read ({exc.strerror})", kind) from None
-    except ValueError:  # a NUL byte in the name
-        raise InputError(f"{path!r}: not a valid file name", "not_found") from None
-
-
-def read_capped(stream: BinaryIO, max_bytes: int, name: str) -> bytes:
-    """Everything ``stream`` gives, in chunks, but never more than ``max_bytes``.
-
-    Raises:
-        InputError: ``too_large`` when the stream has more.
-    """
-    data = bytearray()
-    while chunk := stream.read(min(_CHUNK, max_bytes + 1 - len(data))):
-        data += chunk
-        if len(data) > max_bytes:
-            raise InputError(f"{name}: more than {format_bytes(max_bytes)} to read (not a "
-                             "regular file; the cap is max_read_bytes, --max-read-bytes)",
-                             "too_large")
-    return bytes(data)
-
-
-def format_bytes(n: int) -> str:
-    """``n`` bytes in the largest binary unit that divides it (1 GiB, 300 MiB, 512 B)."""
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} B"
+                                self.source, self.page, self.background)
+        return decode_image(self.source, self.max_bytes or MAX_READ_BYTES, self.page,
+                            self.background)
 
 
 def parse_bytes(text: str) -> int:
@@ -158,67 +111,20 @@ def parse_bytes(text: str) -> int:
     return value
 
 
-def _is_regular_file(name: bytes) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(name).st_mode)
-    except OSError:
-        return False
-
-
-def decode_image(path: str | Path, max_bytes: int = MAX_READ_BYTES) -> np.ndarray:
-    """Decode an image file to BGR ``uint8``; EXIF orientation is applied.
-
-    Greyscale, 16-bit and alpha images are converted to 8-bit BGR. An input that is
-    not a regular file (a named pipe, a device) is read up to ``max_bytes``.
-
-    Raises:
-        InputError: the file cannot be read or decoded (its ``kind`` says why).
-    """
-    # A regular file: one OpenCV call reads and decodes it with the GIL released
-    # throughout (a Python read releases and retakes it several times). OpenCV gets
-    # the name as bytes: a name that is not UTF-8 crashes it as a str. Anything else
-    # (a pipe, a failure) takes the path below, which also says what went wrong.
-    name = os.fsencode(path)
-    regular = b"\0" not in name and _is_regular_file(name)
-    if regular:
-        try:
-            image: np.ndarray | None = cv2.imread(name, cv2.IMREAD_COLOR)  # type: ignore[call-overload]
-        except cv2.error:
-            image = None
-        if image is not None:
-            return image
-    return decode_bytes(read_bytes(path, None if regular else max_bytes), path)
-
-
-def decode_bytes(data: bytes, name: str | Path) -> np.ndarray:
-    """Decode an encoded image (JPEG, PNG, ...) to BGR ``uint8``; ``name`` is for messages.
-
-    Raises:
-        InputError: ``empty``, or ``decode`` when it is not an image OpenCV decodes.
-    """
-    if not data:
-        raise InputError(f"{name}: empty (0 bytes)", "empty")
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise InputError(f"{name}: cannot decode image ({exc.err})", "decode") from None
-    if image is None:
-        raise InputError(f"{name}: not a decodable image", "decode")
-    return image
-
-
 @dataclass(frozen=True)
 class SourceOptions:
     """How inputs are expanded: ``vid_stride`` keeps every n-th video frame,
     ``limit`` stops after that many items, ``null`` reads NUL-separated stdin paths,
     ``max_read_bytes`` caps what is read from an input that is not a regular file
-    (bytes), ``reconnects`` is how often a live stream that drops is reopened."""
+    (bytes), ``reconnects`` is how often a live stream that drops is reopened,
+    ``background`` the RGB colour transparent pixels are composited over."""
 
     vid_stride: int = 1
     limit: int | None = None
     null: bool = False
     max_read_bytes: int = MAX_READ_BYTES
     reconnects: int = RECONNECTS
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND
 
     def __post_init__(self) -> None:
         if self.vid_stride < 1:
@@ -229,21 +135,21 @@ class SourceOptions:
             raise ParameterError("max_read_bytes", "must be at least 1")
         if self.reconnects < 0:
             raise ParameterError("reconnects", f"must be 0 or more (got {self.reconnects})")
+        bg = self.background
+        if not (isinstance(bg, tuple) and len(bg) == 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in bg)):
+            raise ParameterError("background", f"must be three 0-255 integers (R, G, B), "
+                                 f"not {bg!r}")
 
 
 def looks_like_image(path: Path) -> bool:
-    """Whether a file's first bytes are those of a common image format."""
+    """Whether a file's first bytes are those of an image format (:mod:`axrun.images`)."""
     try:
         with path.open("rb") as f:
-            head = f.read(16)
+            head = f.read(32)
     except OSError:
         return False
-    return _is_image_header(head)
-
-
-def _is_image_header(head: bytes) -> bool:
-    """Whether 16 leading bytes are those of a common image format."""
-    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    return images.image_format(head) is not None
 
 
 def is_video(path: Path) -> bool:
@@ -260,10 +166,17 @@ def file_identity(path: str | Path) -> tuple[int | None, float | None]:
     return (st.st_size, round(st.st_mtime, 6))
 
 
-def _file_item(spec: str, path: Path, max_bytes: int | None = None) -> Item:
-    """The item of a file, with the ``size``/``mtime`` that ``--resume`` knows it by."""
+def _file_items(spec: str, path: Path, options: SourceOptions,
+                max_bytes: int | None = None) -> Iterator[Item]:
+    """The item of an image file, with the ``size``/``mtime`` that ``--resume`` knows
+    it by; one per page of a multi-page file (TIFF, animated GIF, WebP or PNG: ``frame``
+    is the page's index, a single-page file is an image)."""
     size, mtime = file_identity(path)
-    return Item(spec, size=size, mtime=mtime, max_bytes=max_bytes)
+    pages = images.page_count(path) if max_bytes is None and \
+        path.suffix.lower() in images.PAGED_SUFFIXES else 1
+    for page in range(pages):
+        yield Item(spec, frame=page if pages > 1 else None, page=page if pages > 1 else None,
+                   size=size, mtime=mtime, max_bytes=max_bytes, background=options.background)
 
 
 def _walk(folder: Path) -> Iterator[os.DirEntry[str] | Item]:
@@ -318,7 +231,7 @@ def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> I
         if not is_file and (special := special_file(path)) is not None:
             yield _not_regular(path, special)  # never opened: it could wait forever
         elif suffix in IMAGE_SUFFIXES:
-            yield _file_item(str(path), path)
+            yield from _file_items(str(path), path, options)
         elif suffix in VIDEO_SUFFIXES:
             yield from video(path, options.vid_stride)
         elif path.is_symlink() and not path.exists():
@@ -326,7 +239,7 @@ def _folder_items(folder: Path, options: SourceOptions, video: VideoReader) -> I
                 continue
             yield Item(str(path))  # broken link: cannot tell what it was
         elif looks_like_image(path):
-            yield _file_item(str(path), path)  # an image by content
+            yield from _file_items(str(path), path, options)  # an image by content
         else:
             continue
         found = True
@@ -590,7 +503,8 @@ def _path_items(spec: str, options: SourceOptions, video: VideoReader,
         elif special is None and is_list_file(spec):
             yield from _listed_items(path, options, video)
         else:  # named explicitly: always an input; a pipe or device is read, capped
-            yield _file_item(spec, path, options.max_read_bytes if special else None)
+            yield from _file_items(spec, path, options,
+                                   options.max_read_bytes if special else None)
     elif glob.has_magic(spec):
         matches = sorted(glob.glob(spec, recursive=True))
         if not matches:
@@ -698,7 +612,7 @@ def _serves_image(url: str) -> bool:
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
             if str(response.headers.get_content_type()).startswith("image/"):
                 return True
-            return _is_image_header(response.read(16))
+            return images.image_format(response.read(32)) is not None
     except (urllib.error.URLError, OSError, ValueError):
         return False
 

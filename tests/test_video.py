@@ -159,3 +159,28 @@ def test_brackets_in_names(tmp_path) -> None:
     got = read(folder)
     assert [Path(i.source).name for i in got] == ["c [d].mp4", "c [d].mp4", "e [f].jpg"]
     assert all(i.error is None for i in got)
+
+
+def written(path: Path) -> tuple[str, str, tuple[int, int], list[float]]:
+    """An annotated video's codec, pixel format, size and frame times."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [round(float(f.time), 4) for f in container.decode(stream)]
+        return (stream.codec_context.name, stream.codec_context.pix_fmt,
+                (stream.width, stream.height), times)
+
+
+@pytest.mark.parametrize(("size", "codec"), [((64, 48), "h264"), ((65, 49), "vp9")])
+def test_annotated_video_keeps_each_frames_time_and_the_exact_size(tmp_path, size,
+                                                                   codec) -> None:
+    times = [i / 10 for i in range(5)] + [0.5 + i / 30 for i in range(10)]
+    path = write_video(tmp_path / "in.mkv", times, size=size, container="matroska",
+                       codec="libx264" if codec == "h264" else "libvpx-vp9")
+    result = CliRunner().invoke(app, ["detect", str(path), "--save-dir",
+                                      str(tmp_path / "out"), "-q", "-o", "-"])
+    assert result.exit_code == 0, result.stderr
+    name, pix_fmt, got_size, got_times = written(tmp_path / "out" / "in.mp4")
+    assert (name, pix_fmt, got_size) == (codec, "yuv420p", size)  # browser-playable
+    np.testing.assert_allclose(got_times, times, atol=1e-3)

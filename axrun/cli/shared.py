@@ -83,6 +83,10 @@ MaxReadOpt = Annotated[str, typer.Option(
     "--max-read-bytes", help="Most bytes read from an input that is not a regular file "
     "(a pipe, a device, an image URL): past it, an error record (K, M, G suffixes).",
     rich_help_panel=INPUT)]
+BackgroundOpt = Annotated[str, typer.Option(
+    "--background", help="Colour shown under transparent pixels (PNG, WebP, GIF, TIFF, "
+    "HEIC with alpha), as a viewer composites them: white, black, grey, R,G,B or "
+    "#RRGGBB.", rich_help_panel=INPUT)]
 ReconnectsOpt = Annotated[int, typer.Option(
     "--reconnects", help="Reopen a live stream or camera that drops this often in a row "
     "(after 1, 2, 4... s), then an error record.", rich_help_panel=INPUT)]
@@ -156,6 +160,7 @@ class CommonArgs:
     double_buffer: bool
     decode_threads: int | None
     device_config: str | None
+    background: str
 
     @property
     def jsonl_file(self) -> bool:
@@ -184,7 +189,8 @@ class CommonArgs:
     def source_options(self) -> SourceOptions:
         return SourceOptions(vid_stride=self.vid_stride, limit=self.limit, null=self.null,
                              max_read_bytes=parse_bytes(self.max_read_bytes),
-                             reconnects=self.reconnects)
+                             reconnects=self.reconnects,
+                             background=parse_color(self.background, "--background"))
 
 
 COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
@@ -196,7 +202,7 @@ COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
     ("fail_fast", FailFastOpt, False), ("resume", ResumeOpt, False),
     ("aipu_cores", CoresOpt, 4), ("devices", DevicesOpt, "all"),
     ("double_buffer", DoubleBufferOpt, True), ("decode_threads", ThreadsOpt, None),
-    ("device_config", DeviceConfigOpt, None),
+    ("device_config", DeviceConfigOpt, None), ("background", BackgroundOpt, "white"),
 ]
 
 
@@ -328,11 +334,38 @@ def open_sinks(args: CommonArgs, task: str, top_k: int, table: TableSink) -> lis
     return [JsonLinesSink(sys.stdout)]
 
 
+COLOR_NAMES = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128),
+               "gray": (128, 128, 128)}
+
+
+def parse_color(text: str, flag: str) -> tuple[int, int, int]:
+    """``white``, ``black``, ``grey``, ``R,G,B`` (0-255) or ``#RRGGBB`` → (R, G, B).
+
+    Raises:
+        UsageError: anything else, naming ``flag``.
+    """
+    value = text.strip().lower()
+    if value in COLOR_NAMES:
+        return COLOR_NAMES[value]
+    try:
+        if value.startswith("#") and len(value) == 7:
+            rgb = tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))
+        else:
+            rgb = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise UsageError(f"{flag} must be white, black, grey, R,G,B (0-255) or #RRGGBB, "
+                         f"not {text!r}")
+    return rgb[0], rgb[1], rgb[2]
+
+
 def run_params(command: str, folder: ModelFolder, args: CommonArgs,
                **options: Any) -> dict[str, Any]:
     """What must not change between a run and its ``--resume``."""
     return {"command": command, "model": str(folder.root.resolve()),
             "model_fingerprint": model_fingerprint(folder), "vid_stride": args.vid_stride,
+            "background": list(args.source_options().background),
             **{k: (list(v) if isinstance(v, tuple | frozenset) else v)
                for k, v in options.items()}}
 

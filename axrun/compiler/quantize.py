@@ -16,8 +16,9 @@ import onnx
 from onnx import numpy_helper
 
 from axrun.errors import CompileError, InputError
+from axrun.images import decode_image
 from axrun.preprocess import PreprocessRecipe, fit
-from axrun.sources import IMAGE_SUFFIXES, decode_image
+from axrun.sources import IMAGE_SUFFIXES
 
 
 def calibration_images(folder: Path, limit: int) -> list[Path]:
