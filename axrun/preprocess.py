@@ -14,7 +14,7 @@ The tables are computed with exactly the seed's float32 formulas
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -99,6 +99,15 @@ class Geometry:
     offset_x: float
     offset_y: float
 
+    def of_original(self, width: int, height: int) -> Geometry:
+        """This geometry of a decoded image that is the original (``width`` x
+        ``height`` pixels) reduced (a JPEG decoded at 1/2, 1/4 or 1/8 scale): the
+        same network pixels, mapped to the original's."""
+        if (width, height) == (self.width, self.height):
+            return self
+        return Geometry(width, height, self.scale_x * self.width / width,
+                        self.scale_y * self.height / height, self.offset_x, self.offset_y)
+
     def to_original(self, xyxy: np.ndarray) -> np.ndarray:
         """Boxes ``(N, 4)`` x1,y1,x2,y2 in network pixels → original pixels, clipped."""
         out = np.empty_like(xyxy, dtype=np.float32)
@@ -107,6 +116,32 @@ class Geometry:
         np.clip(out[:, 0::2], 0, self.width, out=out[:, 0::2])
         np.clip(out[:, 1::2], 0, self.height, out=out[:, 1::2])
         return out
+
+
+class InputWriter(Protocol):
+    """What writes decoded images into a device input (:class:`Preprocessor`, or a
+    task's preamble): its recipe and the network input size it fits images to."""
+
+    recipe: PreprocessRecipe
+
+    @property
+    def size_hw(self) -> tuple[int, int]: ...
+
+    def __call__(self, image: np.ndarray, dest: np.ndarray) -> Geometry: ...
+
+
+def resize_factor(recipe: PreprocessRecipe, size_hw: tuple[int, int],
+                  image_hw: tuple[int, int]) -> float:
+    """The factor :func:`fit` resizes an image of ``image_hw`` (H, W pixels) by for a
+    network input of ``size_hw``: stretch scales each axis, so the larger of the two;
+    letterbox fits inside; crop scales the short side to ``recipe.resize``. A decoder
+    may reduce the image by this much without losing a pixel the network sees."""
+    (h, w), (th, tw) = image_hw, size_hw
+    if recipe.mode == "stretch":
+        return max(th / h, tw / w)
+    if recipe.mode == "letterbox":
+        return min(th / h, tw / w)
+    return max((recipe.resize or max(th, tw)) / min(h, w), th / h, tw / w)
 
 
 def fit(image: np.ndarray, recipe: PreprocessRecipe, size_hw: tuple[int, int]) -> tuple[

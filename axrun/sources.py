@@ -32,7 +32,7 @@ import numpy as np
 from axrun import images, video
 from axrun.errors import InputError, ParameterError, UsageError
 from axrun.files import MAX_READ_BYTES, format_bytes, read_bytes, read_capped
-from axrun.images import DEFAULT_BACKGROUND, decode_bytes, decode_image
+from axrun.images import DEFAULT_BACKGROUND
 from axrun.params import choice
 from axrun.preprocess import COLORS
 
@@ -77,19 +77,33 @@ class Item:
     page: int | None = None  # a page of a multi-page image file (also its ``frame``)
     background: tuple[int, int, int] = DEFAULT_BACKGROUND  # RGB under transparent pixels
 
-    def load(self) -> np.ndarray:
-        """The BGR ``uint8`` pixels (H, W, 3). Raises :class:`InputError`."""
+    def load_for(self, scale_for: images.ScaleFor | None) -> tuple[np.ndarray,
+                                                                    tuple[int, int] | None]:
+        """The BGR ``uint8`` pixels (H, W, 3), decoded only as large as the
+        preprocessing needs when ``scale_for`` says how much it shrinks them (see
+        :func:`axrun.images.decode_bytes_for`), and the original's (width, height) when
+        they are smaller than it (None: they are the original's).
+
+        Raises:
+            InputError: the input cannot be read or decoded.
+        """
         if self.error is not None:
             raise self.error
         if self.image is not None:
-            return self.image
-        if self.data is not None:
-            return decode_bytes(self.data, self.source, self.page, self.background)
-        if is_url(self.source):
-            return decode_bytes(fetch_url(self.source, self.max_bytes or MAX_READ_BYTES),
-                                self.source, self.page, self.background)
-        return decode_image(self.source, self.max_bytes or MAX_READ_BYTES, self.page,
-                            self.background)
+            return self.image, None
+        if self.data is not None or is_url(self.source):
+            data = self.data if self.data is not None else \
+                fetch_url(self.source, self.max_bytes or MAX_READ_BYTES)
+            image, size = images.decode_bytes_for(data, self.source, self.page,
+                                                  self.background, scale_for)
+        else:
+            image, size = images.decode_image_for(self.source, self.max_bytes or MAX_READ_BYTES,
+                                                  self.page, self.background, scale_for)
+        return image, (size if size != (image.shape[1], image.shape[0]) else None)
+
+    def load(self) -> np.ndarray:
+        """The BGR ``uint8`` pixels (H, W, 3) at full size. Raises :class:`InputError`."""
+        return self.load_for(None)[0]
 
 
 def parse_bytes(text: str) -> int:

@@ -14,7 +14,8 @@ import pytest
 from polling import wait_until
 
 from axrun.errors import InputError
-from axrun.sources import SourceOptions, decode_image, expand, read_ahead
+from axrun.images import decode_image
+from axrun.sources import SourceOptions, expand, read_ahead
 
 
 def write_image(path: Path, color=(0, 0, 255), size=(20, 30)) -> Path:

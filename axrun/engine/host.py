@@ -19,6 +19,8 @@ from axrun.engine.jobs import POLL_S, Control, Job, Stopped, Wake, take, wrapped
 from axrun.engine.reader import InputReader
 from axrun.engine.stats import StageTimes
 from axrun.errors import AxrunError, InputError, PipelineError
+from axrun.images import ScaleFor
+from axrun.preprocess import resize_factor
 from axrun.results import Prediction
 from axrun.tasks.base import Task
 
@@ -35,12 +37,18 @@ class HostWork:
     """
 
     def __init__(self, task: Task, batch: int, control: Control, stats: StageTimes,
-                 keep_images: bool, dispatch: Callable[[list[Job]], None],
+                 keep_images: bool, reduce: bool, dispatch: Callable[[list[Job]], None],
                  deliver: Callable[[Job], None],
                  free_outputs: Callable[[list[np.ndarray]], None],
                  workers_alive: Callable[[], bool]) -> None:
         self.task, self.batch, self.control, self.stats = task, batch, control, stats
         self.keep_images = keep_images
+        # How far a JPEG may be decoded reduced: as far as the preprocessing shrinks it,
+        # unless the caller keeps the images (annotated copies are full size).
+        self.scale_for: ScaleFor | None = None
+        if reduce and not keep_images:
+            writer = task.preprocessor
+            self.scale_for = lambda h, w: resize_factor(writer.recipe, writer.size_hw, (h, w))
         self._dispatch, self._deliver, self._free_outputs = dispatch, deliver, free_outputs
         self._workers_alive = workers_alive
         self.reader: InputReader | None = None
@@ -110,10 +118,12 @@ class HostWork:
         for slot, item in enumerate(job.items):
             t0 = time.perf_counter()
             try:
-                image = item.load()
+                image, original = item.load_for(self.scale_for)
                 t1 = time.perf_counter()
                 decode_s += t1 - t0 + item.decode_s
                 geometry = self.task.preprocess(image, [buf[slot] for buf in job.inputs])
+                if original is not None:  # decoded reduced: map to the original's pixels
+                    geometry = geometry.of_original(*original)
                 preprocess_s += time.perf_counter() - t1
             except InputError as exc:
                 job.geometries.append(None)

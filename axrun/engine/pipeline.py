@@ -85,6 +85,7 @@ class Pipeline:
         self._done: queue.Queue[Job | End] = queue.Queue()
         self._free_outputs: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         self.host = HostWork(task, session.plan.batch, self.control, self.stats, keep_images,
+                             reduce=config.decode == "reduced",
                              dispatch=self._dispatch, deliver=self._done.put,
                              free_outputs=self._free_outputs.put,
                              workers_alive=self._workers_alive)

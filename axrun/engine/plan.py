@@ -18,10 +18,11 @@ from typing import Any
 
 from axrun.errors import DeviceBusy, DeviceError, ModelError, ParameterError, UsageError
 from axrun.modelfolder import ModelFolder
-from axrun.params import flag, integer
+from axrun.params import choice, flag, integer
 from axrun.runtime import CORES_PER_DEVICE, DEVICE_SETTINGS, Backend
 
 log = logging.getLogger("axrun")
+DECODE_MODES = ("reduced", "full")
 
 CONNECT_RETRY_S = 3.0  # how long a plan that got only part of its cores tries again
 # Host threads beyond this many per CPU only contend for the GIL (thousands livelocked
@@ -44,6 +45,9 @@ class EngineConfig:
     device before connecting (:data:`~axrun.runtime.DEVICE_SETTINGS`: clock in MHz,
     MVM utilisation in percent, DDR size in bytes), over the model's own
     (``axrun.json`` ``device_config``).
+    ``decode``: ``reduced`` (default) decodes a JPEG at 1/2, 1/4 or 1/8 scale when the
+    preprocessing shrinks it at least that much (unless images are kept for the
+    caller: ``keep_images``), ``full`` always at full size.
     """
 
     aipu_cores: int = CORES_PER_DEVICE
@@ -52,8 +56,10 @@ class EngineConfig:
     decode_threads: int | None = None
     queue_depth: int = 1
     device_config: dict[str, int] | None = None
+    decode: str = "reduced"
 
     def __post_init__(self) -> None:
+        choice("decode", self.decode, DECODE_MODES)
         integer("aipu_cores", self.aipu_cores)
         flag("double_buffer", self.double_buffer)
         if self.decode_threads is not None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from axrun.errors import ModelError, ParameterError, UsageError
 from axrun.modelfolder import ModelFolder, network_input_hw
-from axrun.preprocess import Geometry, PreprocessRecipe
+from axrun.preprocess import Geometry, InputWriter, PreprocessRecipe
 from axrun.results import Prediction
 
 # For model folders without axrun.json, the conventions their families were trained
@@ -26,6 +26,12 @@ CROP_RATIO = 224 / 256  # the usual ImageNet centre crop: 224 of a 256 short sid
 
 class Task(Protocol):
     """What the engine needs from a task (classify, detect...)."""
+
+    @property
+    def preprocessor(self) -> InputWriter:
+        """What writes images into the device input (its recipe and input size tell
+        how far a JPEG may be decoded reduced)."""
+        ...
 
     def preprocess(self, image: np.ndarray, slots: list[np.ndarray]) -> Geometry:
         """Write one BGR ``uint8`` image (H, W, 3) into its batch slot of each padded

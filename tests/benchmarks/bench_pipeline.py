@@ -33,7 +33,8 @@ from vendor_patterns import prefill_drain_main, submit_then_wait
 
 from axrun import tune_process
 from axrun.engine import Engine, EngineConfig
-from axrun.sources import Item, decode_image
+from axrun.images import decode_image
+from axrun.sources import Item
 from axrun.tasks.classify import Classifier
 
 PHOTOS = 600

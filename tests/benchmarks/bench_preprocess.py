@@ -11,9 +11,9 @@ import numpy as np
 from common import SAMPLES, best_of
 from reference import reference_input
 
+from axrun.images import decode_image
 from axrun.modelfolder import TensorSpec
 from axrun.preprocess import Preprocessor, PreprocessRecipe
-from axrun.sources import decode_image
 
 CASES = {
     "classify 224 (crop, RGB, mean/std)": (

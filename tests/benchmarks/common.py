@@ -112,7 +112,7 @@ def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720),
     import cv2
     import numpy as np
 
-    from axrun.sources import decode_image
+    from axrun.images import decode_image
 
     photos = [cv2.resize(decode_image(p), (size[0] + 200, size[1] + 120))
               for p in sorted(SAMPLES.glob("*.jpg"))]

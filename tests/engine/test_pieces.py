@@ -119,7 +119,7 @@ def test_host_work_prepares_a_job_and_postprocesses_it() -> None:
     dispatched: list[list[Job]] = []
     delivered: list[Job] = []
     freed: list[list[np.ndarray]] = []
-    host = HostWork(DoubleTask(), 2, Control(), StageTimes(), False, dispatched.append,
+    host = HostWork(DoubleTask(), 2, Control(), StageTimes(), False, False, dispatched.append,
                     delivered.append, freed.append, lambda: False)
     r = Reader([frame("a", 1), frame("b", 99)], free_sets=0)
     r.reader._free_set = host.free_input_set  # the reader takes the host's free sets
