@@ -105,11 +105,9 @@ def page_count(path: str | Path) -> int:
 
 def _over_cap(name: str | Path, size: tuple[int, int]) -> InputError:
     w, h = size
-    cap = max_pixels()
     return InputError(
-        f"{name}: {w}x{h} pixels ({w * h / 1e6:,.0f} Mpx) is over the cap of "
-        f"{cap / 1e6:,.0f} Mpx; {MAX_PIXELS_VARIABLE}=N raises it (for axrun and OpenCV)",
-        "too_large")
+        f"{name}: {w}x{h} = {w * h:,} pixels is over the cap of {max_pixels():,}; "
+        f"{MAX_PIXELS_VARIABLE}=N raises it (for axrun and OpenCV)", "too_large")
 
 
 def _composite(im: Any, background: Sequence[int]) -> Any:
@@ -136,10 +134,10 @@ def _pillow_decode(data: bytes, name: str | Path, page: int | None,
     Image = _pil()
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > max_pixels():
-                raise _over_cap(name, im.size)
             if page:
                 im.seek(page)
+            if im.width * im.height > max_pixels():  # each page's own size
+                raise _over_cap(name, im.size)
             upright = ImageOps.exif_transpose(im)
             rgb = _composite(upright, background)
     except InputError:
@@ -202,11 +200,17 @@ def _jpeg(data: bytes, name: str | Path, scale_for: ScaleFor | None) -> Decoded 
     out_h, out_w = math.ceil(h / d), math.ceil(w / d)
     if out_h * out_w > max_pixels():  # even what the network needs is too many pixels
         raise _over_cap(name, (uw, uh))
-    try:
-        image = simplejpeg.decode_jpeg(data, "bgr", min_height=out_h, min_width=out_w,
-                                       strict=False)
+    try:  # strict: libjpeg's warnings raise; a file cut short is an error, not grey
+        image = simplejpeg.decode_jpeg(data, "bgr", min_height=out_h, min_width=out_w)
     except ValueError as exc:
-        raise InputError(f"{name}: cannot decode JPEG ({exc})", "decode") from None
+        if "premature end" in str(exc).lower():
+            raise InputError(f"{name}: a JPEG cut short ({exc}): the rest would be grey",
+                             "decode") from None
+        try:  # other warnings (extraneous bytes...): the image is whole, as viewers show it
+            image = simplejpeg.decode_jpeg(data, "bgr", min_height=out_h, min_width=out_w,
+                                           strict=False)
+        except ValueError as again:
+            raise InputError(f"{name}: cannot decode JPEG ({again})", "decode") from None
     return _orient(image, orientation), (uw, uh)
 
 
@@ -254,7 +258,7 @@ def decode_bytes_for(data: bytes, name: str | Path, page: int | None = None,
                 f"{name}: over the pixel cap of {max_pixels() / 1e6:,.0f} Mpx; "
                 f"{MAX_PIXELS_VARIABLE}=N raises it", "too_large")) from None
     if image is None:
-        raise InputError(f"{name}: {_undecodable(fmt)}", "decode")
+        raise InputError(f"{name}: {_undecodable(fmt, data[:32])}", "decode")
     return image, (image.shape[1], image.shape[0])
 
 
@@ -267,8 +271,16 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _undecodable(fmt: str | None) -> str:
+_VIDEO_MAGIC = ((4, b"ftyp", "an MP4/MOV video"), (0, b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
+                (8, b"AVI ", "an AVI video"), (0, b"\x00\x00\x01\xba", "an MPEG video"))
+
+
+def _undecodable(fmt: str | None, head: bytes = b"") -> str:
     if fmt is None:
+        video = next((what for at, magic, what in _VIDEO_MAGIC
+                      if head[at:at + len(magic)] == magic), None)
+        if video is not None:
+            return f"not an image but {video} by its first bytes: give it a video suffix"
         return "not a decodable image"
     plugin = _PLUGINS.get(fmt)
     return f"a {fmt} image that cannot be decoded here" + (

@@ -41,7 +41,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".apng", ".bmp", ".
                             ".sr", ".ras", ".exr", ".hdr", ".pic", ".avif", ".heic", ".heif",
                             ".hif", ".jxl"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
-                            ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv"})
+                            ".wmv", ".asf", ".flv", ".ts", ".mts", ".m2ts", ".mxf", ".vob",
+                            ".m2v", ".h264", ".264", ".h265", ".265", ".hevc", ".3gp", ".ogv"})
 VIDEO_READ_AHEAD = 4  # decoded frames waiting per video: bounds memory, smooths decoding
 _CHUNK = 1 << 20
 MAX_PATH_BYTES = 1 << 16  # a "path" longer than this on stdin names no file (PATH_MAX: 4 KiB)
@@ -358,6 +359,9 @@ def _decode_video(path: Path, stride: int) -> Iterator[Item]:
     if not os.access(path, os.R_OK):
         yield Item(str(path), error=InputError(f"{path}: permission denied", "permission"))
         return
+    if path.stat().st_size == 0:
+        yield Item(str(path), error=InputError(f"{path}: empty (0 bytes)", "empty"))
+        return
     try:
         container = video.open_video(path)
     except (OSError, av.FFmpegError) as exc:
@@ -374,7 +378,11 @@ def _decode_video(path: Path, stride: int) -> Iterator[Item]:
     source, (size, mtime) = str(path), file_identity(path)
     fps = video.video_info_of(container).fps
     found = False
-    for got in video.read_video(container, stride):
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        container.close()  # an image with a video's name: FFmpeg reads it as one frame
+        yield from _file_items(str(path), path, SourceOptions())
+        return
+    for got in video.read_video(container, stride, str(path)):
         found = True
         if isinstance(got, video.Lost):
             yield Item(source, frame=got.frame, time_s=got.start_s, size=size, mtime=mtime,

@@ -14,6 +14,7 @@ order; :mod:`axrun.sources` turns them into items and error records.
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+log = logging.getLogger("axrun")
 
 # Colour spaces FFmpeg converts with the BT.601 matrix (AVCOL_SPC_UNSPECIFIED,
 # BT470BG, SMPTE170M, and FCC, close to it): for those, OpenCV's I420 conversion gives
@@ -132,11 +135,13 @@ def to_bgr(frame: Any) -> np.ndarray:
     return image
 
 
-def read_video(container: Any, stride: int = 1) -> Iterator[Frame | Lost]:
+def read_video(container: Any, stride: int = 1,
+               name: str = "video") -> Iterator[Frame | Lost]:
     """The frames of ``container``'s first video stream, decoded in order (every
     ``stride``-th converted to pixels), and a :class:`Lost` before the first frame
     decoded after each stretch that could not be, and at the end for frames the
     container declares but that never came. Closes the container when done.
+    ``name`` names the video in warnings.
 
     Frames are lost when their packets fail to decode or when the demuxer stops early
     (a file cut short): a packet whose timestamp no decoded frame reached is lost, and
@@ -148,7 +153,7 @@ def read_video(container: Any, stride: int = 1) -> Iterator[Frame | Lost]:
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        reader = _Reader(stream, container)
+        reader = _Reader(stream, container, name)
         # Matroska/WebM demuxers skip damaged data to the next readable block without a
         # word: every stream is demuxed so that the bytes skipped show (a gap between
         # one packet's end and the next packet's start).
@@ -176,7 +181,8 @@ def read_video(container: Any, stride: int = 1) -> Iterator[Frame | Lost]:
             try:
                 decoded = packet.decode()
             except av.FFmpegError:
-                continue  # its pts stays pending: counted lost when a later frame comes
+                reader.undecodable(packet)  # its pts stays pending: reported lost when a
+                continue  # later frame comes (or at the end)
             for frame in decoded:
                 yield from reader.frame(frame, stride, t0)
                 t0 = time.perf_counter()
@@ -188,58 +194,110 @@ def read_video(container: Any, stride: int = 1) -> Iterator[Frame | Lost]:
 
 
 class _Reader:
-    """The bookkeeping of :func:`read_video`: frame numbers, times, lost packets."""
+    """The bookkeeping of :func:`read_video`: frame numbers, times, lost packets.
 
-    def __init__(self, stream: Any, container: Any) -> None:
+    Timestamps are kept on one timeline: when a stream's timestamps restart (MPEG-TS
+    files joined end to end), the later ones are moved on to follow the earlier
+    (logged as a warning). In AVI, whose packets carry decode-order numbers, a frame's
+    time is its number over the frame rate and losses are counted, not placed.
+    """
+
+    def __init__(self, stream: Any, container: Any, name: str) -> None:
+        self.name = name
         self.base: Fraction = stream.time_base or Fraction(1, 1)
         self.origin: int | None = stream.start_time
         self.declared = int(stream.frames) or None
         self.duration: int | None = stream.duration
+        self.rate = _rate(stream)
         # the container's duration (microseconds) stands for the video's when the video
         # is all it holds (with audio, it may be the audio's)
         self.total_s = (container.duration / 1e6 if container.duration and
                         len(container.streams) == 1 else None)
+        self.ordered = container.format.name != "avi"  # pts in presentation order
+        self.reset_ticks = int(1 / self.base)  # a step back of 1 s: the timestamps restart
         self.end_byte: int | None = None  # where the last packet demuxed ends in the file
         self.video_index = stream.index
-        self.last_video: int | None = None  # pts of the last video packet demuxed
+        self.last_video: int | None = None  # pts (on the timeline) of the last packet
         self.intervals: list[int] = []  # recent pts steps between video packets
-        self.pending: list[int] = []  # pts of packets demuxed and not decoded yet (a heap)
-        self.index = self.packets = 0
-        self.last: int | None = None  # the pts of the last frame decoded
+        self.pending: list[int] = []  # pts of packets demuxed, no frame yet (a heap)
+        self.queued: set[int] = set()  # the same, to leave out repeated timestamps
+        self.index = self.packets = self.failed = 0
+        self.last: int | None = None  # the pts (on the timeline) of the last frame decoded
+        self.last_raw: int | None = None  # ... as the decoder gave it
+        self.demux_offset = self.out_offset = 0
+        self.resets: list[int] = []  # offsets the demuxer side took, for the output side
         self.why = "damaged data"
-        self.broken = False  # frames were lost since the last key frame
+        self.broken_from: int | None = None  # frames after this pts depend on lost ones
+        self.broken_unplaced = False  # lost frames whose place is unknown (AVI)
+        self.corrupt_at: int | None = None  # the packet count at the last corrupt packet
 
     def seconds(self, pts: int | None) -> float | None:
         if pts is None:
             return None
         return round(float((pts - (self.origin or 0)) * self.base), 6)
 
-    def demuxed(self, packet: Any) -> None:
-        if packet.size:
-            self.packets += 1
-            if packet.pts is not None:
-                heapq.heappush(self.pending, packet.pts)
-                if self.last_video is not None and packet.pts > self.last_video:
-                    self.intervals = [*self.intervals[-15:], packet.pts - self.last_video]
-                self.last_video = packet.pts
-
     def step(self) -> int:
         """The median of the recent steps between video packets' pts (0: unknown)."""
         return sorted(self.intervals)[len(self.intervals) // 2] if self.intervals else 0
 
+    def timeline(self, pts: int) -> int:
+        """A demuxed packet's pts on the timeline (following a restart)."""
+        last = self.last_video
+        if last is not None and pts + self.demux_offset < last - self.reset_ticks:
+            jump = last + (self.step() or 1) - (pts + self.demux_offset)
+            self.demux_offset += jump
+            self.resets.append(self.demux_offset)
+            log.warning("%s: the timestamps restart after %.3f s (files joined?); the times "
+                        "go on from there", self.name, self.seconds(last))
+        return pts + self.demux_offset
+
+    def demuxed(self, packet: Any) -> None:
+        if not packet.size:
+            return
+        self.packets += 1
+        if packet.pts is None or not self.ordered:
+            return
+        pts = self.timeline(packet.pts)
+        if pts in self.queued or (self.last is not None and pts <= self.last):
+            return  # a repeated timestamp: one frame will come for all of them
+        heapq.heappush(self.pending, pts)
+        self.queued.add(pts)
+        if self.last_video is not None and pts > self.last_video:
+            self.intervals = [*self.intervals[-15:], pts - self.last_video]
+        self.last_video = max(pts, self.last_video or pts)
+
+    def undecodable(self, packet: Any) -> None:
+        """``packet`` failed to decode: what follows depends on it until a key frame."""
+        self.failed += 1
+        if packet.pts is not None and self.ordered:
+            self.mark_broken(packet.pts + self.demux_offset)
+        else:
+            self.broken_unplaced = True
+
+    def mark_broken(self, pts: int) -> None:
+        self.broken_from = pts if self.broken_from is None else min(self.broken_from, pts)
+
     def jumped(self, packet: Any) -> Iterator[Lost]:
         """Frames missing before ``packet`` by its timestamp: more than 2.5 recent
-        frame intervals since the last video packet (for constant-rate formats)."""
+        frame intervals since the last video packet, within 8 packets of one the
+        demuxer flags corrupt (MPEG-TS: its continuity counter broke)."""
         step = self.step()
         if not packet.size or packet.pts is None or self.last_video is None \
                 or len(self.intervals) < 4 or not step:
             return
-        count = round((packet.pts - self.last_video) / step) - 1
-        if packet.pts - self.last_video > 2.5 * step:
-            self.broken = True
+        pts = packet.pts + self.demux_offset
+        # a jump where the demuxer found the packets' continuity broken, a few packets
+        # before (a clean file whose timestamps jump on purpose has no such break; two
+        # recordings joined with a pause between them do, and are reported)
+        if packet.is_corrupt:
+            self.corrupt_at = self.packets
+        recent = self.corrupt_at is not None and self.packets - self.corrupt_at <= 8
+        if pts - self.last_video > 2.5 * step and recent:
+            count = round((pts - self.last_video) / step) - 1
+            self.mark_broken(self.last_video + step)
             yield Lost(self.index, count, self.seconds(self.last_video + step),
-                       self.seconds(packet.pts - step), "damaged data (a jump in the "
-                       "timestamps of a constant-rate stream)")
+                       self.seconds(pts - step), f"damaged data (the timestamps jump where "
+                       f"the stream's continuity breaks; about {count} frame(s))")
 
     def skipped(self, packet: Any) -> Iterator[Lost]:
         """A stretch of bytes the demuxer skipped before ``packet`` (more than
@@ -253,10 +311,11 @@ class _Reader:
                 or packet.pts is None or self.last_video is None:
             return
         step = self.step()
-        count = max(1, round((packet.pts - self.last_video) / step) - 1) if step else 1
-        self.broken = True
+        pts = packet.pts + self.demux_offset
+        count = max(1, round((pts - self.last_video) / step) - 1) if step else 1
+        self.mark_broken(self.last_video + step)
         yield Lost(self.index, count, self.seconds(self.last_video + step),
-                   self.seconds(packet.pts - step),
+                   self.seconds(pts - step),
                    f"damaged data ({gap} bytes skipped by the demuxer; about {count} "
                    "frame(s))")
 
@@ -265,35 +324,64 @@ class _Reader:
         gone = []
         while self.pending and (pts is None or self.pending[0] < pts):
             gone.append(heapq.heappop(self.pending))
+            self.queued.discard(gone[-1])
         if gone:
-            self.broken = True
+            self.mark_broken(gone[0])
             yield Lost(self.index, len(gone), self.seconds(gone[0]), self.seconds(gone[-1]),
                        self.why)
 
+    def output_pts(self, raw: int | None) -> int | None:
+        """A decoded frame's pts on the timeline."""
+        if raw is None:
+            return None
+        if self.last_raw is not None and raw < self.last_raw - self.reset_ticks:
+            self.out_offset = self.resets.pop(0) if self.resets else self.out_offset
+        self.last_raw = raw
+        return raw + self.out_offset
+
     def frame(self, frame: Any, stride: int, t0: float) -> Iterator[Frame | Lost]:
-        pts = frame.pts
+        if not self.ordered:
+            yield from self._unordered(frame, stride, t0)
+            return
+        pts = self.output_pts(frame.pts)
         if pts is not None and (self.last is None or pts > self.last):
             if self.origin is None:
                 self.origin = pts
             yield from self.lost_before(pts)  # frames come in pts order: those never will
             if self.pending and self.pending[0] == pts:
-                heapq.heappop(self.pending)
+                self.queued.discard(heapq.heappop(self.pending))
             self.last = pts
+        after_loss = self.broken_from is not None and (pts is None or pts > self.broken_from)
+        if frame.key_frame and after_loss:
+            self.broken_from, after_loss = None, False  # decodes without the frames before
+        yield from self._emit(frame, stride, t0, self.seconds(pts), after_loss)
+
+    def _unordered(self, frame: Any, stride: int, t0: float) -> Iterator[Frame | Lost]:
+        """AVI: times from frame numbers; failed packets reported before the next frame."""
+        if self.failed:
+            yield Lost(self.index, self.failed, None, None, self.why)
+            self.failed, self.broken_unplaced = 0, True
         if frame.key_frame:
-            self.broken = False  # decodes without any frame before it
-        if frame.is_corrupt or self.broken:
+            self.broken_unplaced = False
+        time_s = round(self.index / self.rate, 6) if self.rate else None
+        yield from self._emit(frame, stride, t0, time_s, self.broken_unplaced)
+
+    def _emit(self, frame: Any, stride: int, t0: float, time_s: float | None,
+              after_loss: bool) -> Iterator[Frame | Lost]:
+        if frame.is_corrupt or after_loss:
             why = ("damaged data (the decoder concealed it: not the video's pixels)"
                    if frame.is_corrupt else "it depends on frames lost before it (until "
                    "the next key frame, the decoder shows stale or concealed pixels)")
-            yield Lost(self.index, 1, self.seconds(pts), self.seconds(pts), why,
-                       frame=self.index)
+            yield Lost(self.index, 1, time_s, time_s, why, frame=self.index)
         else:
             image = to_bgr(frame) if self.index % stride == 0 else None
-            yield Frame(self.index, self.seconds(pts), image, time.perf_counter() - t0)
+            yield Frame(self.index, time_s, image, time.perf_counter() - t0)
         self.index += 1
 
     def end(self) -> Iterator[Lost]:
         yield from self.lost_before(None)
+        if not self.ordered and self.failed:
+            yield Lost(self.index, self.failed, None, None, self.why, end=True)
         missing = (self.declared or 0) - max(self.packets, self.index)
         if missing > 0:
             end = self.seconds(self.duration + (self.origin or 0)) if self.duration else None
@@ -303,7 +391,7 @@ class _Reader:
         step, last = self.step(), self.seconds(self.last_video)
         total = self.seconds(self.duration + (self.origin or 0)) if self.duration else \
             self.total_s
-        if total is None or last is None or not step:
+        if total is None or last is None or not step or self.demux_offset:
             return
         step_s = float(step * self.base)
         end = round(last + step_s, 6)

@@ -32,28 +32,34 @@ def picture(i: int, size: tuple[int, int]) -> np.ndarray:
 def write_video(path: Path, times: Sequence[float], size: tuple[int, int] = (64, 48),
                 codec: str = "libx264", rate: Fraction | None = None,
                 rotation: int | None = None, container: str | None = None,
-                gop: int | None = None) -> Path:
+                gop: int | None = None, bframes: int = 0) -> Path:
     """A video of ``len(times)`` frames shown at ``times`` (seconds). ``rate``: the
     frame rate the stream declares (None: none, as a browser's WebM); ``rotation``:
     display rotation in degrees (a phone's portrait video); ``gop``: a key frame
-    every that many frames."""
+    every that many frames; ``bframes``: B-frames (frames out of decode order)."""
     import av
 
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate) if rate else out.add_stream(codec)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.time_base = TIME_BASE
-        stream.codec_context.time_base = TIME_BASE
+        # AVI and MPEG-2 count time in frames: their clock is the frame rate's
+        base = 1 / rate if rate and container in ("avi", "mpeg") else TIME_BASE
+        stream.time_base = base
+        stream.codec_context.time_base = base
         if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "bf": "0"}
+            stream.options = {"preset": "ultrafast" if not bframes else "medium",
+                              "bf": str(bframes)}
+        elif codec == "mpeg2video":
+            stream.codec_context.max_b_frames = bframes
+            stream.bit_rate = 4_000_000  # flat frames keep their level
         if gop is not None:
             stream.codec_context.gop_size = gop
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for i, t in enumerate(times):
             frame = av.VideoFrame.from_ndarray(picture(i, size), format="bgr24")
-            frame.pts, frame.time_base = round(t / TIME_BASE), TIME_BASE
+            frame.pts, frame.time_base = round(t / base), base
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():

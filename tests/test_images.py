@@ -115,9 +115,23 @@ def test_over_the_pixel_cap_says_the_size_the_cap_and_how_to_raise_it(tmp_path,
                                                                      monkeypatch) -> None:
     monkeypatch.setenv("OPENCV_IO_MAX_IMAGE_PIXELS", "1000")
     flat(RED).save(tmp_path / "a.png")
-    with pytest.raises(Exception, match=r"60x40 pixels .* over the cap .* "
+    with pytest.raises(Exception, match=r"60x40 = 2,400 pixels is over the cap of 1,000; "
                                         "OPENCV_IO_MAX_IMAGE_PIXELS=N raises it"):
         next(expand([str(tmp_path / "a.png")])).load()
+    # a later page of a TIFF over the cap (the cap was checked on page 0 only)
+    small, large = flat(RED, (10, 10)), flat(BLUE, (100, 100))
+    small.save(tmp_path / "p.tiff", save_all=True, append_images=[large])
+    pages = list(expand([str(tmp_path / "p.tiff")]))
+    assert pages[0].load().shape == (10, 10, 3)
+    with pytest.raises(Exception, match="100x100 = 10,000 pixels"):
+        pages[1].load()
+
+
+def test_a_jpeg_cut_short_is_an_error_not_grey(tmp_path) -> None:
+    data = (SAMPLES / "coffee.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception, match="a JPEG cut short"):
+        next(expand([str(tmp_path / "cut.jpg")])).load()
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG"])
