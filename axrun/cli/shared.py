@@ -83,6 +83,11 @@ MaxReadOpt = Annotated[str, typer.Option(
     "--max-read-bytes", help="Most bytes read from an input that is not a regular file "
     "(a pipe, a device, an image URL): past it, an error record (K, M, G suffixes).",
     rich_help_panel=INPUT)]
+DecodeOpt = Annotated[str, typer.Option(
+    "--decode", help="reduced: decode a JPEG at 1/2, 1/4 or 1/8 scale when the "
+    "preprocessing shrinks it at least that much (much faster on phone photos); full: "
+    "always at full size. Annotated copies (--save-dir) are always full size.",
+    rich_help_panel=INPUT)]
 BackgroundOpt = Annotated[str, typer.Option(
     "--background", help="Colour shown under transparent pixels (PNG, WebP, GIF, TIFF, "
     "HEIC with alpha), as a viewer composites them: white, black, grey, R,G,B or "
@@ -161,6 +166,7 @@ class CommonArgs:
     decode_threads: int | None
     device_config: str | None
     background: str
+    decode: str
 
     @property
     def jsonl_file(self) -> bool:
@@ -184,7 +190,8 @@ class CommonArgs:
         return EngineConfig(aipu_cores=self.aipu_cores, devices=parse_devices(self.devices),
                             double_buffer=self.double_buffer,
                             decode_threads=self.decode_threads,
-                            device_config=parse_device_config(self.device_config))
+                            device_config=parse_device_config(self.device_config),
+                            decode=self.decode)
 
     def source_options(self) -> SourceOptions:
         return SourceOptions(vid_stride=self.vid_stride, limit=self.limit, null=self.null,
@@ -203,6 +210,7 @@ COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
     ("aipu_cores", CoresOpt, 4), ("devices", DevicesOpt, "all"),
     ("double_buffer", DoubleBufferOpt, True), ("decode_threads", ThreadsOpt, None),
     ("device_config", DeviceConfigOpt, None), ("background", BackgroundOpt, "white"),
+    ("decode", DecodeOpt, "reduced"),
 ]
 
 
@@ -365,7 +373,7 @@ def run_params(command: str, folder: ModelFolder, args: CommonArgs,
     """What must not change between a run and its ``--resume``."""
     return {"command": command, "model": str(folder.root.resolve()),
             "model_fingerprint": model_fingerprint(folder), "vid_stride": args.vid_stride,
-            "background": list(args.source_options().background),
+            "background": list(args.source_options().background), "decode": args.decode,
             **{k: (list(v) if isinstance(v, tuple | frozenset) else v)
                for k, v in options.items()}}
 
