@@ -156,13 +156,40 @@ Decoded = tuple[np.ndarray, tuple[int, int]]  # BGR pixels, the original's (widt
 
 
 def _exif_orientation(data: bytes) -> int:
-    """A JPEG's EXIF orientation (1-8; 1 when it has none), from its header."""
-    try:
-        with _pil().open(io.BytesIO(data)) as im:
-            value = im.getexif().get(0x0112, 1)
-    except Exception:
+    """A JPEG's EXIF orientation (1-8; 1 when it has none): tag 0x0112 of the first
+    IFD in its APP1 ``Exif`` segment (read here in a few µs; Pillow took 190 µs a
+    photo, holding the GIL the decoding threads need)."""
+    i, n = 2, len(data)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no headers after
+            break
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
+            return _tiff_orientation(data, i + 10, min(n, i + 2 + length))
+        i += 2 + length
+    return 1
+
+
+def _tiff_orientation(data: bytes, start: int, end: int) -> int:
+    """The orientation tag of the TIFF structure at ``data[start:end]`` (EXIF's)."""
+    order = {b"II": "little", b"MM": "big"}.get(data[start:start + 2])
+    if order is None:
         return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    ifd = start + int.from_bytes(data[start + 4:start + 8], order)  # type: ignore[arg-type]
+    if ifd + 2 > end:
+        return 1
+    for k in range(int.from_bytes(data[ifd:ifd + 2], order)):  # type: ignore[arg-type]
+        entry = ifd + 2 + 12 * k
+        if entry + 12 > end:
+            break
+        if int.from_bytes(data[entry:entry + 2], order) == 0x0112:  # type: ignore[arg-type]
+            value = int.from_bytes(data[entry + 8:entry + 10], order)  # type: ignore[arg-type]
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
