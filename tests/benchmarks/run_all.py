@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import bench_decode
 import bench_decoders
 import bench_detect
 import bench_end_to_end
@@ -26,6 +27,7 @@ def main() -> None:
                      ("streams", bench_streams.run),
                      ("end to end", lambda: [bench_end_to_end.classify_row()]),
                      ("detect", bench_detect.run), ("decoders", bench_decoders.run),
+                     ("phone photos and 1080p video", bench_decode.run),
                      ("memory", bench_memory.run)]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows += fn()
