@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -79,25 +79,43 @@ def max_pixels() -> int:
 
 
 def _pil() -> Any:
-    """Pillow, with the HEIF/AVIF opener of pillow-heif registered (once)."""
+    """Pillow's ``Image`` module (imported on first use)."""
     from PIL import Image
 
-    try:
-        import pillow_heif
-    except ImportError:
-        pass
-    else:
-        if "HEIF" not in Image.OPEN:
-            pillow_heif.register_heif_opener()
-    Image.MAX_IMAGE_PIXELS = None  # the cap is axrun's (max_pixels), checked on the header
     return Image
+
+
+def _open(data: bytes | BinaryIO, name: str | Path) -> Any:
+    """A Pillow image of an encoded file: HEIF through pillow-heif's own reader (its
+    opener is not registered: Pillow's registry is the process's), anything else
+    through Pillow (whose own decompression-bomb limit becomes a ``too_large``
+    error: :func:`axrun.tune_process` lifts it so that axrun's cap alone applies).
+
+    Raises:
+        InputError: ``too_large`` past Pillow's limit; ``decode`` when HEIF needs
+            pillow-heif and it is missing.
+    """
+    Image = _pil()
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    head = stream.read(32)
+    stream.seek(0)
+    if image_format(head) == "HEIF":
+        try:
+            import pillow_heif
+        except ImportError:
+            raise InputError(f"{name}: {_undecodable('HEIF')}", "decode") from None
+        return pillow_heif.open_heif(stream, convert_hdr_to_8bit=True).to_pillow()
+    try:
+        return Image.open(stream)
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{name}: {exc} (Pillow's limit; axrun.tune_process(), which the "
+                         "command line calls, leaves only axrun's)", "too_large") from None
 
 
 def page_count(path: str | Path) -> int:
     """How many pages or frames a multi-page file holds (1 when it cannot tell)."""
-    Image = _pil()
     try:
-        with Image.open(os.fsencode(path) if isinstance(path, Path) else path) as im:
+        with open(path, "rb") as f, _open(f, path) as im:
             return max(1, int(getattr(im, "n_frames", 1)))
     except Exception:
         return 1
@@ -131,9 +149,8 @@ def _pillow_decode(data: bytes, name: str | Path, page: int | None,
                    background: Sequence[int]) -> np.ndarray:
     from PIL import ImageOps, UnidentifiedImageError
 
-    Image = _pil()
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with _open(data, name) as im:
             if page:
                 im.seek(page)
             if im.width * im.height > max_pixels():  # each page's own size
@@ -292,7 +309,7 @@ def decode_bytes_for(data: bytes, name: str | Path, page: int | None = None,
 def _header_size(data: bytes) -> tuple[int, int] | None:
     """An image's size from its header (Pillow reads it without decoding)."""
     try:
-        with _pil().open(io.BytesIO(data)) as im:
+        with _open(data, "") as im:
             return int(im.width), int(im.height)
     except Exception:
         return None

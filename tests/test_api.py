@@ -208,14 +208,19 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path) -> Non
 
 
 def test_importing_and_loading_change_no_process_setting() -> None:
-    code = ("import os, cv2; cv2.setNumThreads(3); import axrun; m = axrun.load(); "
-            f"m.predict([os.path.join({str(SAMPLES)!r}, 'coffee.jpg')]); "
-            "print(cv2.getNumThreads(), os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'), "
-            "os.environ.get('OPENCV_LOG_LEVEL')); axrun.tune_process(); "
-            "print(cv2.getNumThreads())")
+    # a JPEG, a PNG and a HEIC decoded: Pillow's limit and its registry untouched too
+    heic = ("import io, numpy, pillow_heif; b = io.BytesIO(); pillow_heif.from_bytes("
+            "'RGB', (8, 8), bytes(192)).save(b, format='HEIF'); heic = b.getvalue(); ")
+    code = ("import os, cv2; from PIL import Image; cv2.setNumThreads(3); " + heic +
+            "import axrun; m = axrun.load(); "
+            f"rs = m.predict([os.path.join({str(SAMPLES)!r}, 'coffee.jpg'), heic, "
+            "cv2.imencode('.png', numpy.zeros((9, 9, 3), numpy.uint8))[1].tobytes()]); "
+            "print(all(r.ok for r in rs), cv2.getNumThreads(), os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'), "
+            "os.environ.get('OPENCV_LOG_LEVEL'), Image.MAX_IMAGE_PIXELS, 'HEIF' in Image.OPEN); "
+            "axrun.tune_process(); print(cv2.getNumThreads(), Image.MAX_IMAGE_PIXELS)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
-    assert out == ["3", "None", "None", "1"]
+    assert out == ["True", "3", "None", "None", "89478485", "False", "1", "None"]
 
 
 def documented_api() -> set[str]:

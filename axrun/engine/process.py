@@ -1,4 +1,5 @@
-"""Process-wide settings the engine makes when it opens.
+"""Process-wide settings of :func:`tune_process` (the command line calls it; a Python
+user may): none is made by importing axrun, opening an engine or running it.
 
 - OpenCV's own multithreading is turned off: the host threads already work on several
   frames at once, and OpenCV's threads on top of them only add thread switches
@@ -11,6 +12,8 @@
   it waits for results, took about 30 page faults per frame without it. Nothing is
   changed when ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or a
   ``glibc.malloc`` tunable (``GLIBC_TUNABLES``) is set.
+- Pillow's own decompression-bomb limit (178 megapixels, a warning from 89) is lifted:
+  axrun checks every image against one cap, ``OPENCV_IO_MAX_IMAGE_PIXELS``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def tune_process() -> None:
     """Apply the settings above (idempotent)."""
     cv2.setNumThreads(0)
     keep_freed_memory()
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # axrun's cap (OPENCV_IO_MAX_IMAGE_PIXELS) alone applies
 
 
 def keep_freed_memory() -> bool:
