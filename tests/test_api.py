@@ -215,7 +215,8 @@ def test_importing_and_loading_change_no_process_setting() -> None:
             "import axrun; m = axrun.load(); "
             f"rs = m.predict([os.path.join({str(SAMPLES)!r}, 'coffee.jpg'), heic, "
             "cv2.imencode('.png', numpy.zeros((9, 9, 3), numpy.uint8))[1].tobytes()]); "
-            "print(all(r.ok for r in rs), cv2.getNumThreads(), os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'), "
+            "print(all(r.ok for r in rs), cv2.getNumThreads(), "
+            "os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'), "
             "os.environ.get('OPENCV_LOG_LEVEL'), Image.MAX_IMAGE_PIXELS, 'HEIF' in Image.OPEN); "
             "axrun.tune_process(); print(cv2.getNumThreads(), Image.MAX_IMAGE_PIXELS)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
