@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import cv2
 import numpy as np
@@ -169,7 +169,18 @@ def _pillow_decode(data: bytes, name: str | Path, page: int | None,
 # How much the preprocessing will resize an image of (height, width) upright pixels
 # (preprocess.resize_factor for the task's recipe and input size).
 ScaleFor = Callable[[int, int], float]
-Decoded = tuple[np.ndarray, tuple[int, int]]  # BGR pixels, the original's (width, height)
+class Original(NamedTuple):
+    """The image a decoded one was decoded from: its size (upright, pixels) and the
+    scale it was decoded at (decoded pixels per original pixel: 1, 1/2, 1/4 or 1/8;
+    libjpeg's decoded pixel ``i`` covers original pixels ``[i / scale, (i + 1) /
+    scale)``, the last one cut at the edge)."""
+
+    width: int
+    height: int
+    scale: float = 1.0
+
+
+Decoded = tuple[np.ndarray, Original]  # BGR pixels, and what they were decoded from
 
 
 def _exif_orientation(data: bytes) -> int:
@@ -204,7 +215,9 @@ def _tiff_orientation(data: bytes, start: int, end: int) -> int:
         if entry + 12 > end:
             break
         if int.from_bytes(data[entry:entry + 2], order) == 0x0112:  # type: ignore[arg-type]
-            value = int.from_bytes(data[entry + 8:entry + 10], order)  # type: ignore[arg-type]
+            kind = int.from_bytes(data[entry + 2:entry + 4], order)  # type: ignore[arg-type]
+            width = 4 if kind == 4 else 2  # SHORT, as the standard says; LONG from some writers
+            value = int.from_bytes(data[entry + 8:entry + 8 + width], order)  # type: ignore[arg-type]
             return value if 1 <= value <= 8 else 1
     return 1
 
@@ -255,7 +268,7 @@ def _jpeg(data: bytes, name: str | Path, scale_for: ScaleFor | None) -> Decoded 
                                            strict=False)
         except ValueError as again:
             raise InputError(f"{name}: cannot decode JPEG ({again})", "decode") from None
-    return _orient(image, orientation), (uw, uh)
+    return _orient(image, orientation), Original(uw, uh, 1 / d)
 
 
 def decode_bytes(data: bytes, name: str | Path, page: int | None = None,
@@ -273,7 +286,7 @@ def decode_bytes_for(data: bytes, name: str | Path, page: int | None = None,
     multi-page file (0 first). ``name`` is for messages. With ``scale_for``, a JPEG is
     decoded only as large as the preprocessing needs (1/2, 1/4 or 1/8 scale; one over
     the pixel cap is then refused only if even that is over it). Returns the pixels
-    and the original's (width, height), upright.
+    and what they were decoded from (:class:`Original`).
 
     Raises:
         InputError: ``empty``; ``too_large`` over the pixel cap (the message says the
@@ -290,7 +303,7 @@ def decode_bytes_for(data: bytes, name: str | Path, page: int | None = None,
             return decoded
     if fmt in PILLOW_FORMATS or (page or 0) > 0:
         pixels = _pillow_decode(data, name, page, background)
-        return pixels, (pixels.shape[1], pixels.shape[0])
+        return pixels, Original(pixels.shape[1], pixels.shape[0])
     image: np.ndarray | None
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -303,7 +316,7 @@ def decode_bytes_for(data: bytes, name: str | Path, page: int | None = None,
                 f"{MAX_PIXELS_VARIABLE}=N raises it", "too_large")) from None
     if image is None:
         raise InputError(f"{name}: {_undecodable(fmt, data[:32])}", "decode")
-    return image, (image.shape[1], image.shape[0])
+    return image, Original(image.shape[1], image.shape[0])
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:

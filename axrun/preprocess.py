@@ -99,14 +99,15 @@ class Geometry:
     offset_x: float
     offset_y: float
 
-    def of_original(self, width: int, height: int) -> Geometry:
+    def of_original(self, width: int, height: int, scale: float) -> Geometry:
         """This geometry of a decoded image that is the original (``width`` x
-        ``height`` pixels) reduced (a JPEG decoded at 1/2, 1/4 or 1/8 scale): the
-        same network pixels, mapped to the original's."""
-        if (width, height) == (self.width, self.height):
+        ``height`` pixels) decoded at ``scale`` (a JPEG at 1/2, 1/4 or 1/8): the same
+        network pixels, mapped to the original's (decoded = original x ``scale``,
+        libjpeg's own mapping, exact also where it rounds the size up)."""
+        if scale == 1 and (width, height) == (self.width, self.height):
             return self
-        return Geometry(width, height, self.scale_x * self.width / width,
-                        self.scale_y * self.height / height, self.offset_x, self.offset_y)
+        return Geometry(width, height, self.scale_x * scale, self.scale_y * scale,
+                        self.offset_x, self.offset_y)
 
     def to_original(self, xyxy: np.ndarray) -> np.ndarray:
         """Boxes ``(N, 4)`` x1,y1,x2,y2 in network pixels → original pixels, clipped."""

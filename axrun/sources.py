@@ -78,12 +78,12 @@ class Item:
     page: int | None = None  # a page of a multi-page image file (also its ``frame``)
     background: tuple[int, int, int] = DEFAULT_BACKGROUND  # RGB under transparent pixels
 
-    def load_for(self, scale_for: images.ScaleFor | None) -> tuple[np.ndarray,
-                                                                    tuple[int, int] | None]:
+    def load_for(self, scale_for: images.ScaleFor | None) -> tuple[
+            np.ndarray, images.Original | None]:
         """The BGR ``uint8`` pixels (H, W, 3), decoded only as large as the
         preprocessing needs when ``scale_for`` says how much it shrinks them (see
-        :func:`axrun.images.decode_bytes_for`), and the original's (width, height) when
-        they are smaller than it (None: they are the original's).
+        :func:`axrun.images.decode_bytes_for`), and what they were decoded from when
+        that was at a reduced scale (None: they are the original's).
 
         Raises:
             InputError: the input cannot be read or decoded.
@@ -95,12 +95,13 @@ class Item:
         if self.data is not None or is_url(self.source):
             data = self.data if self.data is not None else \
                 fetch_url(self.source, self.max_bytes or MAX_READ_BYTES)
-            image, size = images.decode_bytes_for(data, self.source, self.page,
-                                                  self.background, scale_for)
+            image, original = images.decode_bytes_for(data, self.source, self.page,
+                                                      self.background, scale_for)
         else:
-            image, size = images.decode_image_for(self.source, self.max_bytes or MAX_READ_BYTES,
-                                                  self.page, self.background, scale_for)
-        return image, (size if size != (image.shape[1], image.shape[0]) else None)
+            image, original = images.decode_image_for(
+                self.source, self.max_bytes or MAX_READ_BYTES, self.page, self.background,
+                scale_for)
+        return image, (original if original.scale != 1 else None)
 
     def load(self) -> np.ndarray:
         """The BGR ``uint8`` pixels (H, W, 3) at full size. Raises :class:`InputError`."""

@@ -37,8 +37,8 @@ def test_every_exif_orientation_comes_upright_at_a_reduced_scale(orientation) ->
     stored[:60, :80] = (0, 0, 255)  # a red block in the stored top-left corner
     data = jpeg(stored, orientation)
     full = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))[..., ::-1]
-    image, size = decode_bytes_for(data, "x.jpg", scale_for=lambda h, w: 0.3)
-    assert size == (full.shape[1], full.shape[0])  # the upright original's size
+    image, original = decode_bytes_for(data, "x.jpg", scale_for=lambda h, w: 0.3)
+    assert original[:2] == (full.shape[1], full.shape[0])  # the upright original's size
     assert image.shape[:2] == (full.shape[0] // 2, full.shape[1] // 2)  # 1/2: >= 0.3
     shrunk = cv2.resize(full, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
     assert np.abs(image.astype(int) - shrunk).mean() < 4  # the block where a viewer shows it
@@ -49,8 +49,9 @@ def test_every_exif_orientation_comes_upright_at_a_reduced_scale(orientation) ->
 def test_the_largest_dct_scale_that_keeps_what_the_preprocessing_needs(factor,
                                                                        scale) -> None:
     data = jpeg(np.full((800, 1200, 3), 128, np.uint8))
-    image, size = decode_bytes_for(data, "x.jpg", scale_for=lambda h, w: factor)
-    assert size == (1200, 800) and image.shape[:2] == (800 // scale, 1200 // scale)
+    image, original = decode_bytes_for(data, "x.jpg", scale_for=lambda h, w: factor)
+    assert original == (1200, 800, 1 / scale) and image.shape[:2] == (800 // scale,
+                                                                       1200 // scale)
 
 
 def detections(folder: Path, decode: str) -> list[dict]:
@@ -98,3 +99,28 @@ def test_a_jpeg_over_the_pixel_cap_is_read_when_the_network_needs_fewer(tmp_path
         (reduced,) = model.predict([str(tmp_path / "big.jpg")])
     assert reduced.ok and reduced.classification.label[0] == "espresso"
     assert (reduced.geometry.width, reduced.geometry.height) == (2000, 1500)
+
+
+def test_the_mapping_back_is_libjpegs_exact_where_it_rounds_the_size_up() -> None:
+    # 4001 pixels at 1/8 decode to 501 (rounded up): decoded pixel x covers original
+    # [8x, 8x + 8), so an edge at decoded 493 is at original 3944 (the size ratio,
+    # 4001 / 501, put it at 3937)
+    from axrun.preprocess import Geometry
+
+    decoded = Geometry(501, 376, 0.5, 0.5, 0.0, 0.0)  # the network sees the decoded at 1/2
+    mapped = decoded.of_original(4001, 3001, 1 / 8)
+    edge = np.array([[493 * 0.5, 0.0, 500 * 0.5, 10.0]], np.float32)
+    np.testing.assert_allclose(mapped.to_original(edge)[0], [3944, 0, 4000, 160])
+
+
+def test_an_orientation_stored_as_a_long_in_big_endian_exif() -> None:
+    # Non-standard (the tag is a SHORT), but some writers do it; Pillow reads it
+    import struct
+
+    plain = jpeg(np.zeros((30, 40, 3), np.uint8))
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(
+        ">HHII", 0x0112, 4, 1, 6) + struct.pack(">I", 0)
+    app1 = b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\x00\x00" + tiff
+    data = plain[:2] + app1 + plain[2:]
+    image, original = decode_bytes_for(data, "x.jpg")
+    assert image.shape[:2] == (40, 30) and (original.width, original.height) == (30, 40)

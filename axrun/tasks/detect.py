@@ -309,20 +309,31 @@ def nms(boxes: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float,
     ``agnostic``): a box is dropped when its IoU with a better-scoring kept box of its
     class (any class, agnostic) is above ``iou``. Returns kept indices, best first.
 
-    OpenCV's gave the same indices, in the same order, as axrun's numpy loop on
-    clustered candidates (100, 1,000 and 3,000 of them), 2.6 to 9.6 times faster.
+    OpenCV's gave the same indices, in the same order, as axrun's earlier numpy loop on
+    clustered candidates (100, 1,000 and 3,000 of them), 2.6 to 9.6 times faster. A box
+    without area (x2 <= x1 or y2 <= y1) overlaps nothing and is kept, as there; OpenCV
+    would let it suppress unrelated boxes, so it does not see them.
     """
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]], 1).astype(np.float32)
-    score = scores.astype(np.float32)
-    if agnostic:
-        kept = cv2.dnn.NMSBoxes(xywh, score, 0.0, iou)  # type: ignore[arg-type]
+    flat = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    solid = np.flatnonzero(~flat)
+    xywh = np.concatenate([boxes[solid, :2], boxes[solid, 2:4] - boxes[solid, :2]],
+                          1).astype(np.float32)
+    score = scores[solid].astype(np.float32)
+    if not len(solid):
+        kept = np.zeros(0, np.int64)
+    elif agnostic:
+        kept = np.asarray(cv2.dnn.NMSBoxes(xywh, score, 0.0, iou),  # type: ignore[arg-type]
+                          np.int64).reshape(-1)
     else:
-        kept = cv2.dnn.NMSBoxesBatched(xywh, score, class_id.astype(np.int32), 0.0,  # type: ignore[arg-type]
-                                       iou)
-    out: np.ndarray = np.asarray(kept, np.int64).reshape(-1)[:max_det]
-    return out
+        ids = class_id[solid].astype(np.int32)
+        kept = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, score, ids, 0.0, iou),  # type: ignore[arg-type]
+                          np.int64).reshape(-1)
+    out = np.concatenate([solid[kept], np.flatnonzero(flat)])
+    order = np.argsort(-scores[out], kind="stable")
+    result: np.ndarray = out[order][:max_det]
+    return result
 
 
 def select(boxes: np.ndarray, scores: np.ndarray, options: DetectOptions) -> Detections:

@@ -198,3 +198,15 @@ def test_the_layout_comes_from_the_anchor_axis_and_the_classes(shape, classes,
 def test_a_layout_that_cannot_be_told_is_an_error(shape, classes, cells, message) -> None:
     with pytest.raises(ModelError, match=message):
         detect_format(shape, classes, cells=cells)
+
+
+def test_boxes_without_area_overlap_nothing() -> None:
+    # OpenCV's NMS counts two boxes whose areas sum to zero as overlapping fully: a
+    # zero-width or inverted box would suppress an unrelated one (a hostile review)
+    boxes = np.array([[0, 0, 0, 10], [200, 200, 200, 210], [0, 0, 10, 10],
+                      [300, 300, 280, 310]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    cls = np.zeros(4, np.int64)
+    for agnostic in (False, True):
+        assert list(nms(boxes, scores, cls, 0.45, agnostic, 10)) == [0, 1, 2, 3]
+    assert list(nms(boxes, scores, cls, 0.45, False, 2)) == [0, 1]
