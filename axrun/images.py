@@ -171,13 +171,14 @@ def _pillow_decode(data: bytes, name: str | Path, page: int | None,
 ScaleFor = Callable[[int, int], float]
 class Original(NamedTuple):
     """The image a decoded one was decoded from: its size (upright, pixels) and the
-    scale it was decoded at (decoded pixels per original pixel: 1, 1/2, 1/4 or 1/8;
-    libjpeg's decoded pixel ``i`` covers original pixels ``[i / scale, (i + 1) /
-    scale)``, the last one cut at the edge)."""
+    scale it was decoded at per axis (decoded pixels per original pixel; for a JPEG 1,
+    1/2, 1/4 or 1/8 on both: libjpeg's decoded pixel ``i`` covers original pixels
+    ``[i / scale, (i + 1) / scale)``, the last one cut at the edge)."""
 
     width: int
     height: int
-    scale: float = 1.0
+    scale_x: float = 1.0
+    scale_y: float = 1.0
 
 
 Decoded = tuple[np.ndarray, Original]  # BGR pixels, and what they were decoded from
@@ -268,7 +269,7 @@ def _jpeg(data: bytes, name: str | Path, scale_for: ScaleFor | None) -> Decoded 
                                            strict=False)
         except ValueError as again:
             raise InputError(f"{name}: cannot decode JPEG ({again})", "decode") from None
-    return _orient(image, orientation), Original(uw, uh, 1 / d)
+    return _orient(image, orientation), Original(uw, uh, 1 / d, 1 / d)
 
 
 def decode_bytes(data: bytes, name: str | Path, page: int | None = None,

@@ -99,14 +99,16 @@ class Geometry:
     offset_x: float
     offset_y: float
 
-    def of_original(self, width: int, height: int, scale: float) -> Geometry:
+    def of_original(self, width: int, height: int, scale_x: float,
+                    scale_y: float) -> Geometry:
         """This geometry of a decoded image that is the original (``width`` x
-        ``height`` pixels) decoded at ``scale`` (a JPEG at 1/2, 1/4 or 1/8): the same
-        network pixels, mapped to the original's (decoded = original x ``scale``,
-        libjpeg's own mapping, exact also where it rounds the size up)."""
-        if scale == 1 and (width, height) == (self.width, self.height):
+        ``height`` pixels) reduced by ``scale_x``, ``scale_y`` (decoded = original x
+        scale: a JPEG at 1/2, 1/4 or 1/8, libjpeg's own mapping, exact also where it
+        rounds the size up; a video frame shrunk before its colour conversion): the
+        same network pixels, mapped to the original's."""
+        if (scale_x, scale_y) == (1, 1) and (width, height) == (self.width, self.height):
             return self
-        return Geometry(width, height, self.scale_x * scale, self.scale_y * scale,
+        return Geometry(width, height, self.scale_x * scale_x, self.scale_y * scale_y,
                         self.offset_x, self.offset_y)
 
     def to_original(self, xyxy: np.ndarray) -> np.ndarray:

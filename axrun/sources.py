@@ -76,6 +76,7 @@ class Item:
     max_bytes: int | None = None  # read at most this many bytes (inputs that are not files)
     data: bytes | None = None  # an encoded image given as bytes, decoded by load()
     page: int | None = None  # a page of a multi-page image file (also its ``frame``)
+    planes: video.I420 | None = None  # a video frame not yet converted to BGR
     background: tuple[int, int, int] = DEFAULT_BACKGROUND  # RGB under transparent pixels
 
     def load_for(self, scale_for: images.ScaleFor | None) -> tuple[
@@ -92,6 +93,11 @@ class Item:
             raise self.error
         if self.image is not None:
             return self.image, None
+        if self.planes is not None:  # converted at the size the preprocessing needs
+            width, height = self.planes.size
+            factor = min(1.0, scale_for(height, width)) if scale_for is not None else 1.0
+            image, (sx, sy) = self.planes.to_bgr(factor)
+            return image, (images.Original(width, height, sx, sy) if factor < 1 else None)
         if self.data is not None or is_url(self.source):
             data = self.data if self.data is not None else \
                 fetch_url(self.source, self.max_bytes or MAX_READ_BYTES)
@@ -101,7 +107,7 @@ class Item:
             image, original = images.decode_image_for(
                 self.source, self.max_bytes or MAX_READ_BYTES, self.page, self.background,
                 scale_for)
-        return image, (original if original.scale != 1 else None)
+        return image, (original if (original.scale_x, original.scale_y) != (1, 1) else None)
 
     def load(self) -> np.ndarray:
         """The BGR ``uint8`` pixels (H, W, 3) at full size. Raises :class:`InputError`."""
@@ -389,8 +395,10 @@ def _decode_video(path: Path, stride: int) -> Iterator[Item]:
             yield Item(source, frame=got.frame, time_s=got.start_s, size=size, mtime=mtime,
                        error=InputError(f"{source}: {_lost_text(got)}", "video"))
         elif got.image is not None:
-            yield Item(source, frame=got.index, time_s=got.time_s, image=got.image, fps=fps,
-                       decode_s=got.decode_s, size=size, mtime=mtime)
+            planes = got.image if isinstance(got.image, video.I420) else None
+            yield Item(source, frame=got.index, time_s=got.time_s, fps=fps,
+                       image=None if planes is not None else got.image,  # type: ignore[arg-type]
+                       planes=planes, decode_s=got.decode_s, size=size, mtime=mtime)
     if not found:
         yield Item(source, error=InputError(f"{source}: video has no readable frames", "video"))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -40,14 +41,60 @@ SKIP_BYTES = 256
 
 
 @dataclass(frozen=True)
+class I420:
+    """A decoded frame still in YUV 4:2:0 (BT.601, limited range), as most video is:
+    converted to BGR by the thread that needs it, at the size it needs (converting a
+    1080p frame in full, then shrinking it for a 416-pixel network, took the single
+    reading thread's time for pixels nobody sees).
+
+    ``planes``: ``(height * 3 // 2, width)`` ``uint8``, Y then U then V (the stored
+    frame); ``rotation``: counter-clockwise degrees to show it upright.
+    """
+
+    planes: np.ndarray
+    rotation: int = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The upright frame's (width, height), pixels."""
+        h, w = self.planes.shape[0] * 2 // 3, self.planes.shape[1]
+        return (h, w) if self.rotation in (90, 270) else (w, h)
+
+    def to_bgr(self, scale: float = 1.0) -> tuple[np.ndarray, tuple[float, float]]:
+        """BGR ``uint8`` pixels, upright, at least ``scale`` times the frame's size
+        (each side even: Y, U and V shrunk by INTER_LINEAR, then converted); and the
+        scale each axis got (upright x, y)."""
+        h, w = self.planes.shape[0] * 2 // 3, self.planes.shape[1]
+        if scale >= 1:
+            image = cv2.cvtColor(self.planes, cv2.COLOR_YUV2BGR_I420)
+            sx = sy = 1.0
+        else:
+            w2 = min(w, max(2, 2 * math.ceil(w * scale / 2)))  # at least what was asked
+            h2 = min(h, max(2, 2 * math.ceil(h * scale / 2)))
+            y = self.planes[:h]
+            uv = self.planes[h:].reshape(2, h // 2, w // 2)
+            small = np.empty((h2 * 3 // 2, w2), np.uint8)
+            cv2.resize(y, (w2, h2), small[:h2], interpolation=cv2.INTER_LINEAR)
+            quarter = (h2 // 2) * (w2 // 2)
+            for k in range(2):
+                plane = cv2.resize(uv[k], (w2 // 2, h2 // 2), interpolation=cv2.INTER_LINEAR)
+                small[h2:].reshape(-1)[k * quarter:(k + 1) * quarter] = plane.reshape(-1)
+            image = cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
+            sx, sy = w2 / w, h2 / h
+        image = _rotate(image, self.rotation)
+        return image, ((sy, sx) if self.rotation in (90, 270) else (sx, sy))
+
+
+@dataclass(frozen=True)
 class Frame:
     """One decoded frame: ``index`` counts the frames decoded (0 first), ``time_s`` is
     its presentation time from the stream's start (None when it has no timestamp),
-    ``image`` BGR ``uint8`` (None for a frame skipped by the stride)."""
+    ``image`` BGR ``uint8``, or :class:`I420` to convert later (None for a frame skipped
+    by the stride)."""
 
     index: int
     time_s: float | None
-    image: np.ndarray | None
+    image: np.ndarray | I420 | None
     decode_s: float
 
 
@@ -117,15 +164,26 @@ def video_info(path: str | Path) -> VideoInfo | None:
         return None
 
 
-def to_bgr(frame: Any) -> np.ndarray:
-    """A decoded PyAV frame as BGR ``uint8`` pixels, in its own colour space and
-    rotated as its display matrix says (a phone's portrait video comes upright)."""
+def pixels(frame: Any) -> np.ndarray | I420:
+    """A decoded PyAV frame's pixels: :class:`I420` when OpenCV converts its colour
+    space (BT.601 4:2:0, limited range, even sides), else BGR ``uint8`` converted by
+    FFmpeg in the frame's own colour space (BT.709...), upright as its display matrix
+    says (a phone's portrait video)."""
+    rotation = frame.rotation % 360  # counter-clockwise degrees to display it upright
     if frame.format.name == "yuv420p" and frame.colorspace in _BT601 \
             and frame.color_range != 2 and frame.width % 2 == 0 and frame.height % 2 == 0:
-        image: np.ndarray = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
-    else:
-        image = frame.to_ndarray(format="bgr24")
-    rotation = frame.rotation % 360  # counter-clockwise degrees to display it upright
+        return I420(frame.to_ndarray(), rotation)
+    return _rotate(frame.to_ndarray(format="bgr24"), rotation)
+
+
+def to_bgr(frame: Any) -> np.ndarray:
+    """A decoded PyAV frame as BGR ``uint8`` pixels (see :func:`pixels`)."""
+    got = pixels(frame)
+    return got.to_bgr()[0] if isinstance(got, I420) else got
+
+
+def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Pixels as stored → upright (``rotation``: counter-clockwise degrees)."""
     if rotation == 90:
         image = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
     elif rotation == 180:
@@ -374,7 +432,7 @@ class _Reader:
                    "the next key frame, the decoder shows stale or concealed pixels)")
             yield Lost(self.index, 1, time_s, time_s, why, frame=self.index)
         else:
-            image = to_bgr(frame) if self.index % stride == 0 else None
+            image = pixels(frame) if self.index % stride == 0 else None
             yield Frame(self.index, time_s, image, time.perf_counter() - t0)
         self.index += 1
 

@@ -50,8 +50,8 @@ def test_the_largest_dct_scale_that_keeps_what_the_preprocessing_needs(factor,
                                                                        scale) -> None:
     data = jpeg(np.full((800, 1200, 3), 128, np.uint8))
     image, original = decode_bytes_for(data, "x.jpg", scale_for=lambda h, w: factor)
-    assert original == (1200, 800, 1 / scale) and image.shape[:2] == (800 // scale,
-                                                                       1200 // scale)
+    assert original == (1200, 800, 1 / scale, 1 / scale)
+    assert image.shape[:2] == (800 // scale, 1200 // scale)
 
 
 def detections(folder: Path, decode: str) -> list[dict]:
@@ -108,7 +108,7 @@ def test_the_mapping_back_is_libjpegs_exact_where_it_rounds_the_size_up() -> Non
     from axrun.preprocess import Geometry
 
     decoded = Geometry(501, 376, 0.5, 0.5, 0.0, 0.0)  # the network sees the decoded at 1/2
-    mapped = decoded.of_original(4001, 3001, 1 / 8)
+    mapped = decoded.of_original(4001, 3001, 1 / 8, 1 / 8)
     edge = np.array([[493 * 0.5, 0.0, 500 * 0.5, 10.0]], np.float32)
     np.testing.assert_allclose(mapped.to_original(edge)[0], [3944, 0, 4000, 160])
 

@@ -112,7 +112,7 @@ def test_video_frames_stride_and_limit(tmp_path: Path) -> None:
     video = write_video(tmp_path / "clip.mp4", 9)
     items = list(expand([str(video)]))
     assert [i.frame for i in items] == list(range(9))
-    assert items[3].time_s == pytest.approx(0.3) and items[3].image.shape == (48, 64, 3)
+    assert items[3].time_s == pytest.approx(0.3) and items[3].load().shape == (48, 64, 3)
     assert [i.frame for i in expand([str(video)], SourceOptions(vid_stride=4))] == [0, 4, 8]
     assert len(list(expand([str(video), str(video)], SourceOptions(limit=11)))) == 11
 

@@ -38,7 +38,7 @@ def test_variable_frame_rate_times_are_the_presentation_times(tmp_path) -> None:
     got = read(write_video(tmp_path / "vfr.mp4", times))
     assert [i.frame for i in got] == list(range(30))
     np.testing.assert_allclose([i.time_s for i in got], times, atol=1e-6)
-    assert all(abs(int(i.image[30, 40, 1]) - level(i.frame)) <= 3 for i in got)
+    assert all(abs(int(i.load()[30, 40, 1]) - level(i.frame)) <= 3 for i in got)
 
 
 def test_2997_fps_does_not_drift(tmp_path) -> None:
@@ -70,7 +70,7 @@ def test_phone_rotation_metadata_makes_frames_upright_as_opencv_did(tmp_path,
     path = write_video(tmp_path / "phone.mp4", [0, 1 / 30], size=(64, 48),
                        rate=Fraction(30), rotation=rotation)
     ok, expected = cv2.VideoCapture(str(path)).read()  # OpenCV applies the display matrix
-    image = read(path)[0].image
+    image = read(path)[0].load()
     assert ok and image.shape == expected.shape
     assert np.abs(image.astype(int) - expected).max() <= 4
 
@@ -95,7 +95,7 @@ def test_damaged_data_is_skipped_and_every_lost_stretch_is_a_record(tmp_path, co
     # level telling which it is
     for item in good:
         shown = round(item.time_s * 30)
-        assert abs(int(item.image[60, 80, 1]) - level(shown)) <= 6, (item.frame, shown)
+        assert abs(int(item.load()[60, 80, 1]) - level(shown)) <= 6, (item.frame, shown)
 
 
 def test_after_damage_frames_come_back_from_the_next_key_frame(tmp_path) -> None:
@@ -110,7 +110,7 @@ def test_after_damage_frames_come_back_from_the_next_key_frame(tmp_path) -> None
     after = [i for i in good if i.frame > stale[-1].frame]
     assert round(after[0].time_s * 30) % 10 == 0  # from a key frame on
     for item in good:
-        assert abs(int(item.image[60, 80, 1]) - level(round(item.time_s * 30))) <= 6
+        assert abs(int(item.load()[60, 80, 1]) - level(round(item.time_s * 30))) <= 6
 
 
 def _count(item) -> int:
@@ -197,7 +197,7 @@ def test_intact_videos_with_b_frames_lose_nothing(tmp_path, container, codec, su
     assert not errors(got) and [i.frame for i in got] == list(range(60))
     np.testing.assert_allclose([i.time_s for i in got], [i / 30 for i in range(60)],
                                atol=1e-6)
-    assert all(abs(int(i.image[30, 40, 1]) - level(i.frame)) <= 6 for i in got)
+    assert all(abs(int(i.load()[30, 40, 1]) - level(i.frame)) <= 6 for i in got)
 
 
 def test_joined_transport_streams_keep_one_timeline(tmp_path, caplog) -> None:

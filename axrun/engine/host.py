@@ -123,7 +123,7 @@ class HostWork:
                 decode_s += t1 - t0 + item.decode_s
                 geometry = self.task.preprocess(image, [buf[slot] for buf in job.inputs])
                 if original is not None:  # decoded reduced: map to the original's pixels
-                    geometry = geometry.of_original(*original)  # width, height, scale
+                    geometry = geometry.of_original(*original)
                 preprocess_s += time.perf_counter() - t1
             except InputError as exc:
                 job.geometries.append(None)

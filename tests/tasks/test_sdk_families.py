@@ -369,3 +369,29 @@ def test_the_decoder_help_names_every_format_and_setting() -> None:
     text = " ".join(CliRunner().invoke(app, ["detect", "--help"], terminal_width=300)
                     .stdout.split())
     assert all(f in text for f in FORMATS) and all(f"{k}=" in text for k in DECODER_SETTINGS)
+
+
+def test_video_frames_converted_small_map_back_to_the_frames_pixels(tmp_path) -> None:
+    # A 64x56 video for a 32x32 network: each frame's YUV planes are shrunk to half
+    # before the colour conversion; the planted box must land where it does on the
+    # photo itself, and the record keeps the frame's size.
+    import sys
+    from fractions import Fraction
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from media import write_video
+
+    from axrun.sources import expand
+
+    clip = write_video(tmp_path / "clip.mp4", [0, 0.1, 0.2], size=(64, 56), rate=Fraction(10))
+    (frame,) = [i for i in expand([str(clip)]) if i.frame == 0]
+    assert frame.planes is not None  # kept in YUV until a host thread converts it
+    pred = rows(5 + CLASSES, [12, 20, 16, 16, 0.9, 0, 0, 0.8])
+    folder = sdk_folder(tmp_path, [HEAD], postamble=postamble(pred=pred), model_info=INFO)
+    recipe = axrun.preprocess_recipe(axrun.load_model_folder(folder), "detect")
+    with axrun.load(folder, recipe=recipe) as model:
+        got = model.predict([str(clip)])
+    assert len(got) == 3
+    for result in got:
+        assert (result.geometry.width, result.geometry.height) == (64, 56)
+        np.testing.assert_allclose(result.detections.xyxy[0], EXPECTED, atol=1e-4)
