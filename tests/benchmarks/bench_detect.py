@@ -24,6 +24,7 @@ from common import (
 
 from axrun import tune_process
 from axrun.engine import Engine, EngineConfig
+from axrun.preprocess import resize_factor
 from axrun.sources import expand
 from axrun.tasks.detect import Detector
 
@@ -33,16 +34,23 @@ ROUNDS = 3
 
 def host_ceiling(video: Path, task: Detector, outputs: list, threads: int) -> float:
     """All host work, no device: video decode (its own thread, in order, as in the
-    pipeline), then preprocess + postprocess (of the timing-mode outputs) in
-    ``threads`` plain threads."""
+    pipeline), then colour conversion at the size needed, preprocess and postprocess
+    (of the timing-mode outputs) in ``threads`` plain threads."""
     frames = expand([str(video)])
     buffers = [task.preprocessor.new_buffer()[0] for _ in range(threads)]
     lock = threading.Lock()
+    writer = task.preprocessor
+
+    def scale_for(h: int, w: int) -> float:  # as the engine's host threads convert frames
+        return resize_factor(writer.recipe, writer.size_hw, (h, w))
 
     def work(_: int, thread: int) -> None:
         with lock:
             item = next(frames)
-        meta = task.preprocess(item.image, [buffers[thread]])
+        image, original = item.load_for(scale_for)
+        meta = task.preprocess(image, [buffers[thread]])
+        if original is not None:
+            meta = meta.of_original(*original)
         task.postprocess(outputs, [meta])
 
     return threaded_rate(FRAMES, work, threads)

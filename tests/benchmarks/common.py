@@ -52,14 +52,18 @@ def threaded_rate(count: int, work: Callable[[int, int], object], threads: int) 
     threads sharing one counter: the least bookkeeping a threaded host stage can have."""
     counter = iter(range(count))
     lock = threading.Lock()
+    failed: list[BaseException] = []
 
     def loop(thread: int) -> None:
-        while True:
+        while not failed:
             with lock:
                 i = next(counter, None)
             if i is None:
                 return
-            work(i, thread)
+            try:
+                work(i, thread)
+            except BaseException as exc:  # a rate of work that failed is no rate
+                failed.append(exc)
 
     pool = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
     t0 = time.perf_counter()
@@ -67,6 +71,8 @@ def threaded_rate(count: int, work: Callable[[int, int], object], threads: int) 
         t.start()
     for t in pool:
         t.join()
+    if failed:
+        raise failed[0]
     return count / (time.perf_counter() - t0)
 
 
