@@ -176,12 +176,6 @@ def pixels(frame: Any) -> np.ndarray | I420:
     return _rotate(frame.to_ndarray(format="bgr24"), rotation)
 
 
-def to_bgr(frame: Any) -> np.ndarray:
-    """A decoded PyAV frame as BGR ``uint8`` pixels (see :func:`pixels`)."""
-    got = pixels(frame)
-    return got.to_bgr()[0] if isinstance(got, I420) else got
-
-
 def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
     """Pixels as stored → upright (``rotation``: counter-clockwise degrees)."""
     if rotation == 90:
