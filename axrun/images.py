@@ -360,6 +360,7 @@ def decode_image_for(path: str | Path, max_bytes: int = MAX_READ_BYTES,
     Raises:
         InputError: as :func:`decode_bytes_for`, and for files that cannot be read.
     """
-    regular = b"\0" not in os.fsencode(path) and is_regular_file(os.fsencode(path))
+    name = os.fsencode(path)
+    regular = b"\0" not in name and is_regular_file(name)
     return decode_bytes_for(read_bytes(path, None if regular else max_bytes), path, page,
                             background, scale_for)

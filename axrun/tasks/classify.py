@@ -108,9 +108,7 @@ class Classifier:
             scores = exp.take(raw.take(order)) / exp.take(raw).sum()
         else:
             scores = dequantize(flat[order], self.spec.scale, self.spec.zero_point)
-        labels = self.labels
-        return Classification(order, scores.astype(np.float32),  # argsort: intp (int64)
-                              tuple([labels[i] for i in order.tolist()]))
+        return self._top_k(order, scores)
 
     def classify_scores(self, values: np.ndarray) -> Classification:
         """Top-k from one image's float scores (a postamble's output), ties to the lower
@@ -119,8 +117,11 @@ class Classifier:
         order = np.argsort(-flat, kind="stable")[: self.top_k]
         scores = softmax(flat.astype(np.float64))[order] if self.score_kind == "logits" \
             else flat[order]
+        return self._top_k(order, scores)
+
+    def _top_k(self, order: np.ndarray, scores: np.ndarray) -> Classification:
         labels = self.labels
-        return Classification(order, scores.astype(np.float32),
+        return Classification(order, scores.astype(np.float32),  # argsort: intp (int64)
                               tuple([labels[i] for i in order.tolist()]))
 
     def postprocess(self, outputs: list[np.ndarray],

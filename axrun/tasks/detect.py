@@ -190,6 +190,12 @@ def decode_ultralytics(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cxcywh_to_xyxy(pred[:4].T), pred[4:].T
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, elementwise."""
+    out: np.ndarray = 1 / (1 + np.exp(-x))
+    return out
+
+
 def logit_threshold(conf: float | None) -> float:
     """The logit below which a sigmoid score cannot exceed ``conf`` (with a margin for
     float rounding: the exact test comes after, on the scores); -inf for None."""
@@ -224,37 +230,37 @@ def decode_dfl(
         ax, ay = cells % w + 0.5, cells // w + 0.5
         xyxy = np.stack([ax - ltrb[0], ay - ltrb[1], ax + ltrb[2], ay + ltrb[3]], 1) * s
         all_boxes.append(xyxy.astype(np.float32))
-        all_scores.append(1 / (1 + np.exp(-flat[:, cells].T)))
+        all_scores.append(sigmoid(flat[:, cells].T))
     return np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32)
 
 
 def decode_yolov5(heads: Sequence[np.ndarray], anchors: np.ndarray,
-                  strides: Sequence[int], conf: float, sigmoid: bool = True,
+                  strides: Sequence[int], conf: float, apply_sigmoid: bool = True,
                   check: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """YOLOv5 heads, per stride ``[H, W, A * (5 + C)]`` (NHWC, channel ``a * (5 + C) + k``)
     → boxes xyxy (input pixels) and class scores times objectness, of the anchors
     whose objectness is above ``conf`` (no other can score above it).
 
-    ``anchors``: ``[levels, A, 2]`` (w, h in input pixels). ``sigmoid``: the heads are
-    logits (the Detect layer's sigmoid is cut off with it); False when the device
-    already applies it. With ``check``, values that contradict ``sigmoid`` are an error.
+    ``anchors``: ``[levels, A, 2]`` (w, h in input pixels). ``apply_sigmoid``: the heads
+    are logits (the Detect layer's sigmoid is cut off with it); False when the device
+    already applies it. With ``check``, values that contradict it are an error.
 
     Raises:
         ModelError: the heads look already sigmoided (or, with ``sigmoid`` False, like
             logits).
     """
-    threshold = logit_threshold(conf) if sigmoid else conf
+    threshold = logit_threshold(conf) if apply_sigmoid else conf
     all_boxes, all_scores = [], []
     for head, level, s in zip(heads, anchors, strides, strict=True):
         h, w, _ = head.shape
         x = head.reshape(h, w, len(level), -1)
         objectness = x[..., 4]
         if check:
-            _check_yolov5_activation(objectness, sigmoid)
+            _check_yolov5_activation(objectness, apply_sigmoid)
         cy, cx, a = np.nonzero(objectness > threshold)
         t = x[cy, cx, a]
-        if sigmoid:
-            t = 1 / (1 + np.exp(-t))
+        if apply_sigmoid:
+            t = sigmoid(t)
         xy = (t[:, :2] * 2 - 0.5 + np.stack([cx, cy], 1)) * s
         wh = (t[:, 2:4] * 2) ** 2 * level[a]
         all_boxes.append(cxcywh_to_xyxy(np.concatenate([xy, wh], 1)))
@@ -263,14 +269,14 @@ def decode_yolov5(heads: Sequence[np.ndarray], anchors: np.ndarray,
             np.concatenate(all_scores).astype(np.float32))
 
 
-def _check_yolov5_activation(objectness: np.ndarray, sigmoid: bool) -> None:
+def _check_yolov5_activation(objectness: np.ndarray, apply_sigmoid: bool) -> None:
     """Logits of a real head reach well below 0; sigmoided values never leave [0, 1]."""
     low, high = float(objectness.min()), float(objectness.max())
-    if sigmoid and low >= 0 and high <= 1:
+    if apply_sigmoid and low >= 0 and high <= 1:
         raise ModelError("the YOLOv5 heads look already sigmoided (every objectness in "
                          "[0, 1]): set decoder sigmoid=false (axrun.json, or --decoder "
                          "sigmoid=false), or check=false if they are logits")
-    if not sigmoid and (low < -0.01 or high > 1.01):
+    if not apply_sigmoid and (low < -0.01 or high > 1.01):
         raise ModelError(f"the YOLOv5 heads look like logits (objectness from {low:.2f} to "
                          f"{high:.2f}), not probabilities: set decoder sigmoid=true")
 
@@ -448,10 +454,11 @@ class Detector:
         shapes = self.postamble.output_shapes if self.postamble else []
         if fmt is None and len(shapes) == 2:
             fmt, self.format_reason = "boxes-scores", "the postamble gives two outputs"
+        # the anchors' cells and strides: the same for every frame
+        grid = grid_points(self.input_hw, self.strides)
         if fmt is None:
-            cells = len(grid_points(self.input_hw, self.strides)[0])
             fmt = detect_format(shapes[0], classes, axrun_compiled=folder.sidecar is not None,
-                                cells=cells)
+                                cells=len(grid[0]))
             origin = ("a folder axrun compile wrote" if folder.sidecar is not None else
                       "a folder without axrun.json (the Voyager SDK decodes YOLOX boxes)")
             self.format_reason = (f"the postamble's output {shapes[0]} with {classes} "
@@ -471,8 +478,7 @@ class Detector:
                 "e.g. --mean 0 --std 1 for 0-255 pixels; in Python, recipe=axrun.preprocess_"
                 "recipe(folder, 'detect', mean=0, std=1)) or write it in axrun.json")
         self.format = fmt
-        # the anchors' cells and strides: the same for every frame
-        self._grid = grid_points(self.input_hw, self.strides) if fmt == "yolox" else None
+        self._grid = grid if fmt == "yolox" else None
         if fmt == "dfl":
             self._dfl_levels = self._dfl_layout(integer("reg_max",
                                                         decoder.get("reg_max", REG_MAX), 1))
