@@ -206,12 +206,13 @@ def top1_agreement(folder_a: Path, folder_b: Path, decode: str) -> np.ndarray:
                     int).sum(0)
 
 
-def box_agreement(folder_a: Path, folder_b: Path, scale: float) -> tuple[int, int, int]:
-    """Boxes of A (full decode) matched in B (reduced; ``scale``: B's pixels per A's),
-    how many of those at IoU >= 0.9, and A's boxes without a match."""
+def box_agreement(folder_a: Path, folder_b: Path, scale: float,
+                  decode: str) -> tuple[int, int, int]:
+    """Boxes of A (full decode) matched in B (decoded by ``decode``; ``scale``: B's
+    pixels per A's), how many of those at IoU >= 0.9, and A's boxes without a match."""
     matched = good = unmatched = 0
     for a, b in zip(predictions(DETECTOR, "detect", folder_a, "full"),
-                    predictions(DETECTOR, "detect", folder_b, "reduced"), strict=True):
+                    predictions(DETECTOR, "detect", folder_b, decode), strict=True):
         for box, cls in zip(a.xyxy, a.class_id, strict=True):
             same = [iou(box, other / scale) for other, c in zip(b.xyxy, b.class_id,
                                                                 strict=True) if c == cls]
@@ -249,14 +250,32 @@ def accuracy_rows(tmp: Path) -> list[dict]:
                         "; reference: full decode shrunk by INTER_AREA to the reduced "
                         "scale" if reference else "; reference: the preprocessing's "
                         "INTER_LINEAR downscale from full size")})
-    good = matched = unmatched = 0
-    for folder in folders:
-        g, m, u = box_agreement(folder, folder, 1.0)
-        good, matched, unmatched = good + g, matched + m, unmatched + u
-    rows.append({"benchmark": "accuracy: detect boxes, reduced vs full decode", "axrun":
-                 f"{good} of {matched} matched at IoU >= 0.9", "baseline": "target 0.9 IoU",
-                 "ratio": good / max(matched, 1), "note": f"{unmatched} full-decode "
-                 "box(es) without a match (IoU > 0.5, same class)"})
+    # the noise floor: the two full-size references against each other, both decoded in
+    # full; how often two equally valid downscales already disagree
+    counts = np.zeros(4, int)
+    for folder, (w, _) in zip(folders, sizes, strict=True):
+        counts += top1_agreement(folder, tmp / f"area{w}", "full")
+    agree, confident, confident_agree, top5 = counts
+    rows.append({
+        "benchmark": "accuracy floor: classify top-1, full decode vs INTER_AREA",
+        "axrun": f"{agree} of {total} agree", "baseline": "no reduced decode",
+        "ratio": agree / total,
+        "note": f"the two references above against each other; confident: "
+                f"{confident_agree} of {confident}; top-5: {top5} of {total}"})
+    for label, decode, reference in (
+            ("accuracy: detect boxes, reduced vs full decode", "reduced", False),
+            ("accuracy floor: detect boxes, full decode vs INTER_AREA", "full", True)):
+        good = matched = unmatched = 0
+        for folder, (w, _) in zip(folders, sizes, strict=True):
+            factor = 1 / 8 if w >= 2048 else 1 / 4 if w >= 1024 else 1 / 2
+            other = tmp / f"area{w}" if reference else folder
+            g, m, u = box_agreement(folder, other, factor if reference else 1.0, decode)
+            good, matched, unmatched = good + g, matched + m, unmatched + u
+        rows.append({"benchmark": label, "axrun":
+                     f"{good} of {matched} matched at IoU >= 0.9", "baseline":
+                     "target 0.9 IoU", "ratio": good / max(matched, 1), "note":
+                     f"{unmatched} full-decode box(es) without a match (IoU > 0.5, same "
+                     "class)"})
     return rows
 
 
