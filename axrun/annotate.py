@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import colorsys
 import os
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, cast
+from typing import Any, BinaryIO, ClassVar, NamedTuple, cast
 
 import cv2
 import numpy as np
@@ -24,36 +25,166 @@ def class_color(class_id: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
+def _box_pixels(box: Sequence[float], image_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The first and last pixel columns and rows (x1, y1, x2, y2, inclusive) a box covers
+    inside the image; ``box`` is x1, y1, x2, y2 in pixels, x2 and y2 its far edges."""
+    w, h = image_wh
+    x1 = min(max(round(float(box[0])), 0), w - 1)
+    y1 = min(max(round(float(box[1])), 0), h - 1)
+    x2 = min(max(round(float(box[2])) - 1, x1), w - 1)
+    y2 = min(max(round(float(box[3])) - 1, y1), h - 1)
+    return x1, y1, x2, y2
+
+
+def _outline(box: tuple[int, int, int, int], width: int) -> list[tuple[int, int, int, int]]:
+    """The four strips (x0, y0, x1, y1, half-open) a box outline ``width`` pixels thick
+    covers, drawn inwards from the box's edges (so it stays inside the box)."""
+    x1, y1, x2, y2 = box
+    inner_x, inner_y = min(x1 + width, x2 + 1), min(y1 + width, y2 + 1)
+    return [(x1, y1, x2 + 1, inner_y), (x1, max(y2 + 1 - width, y1), x2 + 1, y2 + 1),
+            (x1, y1, inner_x, y2 + 1), (max(x2 + 1 - width, x1), y1, x2 + 1, y2 + 1)]
+
+
+MAX_STEPS = 16  # shifted candidates tried up and down from each of a box's top corners
+
+
+def _candidates(box: tuple[int, int, int, int], size: tuple[int, int],
+                image_wh: tuple[int, int]) -> list[tuple[int, int]]:
+    """Top-left corners for a ``size`` (w, h) tag of ``box``, in order of preference,
+    each moved into the image, without repeats."""
+    x1, y1, x2, y2 = box
+    w, h = size
+    right = x2 + 1 - w  # right-aligned with the box
+    spots = [(x, y) for x in (x1, right) for y in (y1 - h, y1, y2 + 1, y2 + 1 - h)]
+    steps = min(MAX_STEPS, max(image_wh[1] // max(h, 1), 1))
+    spots += [(x, y) for k in range(1, steps + 1) for x in (x1, right)
+              for y in (y1 + k * h, y1 - h - k * h)]
+    max_x, max_y = max(image_wh[0] - w, 0), max(image_wh[1] - h, 0)
+    return list(dict.fromkeys((min(max(x, 0), max_x), min(max(y, 0), max_y))
+                              for x, y in spots))
+
+
+def place_labels(boxes_xyxy: np.ndarray, scores: np.ndarray,
+                 sizes_wh: Sequence[tuple[int, int]], image_wh: tuple[int, int],
+                 line_width: int = 1) -> list[tuple[int, int]]:
+    """Where each box's tag goes: its top-left corner (x, y) in pixels, one per box, in
+    the order of ``boxes_xyxy``.
+
+    ``boxes_xyxy`` (N, 4): x1, y1, x2, y2 in pixels (x2, y2 the far edges, as in
+    :class:`Detections`); ``scores`` (N,); ``sizes_wh``: each tag's width and height in
+    pixels; ``image_wh``: the image's width and height in pixels; ``line_width``: the
+    box outlines' width in pixels, drawn inside the boxes.
+
+    Greedy, best score first. Each tag takes the first of these spots that overlaps no
+    tag placed before it and no outline of a box with a higher score: above the box's
+    top-left corner (outside), inside the top-left corner, below the bottom-left corner
+    (outside), inside the bottom-left corner, the same four at the right corners
+    (right-aligned with the box), then moved down from inside the top corners and up
+    from above them, one tag height at a time (left before right). Every spot is first
+    moved into the image (a tag wider or taller than the image starts at its left or
+    top edge). When no spot is free, the one with the least overlap (in pixels²) wins.
+    """
+    n = len(boxes_xyxy)
+    corners: list[tuple[int, int]] = [(0, 0)] * n
+    taken = np.zeros((5 * n, 4), np.int64)  # placed tags and outline strips (half-open)
+    m = 0
+    for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
+        box = _box_pixels(boxes_xyxy[i], image_wh)
+        w, h = (int(v) for v in sizes_wh[i])
+        spots = np.array(_candidates(box, (w, h), image_wh), np.int64)
+        best = 0
+        t = taken[:m]
+        t = t[(t[:, 0] < spots[:, 0].max() + w) & (t[:, 2] > spots[:, 0].min())
+              & (t[:, 1] < spots[:, 1].max() + h) & (t[:, 3] > spots[:, 1].min())]
+        if len(t):  # what lies where any of the spots reaches
+            xs = (np.minimum(spots[:, :1] + w, t[:, 2]) - np.maximum(spots[:, :1], t[:, 0]))
+            ys = (np.minimum(spots[:, 1:] + h, t[:, 3]) - np.maximum(spots[:, 1:], t[:, 1]))
+            overlap = (np.clip(xs, 0, None) * np.clip(ys, 0, None)).sum(axis=1)
+            best = int(np.argmin(overlap))  # the first free spot, else the least covered
+        x, y = int(spots[best, 0]), int(spots[best, 1])
+        corners[i] = (x, y)
+        taken[m] = (x, y, x + w, y + h)
+        taken[m + 1: m + 5] = _outline(box, line_width)
+        m += 5
+    return corners
+
+
+class Tag(NamedTuple):
+    """One box's tag: its text and where it is drawn (top-left corner and size, pixels)."""
+
+    text: str
+    x: int
+    y: int
+    width: int
+    height: int
+
+
 class BoxAnnotator:
     """Draws boxes with ``label score`` tags; line width and text scale follow the image
-    size so the result is readable from thumbnails to 4K."""
+    size so the result is readable from thumbnails to 4K.
 
-    def __init__(self, font: int = cv2.FONT_HERSHEY_SIMPLEX) -> None:
+    ``line_width``: box outlines in pixels (None: about 1 per 300 pixels of the image's
+    short side); ``show_labels=False`` draws the boxes only; ``show_conf=False`` tags
+    with the label alone. Tags are placed by :func:`place_labels`: inside the image,
+    clear of each other and of higher-score boxes' outlines where there is room.
+    """
+
+    def __init__(self, line_width: int | None = None, show_labels: bool = True,
+                 show_conf: bool = True, *, font: int = cv2.FONT_HERSHEY_SIMPLEX) -> None:
+        if line_width is not None and line_width < 1:
+            raise ValueError(f"line_width must be at least 1 pixel, got {line_width}")
+        self.line_width = line_width
+        self.show_labels = show_labels
+        self.show_conf = show_conf
         self.font = font
 
-    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
-        """Draw on a copy of ``scene`` (BGR uint8) and return it."""
-        out = scene.copy()
-        h, w = out.shape[:2]
-        short = min(h, w)
-        thickness = max(1, round(short / 300))
+    def _style(self, image_wh: tuple[int, int]) -> tuple[int, float, int]:
+        """Line width (pixels), text scale and text thickness for an image this size."""
+        short = min(image_wh)
+        line = self.line_width if self.line_width is not None else max(1, round(short / 300))
         scale = max(0.35, short / 900)
-        text_thickness = max(1, round(scale * 1.5))
-        # Lowest score first, so that where tags overlap the best one stays readable.
-        for i in np.argsort(detections.confidence, kind="stable"):
-            box, score = detections.xyxy[i], detections.confidence[i]
-            cid, label = detections.class_id[i], detections.label[i]
-            color = class_color(int(cid))
-            x1, y1, x2, y2 = (round(float(v)) for v in box)
-            cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-            text = f"{label} {score:.2f}"
-            (tw, th), base = cv2.getTextSize(text, self.font, scale, text_thickness)
-            ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1
-            cv2.rectangle(out, (x1, ty), (x1 + tw + 4, ty + th + base + 2), color, cv2.FILLED)
+        return line, scale, max(1, round(scale * 1.5))
+
+    def tags(self, detections: Detections, image_wh: tuple[int, int]) -> list[Tag]:
+        """The tags :meth:`annotate` draws on an image of ``image_wh`` (width, height)
+        pixels, one per detection in its order (none with ``show_labels=False``)."""
+        if not self.show_labels or not len(detections):
+            return []
+        line, scale, thick = self._style(image_wh)
+        texts = []
+        for i in range(len(detections)):
+            name = detections.label[i] if detections.label else str(int(detections.class_id[i]))
+            texts.append(f"{name} {detections.confidence[i]:.2f}" if self.show_conf else name)
+        sizes = []
+        for text in texts:
+            (tw, th), base = cv2.getTextSize(text, self.font, scale, thick)
+            sizes.append((tw + 4, th + base + 2))
+        corners = place_labels(detections.xyxy, detections.confidence, sizes, image_wh, line)
+        return [Tag(text, x, y, w, h)
+                for text, (x, y), (w, h) in zip(texts, corners, sizes, strict=True)]
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
+        """Draw on a copy of ``scene`` (BGR uint8) and return it: every box (best score
+        last, so its outline is on top), then every tag (best last), so that no outline
+        crosses a tag."""
+        out = scene.copy()
+        image_wh = (out.shape[1], out.shape[0])
+        line, scale, thick = self._style(image_wh)
+        order = np.argsort(detections.confidence, kind="stable")  # lowest score first
+        colors = [class_color(int(c)) for c in detections.class_id]
+        for i in order:
+            for x0, y0, x1, y1 in _outline(_box_pixels(detections.xyxy[i], image_wh), line):
+                cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colors[i], cv2.FILLED)
+        tags = self.tags(detections, image_wh)
+        for i in order if tags else ():
+            tag, color = tags[i], colors[i]
+            cv2.rectangle(out, (tag.x, tag.y), (tag.x + tag.width - 1, tag.y + tag.height - 1),
+                          color, cv2.FILLED)
             luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
             ink = (0, 0, 0) if luminance > 150 else (255, 255, 255)
-            cv2.putText(out, text, (x1 + 2, ty + th + 1), self.font, scale, ink,
-                        text_thickness, cv2.LINE_AA)
+            (_, th), _ = cv2.getTextSize(tag.text, self.font, scale, thick)
+            cv2.putText(out, tag.text, (tag.x + 2, tag.y + th + 1), self.font, scale, ink,
+                        thick, cv2.LINE_AA)
         return np.asarray(out)
 
 
