@@ -35,12 +35,23 @@ class Sink(Protocol):
 
 
 class RecordSink:
-    """Base of the sinks that write records: :meth:`write_record` per result."""
+    """Base of the sinks that write records: :meth:`write_record` per result.
+    ``path``: the file written (None: stdout, the terminal)."""
 
     needs_images: ClassVar[bool] = False
+    path: str | None = None
+    appended = False  # --resume: the records add to the file's
+    records = 0
 
     def write(self, result: Result) -> None:
         self.write_record(result.to_dict())
+        self.records += 1
+
+    def written(self) -> str | None:
+        """What was written, for the run's summary: ``results.jsonl (6 records)``."""
+        if self.path is None:
+            return None
+        return f"{self.path} ({'+' if self.appended else ''}{self.records} record(s))"
 
     def write_record(self, record: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -182,11 +193,15 @@ def open_file_sink(path: str, task: str, top_k: int, append: bool = False,
                           newline=newline)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror})") from exc
+    sink: RecordSink
     if fmt == "jsonl":
-        return JsonLinesSink(stream, owned=True)
-    if fmt == "json":
-        return JsonArraySink(stream)
-    return CsvSink(stream, task, top_k)
+        sink = JsonLinesSink(stream, owned=True)
+    elif fmt == "json":
+        sink = JsonArraySink(stream)
+    else:
+        sink = CsvSink(stream, task, top_k)
+    sink.path, sink.appended = path, append
+    return sink
 
 
 def stdout_is_terminal() -> bool:

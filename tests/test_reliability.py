@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -160,7 +161,7 @@ def test_bad_input_corpus_gives_one_record_each_and_goes_on(tmp_path: Path) -> N
     assert (by_name["exif.jpg"]["width"], by_name["exif.jpg"]["height"]) == (20, 40)
     assert (by_name["tiny.png"]["width"], by_name["tiny.png"]["height"]) == (1, 1)
     assert len(expected) >= 30
-    assert "failures:" in proc.stderr and "decode 5" in proc.stderr
+    assert re.search(r"failed \([^)]*\bdecode 5\b", proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -339,8 +340,8 @@ def test_a_device_failure_on_a_video_names_the_frame(tmp_path: Path) -> None:
 
 def test_model_folder_error_exit_3_naming_file_and_field(tmp_path: Path) -> None:
     model = tmp_path / "m"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "efficientnet-lite0-imagenet",
-                    model)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "axrun" / "models" /
+                    "efficientnet-lite0-imagenet", model)
     manifest = json.loads((model / "manifest.json").read_text())
     del manifest["quantize_params"]
     (model / "manifest.json").write_text(json.dumps(manifest))

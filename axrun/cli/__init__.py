@@ -14,14 +14,17 @@ import io
 import os
 import signal
 import sys
+import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from axrun.cli.commands import app
 
-__all__ = ["app", "main"]
+__all__ = ["STARTED", "app", "main"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+STARTED = time.monotonic()  # when the command line started, for the start-up time
 
 
 class _Diagnostics(io.TextIOBase):

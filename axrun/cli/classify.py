@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors
@@ -58,7 +57,7 @@ def classify(
                                       mean=mean, std=std, color=color)
     names = read_labels(labels) if labels else None
     task = Classifier(folder, recipe=recipe, top_k=top_k, labels=names, scores=scores)
-    table = common.TableSink(Console(highlight=False), ["input", "top classes"], _row)
+    table = common.TableSink(["input", "top classes"], _row)
     tune_process()
     with Engine(folder, backend=global_options(ctx).backend,
                 config=args.engine_config()) as engine:

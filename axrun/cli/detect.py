@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from axrun.annotate import SaveDir
 from axrun.cli import shared as common
@@ -85,7 +84,7 @@ def detect(
                      max_det=max_det, agnostic=agnostic, classes=wanted,
                      decoder=parse_decoder(decoder) if decoder else None)
     assert isinstance(task, Detector)
-    table = common.TableSink(Console(highlight=False), ["input", "detections"], _row)
+    table = common.TableSink(["input", "detections"], _row)
     saver = (SaveDir(save_dir, vid_stride=args.vid_stride, inputs_root=inputs_root(args.inputs))
              if save_dir else None)
     tune_process()

@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import io
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import IO, Annotated, Any, ClassVar, cast
 
 import typer
 from rich.console import Console
@@ -25,8 +27,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.text import Text
 
+from axrun.cli import STARTED
 from axrun.cli._common import configure_logging, parse_pairs, stderr_console
 from axrun.engine import Engine, EngineConfig, parse_devices
 from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OutputError, UsageError
@@ -272,34 +275,33 @@ def resolve_model(path: Path | None, task: str) -> ModelFolder:
 
 
 class TableSink(RecordSink):
-    """Human-readable rows on a terminal, printed in chunks as results arrive."""
+    """Human-readable rows on a terminal: the header once, then one line per input as
+    its result arrives, cut to the terminal's width (never wrapped). The input column
+    widens to the longest input so far, up to half the width; a longer one is shortened
+    from the left. :func:`run_command` gives it the progress bar's console when both
+    show on one terminal, so that rows are printed above the bar."""
 
-    CHUNK = 20
-
-    def __init__(self, console: Console, columns: list[str],
-                 row: Callable[[dict[str, Any]], list[str]]) -> None:
-        self.console, self.columns, self.row = console, columns, row
-        self.rows: list[list[str]] = []
-        self.printed = False
+    def __init__(self, columns: list[str], row: Callable[[dict[str, Any]], list[str]]) -> None:
+        self.columns, self.row = columns, row
+        self.console = Console(highlight=False)
+        self.width = 0
+        self.rows = 0
 
     def write_record(self, record: dict[str, Any]) -> None:
-        self.rows.append(self.row(record))
-        if len(self.rows) >= self.CHUNK:
-            self._flush()
-
-    def _flush(self) -> None:
+        source, rest = self.row(record)
+        limit = max(12, self.console.width // 2)
+        self.width = min(max(self.width, len(source), len(self.columns[0])), limit)
         if not self.rows:
-            return
-        table = Table(show_header=not self.printed, box=None, pad_edge=False)
-        for col in self.columns:
-            table.add_column(col, overflow="fold")
-        for r in self.rows:
-            table.add_row(*r)
-        self.console.print(table)
-        self.rows, self.printed = [], True
+            self._line(self.columns[0], Text(self.columns[1], style="bold"), "bold")
+        self._line(source, Text.from_markup(rest), "")
+        self.rows += 1
 
-    def close(self, complete: bool = True) -> None:
-        self._flush()
+    def _line(self, source: str, rest: Text, style: str) -> None:
+        if len(source) > self.width:
+            source = "…" + source[len(source) - self.width + 1:]
+        line = Text(source.ljust(self.width) + "  ", style=style) + rest
+        line.truncate(self.console.width, overflow="ellipsis")
+        self.console.print(line, no_wrap=True, overflow="ellipsis", soft_wrap=False)
 
 
 class ProgressSink:
@@ -318,7 +320,29 @@ class ProgressSink:
         self.progress.update(self.bar, completed=self.done, rate=rate)
 
     def close(self, complete: bool = True) -> None:
-        """The bar stays as drawn."""
+        """The bar is cleared when the run ends (the summary says the rest)."""
+
+
+def same_terminal() -> bool:
+    """Whether stdout and stderr are one terminal: rows on stdout must then be printed
+    through the progress bar's console (on stderr), or the bar tangles with them."""
+    try:
+        out, err = sys.stdout.fileno(), sys.stderr.fileno()
+        return (os.isatty(out) and os.isatty(err)
+                and os.fstat(out).st_rdev == os.fstat(err).st_rdev)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class _CurrentStdout(io.TextIOBase):
+    """``sys.stdout`` as it is at each write: while the progress bar is shown, the bar's
+    proxy (records then print above the bar)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def error_cell(record: dict[str, Any]) -> str:
@@ -335,11 +359,9 @@ def open_sinks(args: CommonArgs, task: str, top_k: int, table: TableSink) -> lis
     if args.output not in (None, "-"):
         return [open_file_sink(args.output, task, top_k, append=args.resume,
                                replace=args.overwrite)]
-    if args.output == "-":
-        return [JsonLinesSink(sys.stdout)]
-    if stdout_is_terminal():
+    if args.output is None and stdout_is_terminal():
         return [table]
-    return [JsonLinesSink(sys.stdout)]
+    return [JsonLinesSink(cast(IO[str], _CurrentStdout()))]
 
 
 COLOR_NAMES = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128),
@@ -446,19 +468,22 @@ def interruptible(run: Run, console: Console, quiet: bool) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def print_summary(console: Console, summary: RunSummary, plan_text: str) -> None:
-    shares = " · ".join(f"{k} {v:.0%}" for k, v in summary.stats.shares().items())
+def print_summary(console: Console, summary: RunSummary, startup_s: float,
+                  written: Sequence[str]) -> None:
+    """What ran and how fast, in one line: the rate covers the run, from the first input
+    read to the last record written; the start-up before it (``startup_s``: loading,
+    opening the device) is said apart. Then a line naming every output written."""
     rate = summary.inputs / summary.wall_s if summary.wall_s else 0.0
-    line = (f"{summary.inputs} input(s), {summary.failed} failed in {summary.wall_s:.2f} s "
-            f"({rate:.1f}/s)")
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(summary.failures.items()))
+    line = (f"{summary.inputs} input(s), {summary.failed} failed"
+            + (f" ({failed})" if failed else "")
+            + f" in {summary.wall_s:.2f} s: {rate:.1f}/s, not counting {startup_s:.2f} s of "
+            "start-up")
     if summary.stopped:
-        line += f" — stopped early ({summary.stopped})"
+        line += f"; stopped early ({summary.stopped})"
     console.print(line)
-    if summary.failures:
-        console.print("failures: " + ", ".join(f"{k} {v}" for k, v in
-                                                sorted(summary.failures.items())))
-    console.print(f"time per stage: {shares}")
-    console.print(f"backend: {summary.backend}; plan: {plan_text}")
+    if written:
+        console.print("wrote " + "; ".join(written))
 
 
 def close_all(sinks: Sequence[Sink], complete: bool) -> None:
@@ -491,17 +516,22 @@ def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
                    skip=state.skip if state else None)
     show = not args.quiet and console.is_terminal
     total = count_inputs(args, state.skip if state else None) if show else None
+    shared_terminal = show and same_terminal()
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, redirect_stdout=False, redirect_stderr=False,
-        disable=not show,
+        TimeRemainingColumn(), console=console, transient=True,
+        # what reaches stdout and stderr while the bar shows is printed above it
+        redirect_stdout=shared_terminal, redirect_stderr=show, disable=not show,
     )
+    if shared_terminal:
+        table.console = progress.console
     top_k = task.top_k if isinstance(task, Classifier) else 0
     sinks = [*sinks_first, *open_sinks(args, task_name, top_k, table),
              ProgressSink(progress, task_name, total)]
     run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast))
     complete = False
+    startup_s = time.monotonic() - STARTED
     try:
         with interruptible(run, console, args.quiet), progress:
             summary = run(items)
@@ -516,7 +546,19 @@ def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
     if complete and args.resume and state is not None and countable(args.inputs):
         _restore_input_order(args, state)
     if not args.quiet:
-        print_summary(console, summary, engine.plan.describe())
+        print_summary(console, summary, startup_s, written(sinks))
     if summary.stopped == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_INPUT_FAILED if summary.failed else EXIT_OK
+
+
+def written(sinks: Sequence[Sink]) -> list[str]:
+    """What each sink that writes files wrote, for the summary (``written()``, optional
+    on a sink: a line such as ``results.jsonl (6 records)``, or None)."""
+    lines = []
+    for sink in sinks:
+        say = getattr(sink, "written", None)
+        line = say() if callable(say) else None
+        if line:
+            lines.append(line)
+    return lines

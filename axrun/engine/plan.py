@@ -118,13 +118,13 @@ class Plan:
     double_buffer: bool
 
     def describe(self) -> str:
+        """One line: ``4 instance(s) × batch 1 on metis-0:1:0 (4 of 4 cores), double
+        buffering on``."""
         per = len(self.instances) // max(1, len(self.devices))
-        where = ", ".join(self.devices)
-        return (
-            f"{len(self.instances)} instance(s) × batch {self.batch} "
-            f"({per} per device on {where}, {per * self.batch} of {CORES_PER_DEVICE} cores each), "
-            f"double buffering {'on' if self.double_buffer else 'off'}, backend {self.backend}"
-        )
+        each = " each" if len(self.devices) > 1 else ""
+        return (f"{len(self.instances)} instance(s) × batch {self.batch} on "
+                f"{', '.join(self.devices)} ({per * self.batch} of {CORES_PER_DEVICE} "
+                f"cores{each}), double buffering {'on' if self.double_buffer else 'off'}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
