@@ -2,7 +2,7 @@
 
     import axrun
 
-    with axrun.load("models/yolox-nano-coco") as model:
+    with axrun.load("yolox-nano-coco") as model:   # a bundled model, by name
         for r in model(["a.jpg", "clips/", frame_bgr, jpeg_bytes]):
             print(r.source, r.frame, r.detections.xyxy, r.to_dict())
 

@@ -2,7 +2,7 @@
 
     import axrun
 
-    with axrun.load("models/yolox-nano-coco") as model:
+    with axrun.load("yolox-nano-coco") as model:   # a bundled model, by name
         for r in model(["a.jpg", "clips/", frame_bgr, jpeg_bytes]):
             print(r.source, r.frame, r.detections.xyxy, r.to_dict())
         results = model.predict(paths)              # a list, in input order
@@ -33,7 +33,9 @@ def load(model: str | os.PathLike[str] | ModelFolder | None = None, *,
          labels: tuple[str, ...] | None = None, **options: object) -> Model:
     """Open a model on the device, ready to be called on inputs.
 
-    ``model``: a model folder, its ``model.json``, or a parent of one; None for the
+    ``model``: a model folder, its ``model.json``, a parent of one, or a model's name
+    (``"yolox-nano-coco"``; a path that exists wins, then ``AXRUN_MODELS``, then the
+    bundled models: see :func:`axrun.modelfolder.find_model_json`); None for the
     bundled model of ``task`` (EfficientNet-Lite0 for ``classify``, the default;
     YOLOX-Nano for ``detect``). ``task``: ``classify`` or ``detect``; needed when the
     folder's ``axrun.json`` does not say it. ``backend``: ``auto`` (default: the real

@@ -4,6 +4,12 @@ A model folder holds ``model.json`` (what the runtime loads), ``manifest.json``
 (tensor shapes, padding and quantization, Voyager field names), optionally
 ``postprocess_graph.onnx`` (the float postamble) and axrun's own sidecar
 ``axrun.json`` (task, preprocessing recipe, labels file, decoder settings).
+
+Wherever a model is accepted, a path that exists is taken as it is; otherwise a bare
+name (no path separator) is looked up, in order, in each folder of ``AXRUN_MODELS``
+(``os.pathsep``-separated), then in the package's own ``axrun/models/`` (package data:
+the bundled ``efficientnet-lite0-imagenet`` and ``yolox-nano-coco``), see
+:func:`find_model_json`.
 """
 
 from __future__ import annotations
@@ -112,43 +118,124 @@ class ModelFolder:
 
 
 BUNDLED = {"classify": "efficientnet-lite0-imagenet", "detect": "yolox-nano-coco"}
+MODELS_ENV = "AXRUN_MODELS"
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A model folder found by name on :func:`model_search_path`: ``path`` is
+    ``<base>/<name>/``, which holds ``model.json``; ``source`` is ``AXRUN_MODELS`` or
+    ``bundled`` (the package's own)."""
+
+    name: str
+    path: Path
+    source: str
+
+
+def package_models_dir() -> Path | None:
+    """The package's own model folders, ``axrun/models/`` (package data, located with
+    :mod:`importlib.resources`, so the same in a venv, a ``pip install --user``, a
+    system-wide or an editable install); None if the package is not on the file
+    system (imported from a zip archive: the runtime needs real files)."""
+    from importlib.resources import files
+
+    root = files("axrun") / "models"
+    return root if isinstance(root, Path) else None
 
 
 def model_search_path() -> list[Path]:
-    """Where bundled model folders are looked for, in order: ``AXRUN_MODELS``
-    (``os.pathsep``-separated), the checkout's ``models/``, then
-    ``<prefix>/share/axrun/models`` of an installed package."""
-    import sys
-
-    paths = [Path(p) for p in os.environ.get("AXRUN_MODELS", "").split(os.pathsep) if p]
-    paths.append(Path(__file__).resolve().parent.parent / "models")
-    paths.append(Path(sys.prefix) / "share" / "axrun" / "models")
+    """Where model folders are looked up by name, in order: the folders of
+    ``AXRUN_MODELS`` (``os.pathsep``-separated, in their order), then the package's own
+    ``axrun/models/`` (:func:`package_models_dir`). A model named N is the folder
+    ``<base>/N/`` holding ``model.json``; the first base that has one wins."""
+    paths = [Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
+    package = package_models_dir()
+    if package is not None:
+        paths.append(package)
     return paths
 
 
-def bundled_model(task: str) -> Path:
-    """The bundled model folder for a task, from :func:`model_search_path`."""
-    name = BUNDLED[task]
+def is_model_name(path: str | os.PathLike[str]) -> bool:
+    """Whether *path* is a bare name (no path separator) that may name a model folder
+    on :func:`model_search_path`."""
+    text = os.fspath(path)
+    separators = {"/", os.sep, os.altsep or os.sep}
+    return text not in ("", ".", "..") and not any(s in text for s in separators)
+
+
+def available_models() -> list[NamedModel]:
+    """The models that can be named, in :func:`model_search_path` order (names sorted
+    within one base); a name found twice is listed once, as the first base has it."""
+    found: dict[str, NamedModel] = {}
+    package = package_models_dir()
+    for base in model_search_path():
+        source = "bundled" if base == package else MODELS_ENV
+        try:
+            children = sorted(base.iterdir())
+        except OSError:  # an AXRUN_MODELS entry that is missing or not a folder
+            continue
+        for child in children:
+            if child.name not in found and not child.name.startswith(".") and \
+                    (child / MODEL_JSON).is_file():
+                found[child.name] = NamedModel(child.name, child, source)
+    return list(found.values())
+
+
+def find_named_model(name: str) -> Path | None:
+    """The folder of the model called *name* on :func:`model_search_path`, or None."""
+    if not is_model_name(name):
+        return None
     for base in model_search_path():
         if (base / name / MODEL_JSON).is_file():
             return base / name
-    where = ", ".join(str(p) for p in model_search_path())
-    raise ModelError(f"bundled model {name!r} not found (looked in {where}); pass -m MODEL "
-                     "or set AXRUN_MODELS")
+    return None
+
+
+def _searched() -> str:
+    return ", ".join(str(base) for base in model_search_path()) or "nowhere"
+
+
+def _names_hint() -> str:
+    names = [m.name for m in available_models()]
+    if not names:
+        return f"no models can be named (looked in {_searched()}; set {MODELS_ENV})"
+    return f"models by name: {', '.join(names)} (axrun models lists them)"
+
+
+def bundled_model(task: str) -> Path:
+    """The default model folder for a task (:data:`BUNDLED`), found by name as
+    :func:`find_named_model` does (``AXRUN_MODELS`` first, then the package's own).
+
+    Raises:
+        ModelError: it is in none of those folders.
+    """
+    name = BUNDLED[task]
+    found = find_named_model(name)
+    if found is None:
+        raise ModelError(f"bundled model {name!r} not found (looked in {_searched()}); "
+                         f"pass -m MODEL or set {MODELS_ENV}")
+    return found
 
 
 def find_model_json(path: str | os.PathLike[str]) -> Path:
     """Resolve *path* to a ``model.json``.
 
-    Accepts the file itself, its folder, or a parent holding exactly one compiled
-    folder (the Voyager ``build/<net>/<model>/<cores>/`` layout).
+    Accepts the file itself, its folder, a parent holding exactly one compiled folder
+    (the Voyager ``build/<net>/<model>/<cores>/`` layout), or a model's name. In order:
+    a path that exists wins; otherwise a bare name (no path separator) is looked up on
+    :func:`model_search_path` (``AXRUN_MODELS`` folders, then the bundled models:
+    ``yolox-nano-coco`` is ``axrun/models/yolox-nano-coco/``).
 
     Raises:
-        ModelError: nothing found, or several candidates (they are listed).
+        ModelError: nothing found (the message lists the models that can be named), or
+            several candidates (they are listed).
     """
     p = Path(path)
     if not p.exists():
-        raise ModelError(f"model path not found: {p}")
+        named = find_named_model(os.fspath(path))
+        if named is None:
+            raise ModelError(f"model path not found: {p}; {_names_hint()}")
+        p = named
     if p.is_file():
         if p.name == MANIFEST:
             p = p.parent
@@ -166,7 +253,8 @@ def find_model_json(path: str | os.PathLike[str]) -> Path:
 
 
 def load_model_folder(path: str | os.PathLike[str]) -> ModelFolder:
-    """Locate and parse a model folder (see :func:`find_model_json`).
+    """Locate and parse a model folder: a path, or a model's name (see
+    :func:`find_model_json` for the order).
 
     Raises:
         ModelError: a missing or malformed file or field, named in the message.

@@ -7,8 +7,9 @@
 
 Every download is pinned and its sha256 checked. Both networks are compiled with
 ``axrun compile`` (the library), calibrated on ``models/calibration`` plus
-``models/samples`` (19 photos),
-and an INT8-vs-float fidelity report is printed and written to ``models/README.md``.
+``models/samples`` (19 photos), into ``axrun/models/<name>/`` (the package data that
+installs carry), and an INT8-vs-float fidelity report is printed and written to
+``models/README.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+OUT = ROOT / "axrun" / "models"  # the bundled model folders, shipped as package data
 CACHE = ROOT / "build" / "models-cache"
 EXPORT_VENV = CACHE / "export-venv"
 
@@ -119,14 +121,14 @@ def compile_models(effnet: Path, yolox: Path) -> tuple[Path, Path]:
 
     calibration = calibration_folder()
     cls = compile_model(CompileOptions(
-        model=effnet, output=HERE / "efficientnet-lite0-imagenet", calibration=calibration,
+        model=effnet, output=OUT / "efficientnet-lite0-imagenet", calibration=calibration,
         recipe=PreprocessRecipe(mode="crop", resize=256, color="rgb",
                                 mean=(127.0,) * 3, std=(128.0,) * 3),
         task="classify", labels=HERE / "labels" / "imagenet-1k.txt",
         decoder={"scores": "logits"},
     ))
     det = compile_model(CompileOptions(
-        model=yolox, output=HERE / "yolox-nano-coco", calibration=calibration,
+        model=yolox, output=OUT / "yolox-nano-coco", calibration=calibration,
         recipe=PreprocessRecipe(mode="letterbox", color="bgr", pad_value=114, align="topleft"),
         task="detect", labels=HERE / "labels" / "coco-80.txt",
         decoder={"format": "yolox", "strides": [8, 16, 32]}, postamble_from=YOLOX_CUT,

@@ -22,7 +22,7 @@ from axrun.cli import app
 
 ROOT = Path(__file__).parents[1]
 SAMPLES = ROOT / "models" / "samples"
-DETECTOR = ROOT / "models" / "yolox-nano-coco"
+DETECTOR = ROOT / "axrun" / "models" / "yolox-nano-coco"
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -242,7 +242,7 @@ def test_a_folder_that_does_not_say_its_task_needs_one(tmp_path) -> None:
     import shutil
 
     folder = tmp_path / "model"
-    shutil.copytree(ROOT / "models" / "efficientnet-lite0-imagenet", folder)
+    shutil.copytree(ROOT / "axrun" / "models" / "efficientnet-lite0-imagenet", folder)
     sidecar = json.loads((folder / "axrun.json").read_text())
     del sidecar["task"]
     (folder / "axrun.json").write_text(json.dumps(sidecar))

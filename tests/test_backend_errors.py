@@ -14,7 +14,8 @@ from axrun.engine import Engine
 from axrun.errors import DeviceError, ModelError
 from axrun.runtime import Backend
 
-MODEL = Path(__file__).parents[1] / "models" / "efficientnet-lite0-imagenet"
+MODEL = Path(__file__).parents[1] / "axrun" / "models" / "efficientnet-lite0-imagenet"
+SAMPLES = Path(__file__).parents[1] / "models" / "samples"
 
 
 def sdk_like(context_error: BaseException | None = None,
@@ -68,7 +69,7 @@ def test_the_cli_exits_3_with_one_line(monkeypatch) -> None:
     monkeypatch.setattr(classify_cmd, "Engine",
                         lambda folder, backend=None, config=None:
                         real(folder, backend=sdk, config=config))
-    result = CliRunner().invoke(app, ["classify", str(MODEL.parent / "samples"), "-q"])
+    result = CliRunner().invoke(app, ["classify", str(SAMPLES), "-q"])
     assert result.exit_code == 3
     assert result.stderr.strip().splitlines() == [
         "error: opening the runtime: no Metis driver loaded [OSError]"]

@@ -167,15 +167,17 @@ def test_describe_reports_postamble_io_and_instances(folder: Path) -> None:
 
 
 def test_bundled_models_search_path(tiny, tmp_path: Path, monkeypatch) -> None:
+    import axrun.modelfolder
     from axrun.modelfolder import bundled_model
 
     src = tiny(kind="classifier").path
     shutil.copytree(src, tmp_path / "efficientnet-lite0-imagenet")
     monkeypatch.setenv("AXRUN_MODELS", str(tmp_path))
     assert bundled_model("classify") == tmp_path / "efficientnet-lite0-imagenet"
-    # the checkout's models/ is found without AXRUN_MODELS
+    # the package's own axrun/models/ is found without AXRUN_MODELS
     monkeypatch.delenv("AXRUN_MODELS")
-    assert bundled_model("detect").name == "yolox-nano-coco"
+    assert bundled_model("detect") == \
+        Path(axrun.modelfolder.__file__).parent / "models" / "yolox-nano-coco"
 
 
 def sdk_layout(tiny, tmp_path: Path, info: dict) -> Path:

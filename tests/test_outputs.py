@@ -85,7 +85,7 @@ def test_a_full_disk_is_an_output_error_naming_the_file(tmp_path: Path) -> None:
 
 def model_copy(tmp_path: Path, name: str = "efficientnet-lite0-imagenet") -> Path:
     folder = tmp_path / name
-    shutil.copytree(SAMPLES.parent / name, folder)
+    shutil.copytree(SAMPLES.parents[1] / "axrun" / "models" / name, folder)
     return folder
 
 

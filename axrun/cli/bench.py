@@ -21,7 +21,9 @@ from axrun.tasks.base import preprocess_recipe
 
 def bench(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="Model folder (or its model.json).")],
+    model: Annotated[Path, typer.Argument(
+        help="Model folder (or its model.json), or a model's name (axrun models lists "
+        "them).")],
     inputs: Annotated[list[str] | None, typer.Argument(
         help="Images, folders or a video to run on (default: synthetic frames of the "
         "model's input size).", show_default=False)] = None,

@@ -13,6 +13,7 @@ from axrun.cli import compile as compile_cmd
 from axrun.cli import detect as detect_cmd
 from axrun.cli import execute as exec_cmd
 from axrun.cli import info as info_cmd
+from axrun.cli import models as models_cmd
 from axrun.cli._common import GlobalOptions
 from axrun.runtime import BACKEND_CHOICES
 
@@ -64,6 +65,7 @@ def _root(
 classify_cmd.register(app)
 detect_cmd.register(app)
 info_cmd.register(app)
+models_cmd.register(app)
 compile_cmd.register(app)
 bench_cmd.register(app)
 exec_cmd.register(app)

@@ -25,7 +25,8 @@ def exec_command(
 ) -> None:
     """Run COMMAND with `import axelera.runtime` resolving to axrun's emulator.
 
-    Example: axrun exec -- python my_app.py --model models/efficientnet-lite0-imagenet.
+    Example: axrun exec -- python app.py "$(axrun models --path yolox-nano-coco)"
+    (app.py gets the folder of the bundled model yolox-nano-coco).
     The exit status is COMMAND's; signals are forwarded to it.
     """
     if runner.real_sdk_present():

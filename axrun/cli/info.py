@@ -43,7 +43,9 @@ def _print_graph(out: Console, title: str, graph: dict[str, Any]) -> None:
 
 def info(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="model.json, its folder, or a parent of one.")],
+    model: Annotated[Path, typer.Argument(
+        help="model.json, its folder, a parent of one, or a model's name (axrun models "
+        "lists them).")],
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Show a compiled model's tensors, padding, quantization, postamble and task."""

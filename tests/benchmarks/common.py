@@ -14,8 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "models" / "samples"
-CLASSIFIER = ROOT / "models" / "efficientnet-lite0-imagenet"
-DETECTOR = ROOT / "models" / "yolox-nano-coco"
+CLASSIFIER = ROOT / "axrun" / "models" / "efficientnet-lite0-imagenet"
+DETECTOR = ROOT / "axrun" / "models" / "yolox-nano-coco"
 sys.path.insert(0, str(ROOT / "tests"))
 
 RESNET50_FPS = 1946.0  # published Metis throughput, 4 cores (DESIGN §5)

@@ -41,7 +41,7 @@ def test_verdict_pipeline_overhead() -> None:
 def test_json_report_within_the_time_budget() -> None:
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "axrun", "bench",
-                           str(ROOT / "models" / "efficientnet-lite0-imagenet"),
+                           "efficientnet-lite0-imagenet",  # by name: the bundled model
                            "--seconds", "3", "--json"], capture_output=True, text=True,
                           timeout=60)
     elapsed = time.monotonic() - t0
@@ -63,9 +63,9 @@ def test_json_report_within_the_time_budget() -> None:
 @pytest.mark.timeout(60)
 def test_text_report_on_real_inputs_with_a_slow_emulated_device(tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "axrun", "bench", str(ROOT / "models" / "yolox-nano-coco"),
+        [sys.executable, "-m", "axrun", "bench", "yolox-nano-coco",  # by name, elsewhere
          str(ROOT / "models" / "samples"), "--seconds", "3"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
         env={**__import__("os").environ, "AXRUN_EMULATOR_COMPUTE": "0",
              "AXRUN_EMULATOR_LATENCY_MS": "50"})
     assert proc.returncode == 0, proc.stderr

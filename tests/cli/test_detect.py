@@ -109,8 +109,7 @@ def test_csv_has_one_row_per_detection(tmp_path: Path) -> None:
 
 
 def test_wrong_task_and_out_of_range_classes_are_usage_errors() -> None:
-    root = SAMPLES.parent
-    result = runner.invoke(app, ["classify", "-m", str(root / "yolox-nano-coco"), str(SAMPLES)])
+    result = runner.invoke(app, ["classify", "-m", "yolox-nano-coco", str(SAMPLES)])  # by name
     assert result.exit_code == 2 and "is a detect model" in result.stderr
     result = runner.invoke(app, ["detect", str(SAMPLES), "--classes", "999"])
     assert result.exit_code == 2 and "below 80" in result.stderr

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import axrun
 from axrun.cli import app
 
-MODEL = Path(__file__).parents[2] / "models" / "efficientnet-lite0-imagenet"
+MODEL = Path(__file__).parents[2] / "axrun" / "models" / "efficientnet-lite0-imagenet"
+SAMPLES = Path(__file__).parents[2] / "models" / "samples"
 
 
 def configured(engine: axrun.Engine) -> dict[str, str]:
@@ -40,7 +41,7 @@ def test_unknown_or_non_integer_settings_are_refused() -> None:
     with pytest.raises(axrun.ParameterError, match="device_config must be an integer"):
         axrun.EngineConfig(device_config={"clock_profile": "fast"})  # type: ignore[dict-item]
     runner = CliRunner()
-    photo = str(MODEL.parent / "samples" / "coffee.jpg")
+    photo = str(SAMPLES / "coffee.jpg")
     result = runner.invoke(app, ["classify", photo, "--device-config", "clock_profile=x"])
     assert result.exit_code == 2 and "--device-config clock_profile: expected an integer" \
         in result.stderr
@@ -60,7 +61,7 @@ def test_every_command_that_opens_the_device_takes_device_config(monkeypatch) ->
 
     calls: list[str] = []
     metis_standin.install(monkeypatch, calls=calls)
-    samples = str(MODEL.parent / "samples")
+    samples = str(SAMPLES)
     for command in (["classify", samples, "-q", "-o", "-", "-m", str(MODEL)],
                     ["bench", str(MODEL), "--seconds", "0.3", "--json"]):
         calls.clear()

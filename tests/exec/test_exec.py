@@ -16,7 +16,7 @@ from axrun.execute import SHIM, child_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "models" / "samples"
-CLASSIFIER = ROOT / "models" / "efficientnet-lite0-imagenet"
+CLASSIFIER = ROOT / "axrun" / "models" / "efficientnet-lite0-imagenet"
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -57,9 +57,13 @@ def test_readme_example_runs_as_shown(tmp_path: Path) -> None:
     program = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     command = re.search(r"```sh\n(axrun exec .*?)\n```", section, re.S).group(1)
     (tmp_path / "top1.py").write_text(program)
-    args = command.split()[2:]  # after "axrun exec"
-    args = [str(tmp_path / "top1.py") if a == "top1.py" else a for a in args]
-    proc = axrun_exec(*args, cwd=ROOT)
+    # through a shell, as typed (it may say "$(axrun models --path NAME)"), with this
+    # interpreter's axrun and python first on PATH
+    command = command.replace(" top1.py ", f" {tmp_path / 'top1.py'} ", 1)
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                  os.environ.get("PATH", "")])}
+    proc = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=100)
     assert proc.returncode == 0, proc.stderr
     assert "espresso" in proc.stdout
 

@@ -183,13 +183,14 @@ def test_a_raw_yolox_folder_that_lost_its_axrun_json_stops_with_an_error(tmp_pat
 
     from axrun.cli import app
 
-    root = Path(__file__).parents[2] / "models"
+    root = Path(__file__).parents[2]
     folder = tmp_path / "yolox"
-    shutil.copytree(root / "yolox-nano-coco", folder)
+    shutil.copytree(root / "axrun" / "models" / "yolox-nano-coco", folder)
     (folder / "axrun.json").unlink()  # now it looks like an SDK folder: read decoded
     result = CliRunner().invoke(app, ["detect", "-m", str(folder), "--labels",
                                       str(folder / "labels.txt"), "--color", "bgr", "--std",
-                                      "1", str(root / "example-detect.jpg"), "-q", "-o", "-"])
+                                      "1", str(root / "models" / "example-detect.jpg"), "-q",
+                                      "-o", "-"])
     assert result.exit_code == 3 and "look raw" in result.stderr, result.stderr
 
 
