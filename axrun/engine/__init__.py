@@ -1,6 +1,6 @@
 """The inference engine: the only place frames meet the device.
 
-    with Engine("models/efficientnet-lite0-imagenet") as engine:
+    with Engine("efficientnet-lite0-imagenet") as engine:   # a path, or a model's name
         for result in engine.run(task, items):
             ...
 
