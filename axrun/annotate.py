@@ -7,15 +7,15 @@ import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, NamedTuple, cast
+from typing import Any, ClassVar, NamedTuple, cast
 
 import cv2
 import numpy as np
 
 from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write
-from axrun.outputs import same_file, save_name
-from axrun.results import Detections, Result
+from axrun.outputs import OutputFolder, save_name
+from axrun.results import Classification, Detections, Result
 
 
 def class_color(class_id: int) -> tuple[int, int, int]:
@@ -188,6 +188,43 @@ class BoxAnnotator:
         return np.asarray(out)
 
 
+class ClassAnnotator:
+    """Writes an image's top classes (``label score``, best first and largest) in its
+    top-left corner, on a dark band so they read on any picture; text scale follows the
+    image size as :class:`BoxAnnotator`'s does. ``top``: how many classes are written
+    (at most the classification's k); ``show_conf=False`` writes labels alone."""
+
+    def __init__(self, top: int = 3, show_conf: bool = True, *,
+                 font: int = cv2.FONT_HERSHEY_SIMPLEX) -> None:
+        if top < 1:
+            raise ValueError(f"top must be at least 1, got {top}")
+        self.top, self.show_conf, self.font = top, show_conf, font
+
+    def annotate(self, scene: np.ndarray, classification: Classification) -> np.ndarray:
+        """Draw on a copy of ``scene`` (BGR uint8) and return it."""
+        out = scene.copy()
+        h, w = out.shape[:2]
+        base_scale = max(0.4, min(h, w) / 700)
+        y = 0
+        for rank in range(min(self.top, len(classification))):
+            label = classification.label[rank] if classification.label else \
+                str(int(classification.class_id[rank]))
+            text = f"{label} {classification.confidence[rank]:.2f}" if self.show_conf \
+                else label
+            scale = base_scale if rank == 0 else base_scale * 0.75
+            thick = max(1, round(scale * 1.6))
+            (tw, th), base = cv2.getTextSize(text, self.font, scale, thick)
+            pad = max(2, round(th * 0.3))
+            if y >= h:
+                break
+            band = out[y: y + th + base + 2 * pad, : tw + 2 * pad]
+            band[:] = (band * 0.35).astype(np.uint8)  # darkened, the picture still shows
+            cv2.putText(out, text, (pad, y + pad + th), self.font, scale, (255, 255, 255),
+                        thick, cv2.LINE_AA)
+            y += th + base + 2 * pad
+        return np.asarray(out)
+
+
 def _imwrite(path: Path, image: np.ndarray) -> None:
     ok, data = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
@@ -316,70 +353,45 @@ class _Video:
 ENCODABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-INDEX_NAME = "axrun-annotated.txt"
-
-
 class SaveDir:
     """``--save-dir``: annotated images, one annotated ``.mp4`` per video input with the
     source's frame rate and size, each at its input's path relative to
     ``inputs_root`` (see :func:`axrun.outputs.save_name`): distinct inputs get
     distinct names, the same in every run over the same inputs. A video that does not
-    start at frame 0 (``--resume``) is written as ``<name>.from-<frame>.mp4``.
+    start at frame 0 (``--resume``) is written as ``<name>.from-<frame>.mp4``. Files
+    are never written over anything but earlier annotated copies
+    (:class:`~axrun.outputs.OutputFolder`).
 
-    Every file written is listed in ``<root>/axrun-annotated.txt``; an existing file
-    that is not listed there (an input, a user's file) is never replaced: the run
-    stops with :class:`UsageError` first.
+    Detections are drawn by ``annotator`` (boxes and tags), classifications by
+    ``labeler`` (the top classes in the image's top-left corner).
     """
 
     needs_images: ClassVar[bool] = True  # a sink (axrun.sinks.Sink) that draws on pixels
 
     def __init__(self, root: Path, annotator: BoxAnnotator | None = None,
-                 vid_stride: int = 1, inputs_root: str | None = None) -> None:
-        self.root = root
+                 vid_stride: int = 1, inputs_root: str | None = None,
+                 labeler: ClassAnnotator | None = None) -> None:
+        self.folder = OutputFolder(root, "save folder")
         self.annotator = annotator or BoxAnnotator()
+        self.labeler = labeler or ClassAnnotator()
         self.vid_stride = vid_stride
         self.inputs_root = inputs_root or os.getcwd()
         self._video: _Video | None = None
         self._video_source: str | None = None
-        self._index: BinaryIO | None = None  # opened with the first file written
-        index = root / INDEX_NAME
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            self._ours = set(index.read_bytes().splitlines()) if index.exists() else set()
-        except OSError as exc:
-            raise OutputError(f"save folder {root}: cannot create ({exc.strerror})") from exc
+        self.videos = 0
 
     def _target(self, result: Result, suffix: str | None = None) -> Path:
-        """Where ``result``'s annotated copy goes, once it is sure that nothing but an
-        earlier annotated copy is there (and listed as ours before it is written)."""
+        """Where ``result``'s annotated copy goes (see :meth:`OutputFolder.claim`)."""
         rel = save_name(result.item.source, self.inputs_root)
         if result.item.page is not None:  # a page of a multi-page file: an image of its own
             rel = rel.with_name(f"{rel.stem}.page{result.item.page}{rel.suffix}")
         if suffix is not None:
             rel = rel.with_name(rel.stem + suffix)
-        elif rel.suffix.lower() not in ENCODABLE:
+            return self.folder.claim(rel, result.item.source,
+                                     also=[rel.with_name(f"{rel.stem}.partial{rel.suffix}")])
+        if rel.suffix.lower() not in ENCODABLE:
             rel = rel.with_name(rel.name + ".jpg")
-        path = self.root / rel
-        names = [rel, rel.with_name(f"{rel.stem}.partial{rel.suffix}")] if suffix else [rel]
-        for name in names:
-            key = os.fsencode(name)
-            existing = self.root / name
-            if os.path.lexists(existing) and (key not in self._ours or same_file(
-                    existing, result.item.source)):
-                raise UsageError(f"save folder {self.root}: {existing} exists and is not an "
-                                 f"annotated copy axrun wrote (the copy of "
-                                 f"{result.item.source} would replace it); choose another "
-                                 "folder")
-            if key not in self._ours:
-                self._ours.add(key)
-                try:
-                    if self._index is None:
-                        self._index = open(self.root / INDEX_NAME, "ab", buffering=0)  # noqa: SIM115
-                    self._index.write(key + b"\n")
-                except OSError as exc:
-                    raise OutputError(f"{self.root / INDEX_NAME}: cannot write "
-                                      f"({exc.strerror})") from exc
-        return path
+        return self.folder.claim(rel, result.item.source)
 
     def write(self, result: Result) -> None:
         """Annotate and save one result (errors and frames without pixels are skipped)."""
@@ -388,10 +400,14 @@ class SaveDir:
         if still:
             self._close_video()
         image = result.image if result.image is not None else item.image
-        if result.error is not None or image is None or not isinstance(result.prediction,
-                                                                       Detections):
+        if result.error is not None or image is None:
             return
-        annotated = self.annotator.annotate(image, result.prediction)
+        if isinstance(result.prediction, Detections):
+            annotated = self.annotator.annotate(image, result.prediction)
+        elif isinstance(result.prediction, Classification):
+            annotated = self.labeler.annotate(image, result.prediction)
+        else:
+            return
         if still:
             _imwrite(self._target(result), annotated)
             return
@@ -402,6 +418,7 @@ class SaveDir:
             self._video = _Video(self._target(result, suffix), fps,
                                  (annotated.shape[1], annotated.shape[0]))
             self._video_source = item.source
+            self.videos += 1
         assert self._video is not None
         self._video.write(annotated, item.time_s)
 
@@ -413,5 +430,13 @@ class SaveDir:
     def close(self, complete: bool = True) -> None:
         """Finish the last video; ``complete=False`` when the run stopped early."""
         self._close_video(complete)
-        if self._index is not None:
-            self._index.close()
+        self.folder.close()
+
+    def written(self) -> str | None:
+        """What was written, for the run's summary."""
+        images = self.folder.files - self.videos
+        if not self.folder.files:
+            return None
+        parts = [f"{images} annotated image(s)"] if images else []
+        parts += [f"{self.videos} annotated video(s)"] if self.videos else []
+        return f"{self.folder.root}{os.sep} ({', '.join(parts)})"

@@ -13,13 +13,15 @@ import io
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol
 
 from axrun.errors import OutputError, ParameterError
+from axrun.outputs import COCO_SUFFIX, coco_index_path
 from axrun.results import Result
 
-FORMATS = ("jsonl", "json", "csv")
+FORMATS = ("jsonl", "json", "csv", "coco")
 
 
 class Sink(Protocol):
@@ -146,14 +148,17 @@ class CsvSink(RecordSink):
 
 
 def output_format(path: str) -> str:
-    """``jsonl``, ``json`` or ``csv`` from an output path's suffix."""
+    """``jsonl``, ``json``, ``csv`` or ``coco`` (``NAME.coco.json``: COCO results, see
+    :class:`axrun.datasets.CocoResults`) from an output path's suffix."""
+    if path.lower().endswith(COCO_SUFFIX):
+        return "coco"
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix in ("jsonl", "ndjson"):
         return "jsonl"
     if suffix in FORMATS:
         return suffix
-    raise ParameterError("output", f"{path}: unknown output format; use .jsonl, .json or "
-                         ".csv (or - for JSON lines on stdout)")
+    raise ParameterError("output", f"{path}: unknown output format; use .jsonl, .json, "
+                         ".csv or .coco.json (or - for JSON lines on stdout)")
 
 
 class _Replacing(io.TextIOWrapper):
@@ -173,26 +178,44 @@ class _Replacing(io.TextIOWrapper):
             os.replace(self._partial, self._target)
 
 
-def open_file_sink(path: str, task: str, top_k: int, append: bool = False,
-                   replace: bool = False) -> Sink:
+def _open_text(path: str, *, append: bool, replace: bool, newline: str | None) -> IO[str]:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if replace and not append:
+            return _Replacing(Path(path), newline)
+        return open(path, "a" if append else "w", encoding="utf-8",
+                    newline=newline)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+def open_file_sink(path: str, task: str, top_k: int = 0, append: bool = False,
+                   replace: bool = False, labels: Sequence[str] = ()) -> Sink:
     """A writer for ``-o PATH`` (``-`` = JSON lines on stdout). ``append`` continues
     the file (``--resume``); ``replace`` writes a new one beside it and renames it over
-    the old when closed (``--overwrite``)."""
+    the old when closed (``--overwrite``). ``labels``: the model's class names, for the
+    categories of COCO results.
+
+    Raises:
+        ParameterError: an unknown format, ``append`` to anything but JSON lines, COCO
+            results of anything but detection. OutputError: the file cannot be written.
+    """
     if path == "-":
         return JsonLinesSink(sys.stdout)
     fmt = output_format(path)
     if append and fmt != "jsonl":
         raise ParameterError("append", "needs a .jsonl output (results.jsonl)")
-    newline = "" if fmt == "csv" else None
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if replace and not append:
-            stream: IO[str] = _Replacing(Path(path), newline)
-        else:
-            stream = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115
-                          newline=newline)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from exc
+    if fmt == "coco":
+        if task != "detect":
+            raise ParameterError("output", f"{path}: COCO results hold boxes: only "
+                                 "detection writes them (use .jsonl, .json or .csv)")
+        from axrun.datasets import CocoResults
+
+        return CocoResults(_open_text(path, append=False, replace=replace, newline=None),
+                           _open_text(coco_index_path(path), append=False, replace=replace,
+                                      newline=None), path, labels)
+    stream = _open_text(path, append=append, replace=replace,
+                        newline="" if fmt == "csv" else None)
     sink: RecordSink
     if fmt == "jsonl":
         sink = JsonLinesSink(stream, owned=True)

@@ -29,16 +29,17 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.parametrize("flag", ["--save-dir", "--save-txt", "--save-crop"])
 @pytest.mark.parametrize("how", ["folder", "folder-inside", "file-in-cwd", "glob"])
-def test_annotated_copies_never_replace_an_input(photos: Path, how) -> None:
+def test_annotated_copies_never_replace_an_input(photos: Path, how, flag) -> None:
     before = digest(photos)
-    args = {"folder": ([str(photos), "--save-dir", str(photos)], None),
-            "folder-inside": ([str(photos), "--save-dir", str(photos / "out")], None),
-            "file-in-cwd": (["coffee.jpg", "--save-dir", "."], photos),
-            "glob": ([str(photos / "*.jpg"), "--save-dir", str(photos)], None)}[how]
+    args = {"folder": ([str(photos), flag, str(photos)], None),
+            "folder-inside": ([str(photos), flag, str(photos / "out")], None),
+            "file-in-cwd": (["coffee.jpg", flag, "."], photos),
+            "glob": ([str(photos / "*.jpg"), flag, str(photos)], None)}[how]
     result = axrun("detect", *args[0], "-o", "-", cwd=args[1])
     assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and "save folder " in result.stderr
+    assert result.stderr.count("\n") == 1 and f"{flag} " in result.stderr
     assert result.stdout == ""  # refused before anything ran
     assert digest(photos) == before
 
@@ -237,14 +238,14 @@ def test_an_annotated_video_killed_plays_to_its_last_frame_and_resume_completes(
     recorded = len(results.read_text().splitlines())
     partial = out / "clip.partial.mp4"
     # nothing hidden: the partial video, and the list of what axrun wrote there
-    assert sorted(p.name for p in out.iterdir()) == ["axrun-annotated.txt", partial.name]
+    assert sorted(p.name for p in out.iterdir()) == [".axrun-written", partial.name]
     assert recorded - 2 <= count_frames(partial) <= recorded  # plays to its last frame
     resumed = axrun("detect", str(video), "--save-dir", str(out), "-o", str(results),
                     "--resume")
     assert resumed.returncode == 0, resumed.stderr[-500:]
     first = json.loads(results.read_text().splitlines()[recorded])["frame"]
     rest = out / f"clip.from-{first}.mp4"
-    assert sorted(p.name for p in out.iterdir()) == sorted(["axrun-annotated.txt",
+    assert sorted(p.name for p in out.iterdir()) == sorted([".axrun-written",
                                                             partial.name, rest.name])
     assert count_frames(rest) == 60 - first
 
@@ -275,7 +276,9 @@ def test_an_input_deeper_inside_the_save_dir_is_never_replaced(tmp_path: Path, h
               "stdin": ["-"]}[how]
     result = axrun("detect", *inputs, "--save-dir", "bk", "-o", "-", cwd=tmp_path,
                    input="cam1/f.jpg\nbk/cam1/f.jpg\n")
-    assert result.returncode == 2 and "save folder bk" in result.stderr, result.stderr
+    # found before the run (inputs named) or when the copy would be written (stdin)
+    said = "save folder bk: bk/cam1/f.jpg exists" if how == "stdin" else "--save-dir bk holds"
+    assert result.returncode == 2 and said in result.stderr, result.stderr
     assert kept.read_bytes() == before
 
 

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
+from axrun.annotate import ClassAnnotator, SaveDir
 from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors
 from axrun.engine import Engine
 from axrun.engine.process import tune_process
 from axrun.modelfolder import read_labels
+from axrun.outputs import inputs_root
 from axrun.tasks.classify import TOP_K, Classifier
 
 CLASSIFY = "Classification"
@@ -39,6 +41,8 @@ def classify(
         "--scores", help="What the network outputs: logits (softmax applied) or "
         "probabilities (default: from axrun.json, else logits).",
         rich_help_panel=CLASSIFY)] = None,
+    save_dir: common.SaveDirOpt = None,
+    hide_conf: common.HideConfOpt = False,
     resize: common.ResizeOpt = None,
     crop: common.CropOpt = None,
     mean: common.MeanOpt = None,
@@ -52,6 +56,7 @@ def classify(
     2 usage error, 3 model or device error, 4 output error, 130 interrupted.
     """
     assert args is not None
+    common.check_folders(args, {"--save-dir": save_dir})
     folder = common.resolve_model(model, "classify")
     recipe = common.recipe_from_flags(folder, "classify", resize=resize, crop=crop,
                                       mean=mean, std=std, color=color)
@@ -64,7 +69,12 @@ def classify(
         params = common.run_params(
             "classify", folder, args, top_k=task.top_k, labels=str(labels) if labels else None,
             scores=task.score_kind, recipe=task.preprocessor.recipe.to_dict())
-        code = common.run_command(args, engine, task, "classify", table, params)
+        saver = SaveDir(save_dir, vid_stride=args.vid_stride,
+                        inputs_root=inputs_root(args.inputs),
+                        labeler=ClassAnnotator(min(3, task.top_k), not hide_conf)) \
+            if save_dir else None
+        code = common.run_command(args, engine, task, "classify", table, params,
+                                  sinks_first=[saver] if saver else [])
     raise typer.Exit(code)
 
 

@@ -7,13 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from axrun.annotate import SaveDir
+from axrun.annotate import BoxAnnotator, SaveDir
 from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors, parse_decoder
+from axrun.datasets import Crops, YoloLabels
 from axrun.engine import Engine
 from axrun.engine.process import tune_process
+from axrun.errors import UsageError
 from axrun.modelfolder import read_labels
-from axrun.outputs import check_save_dir, inputs_root
+from axrun.outputs import inputs_root
+from axrun.sinks import Sink
 from axrun.tasks import make_task
 from axrun.tasks.detect import DetectOptions, Detector
 
@@ -57,9 +60,23 @@ def detect(
         "(yolov5 heads already sigmoided); reg_max=16 (dfl); check=false (no layout checks "
         "on the values). See the README's decoder table.",
         rich_help_panel=DETECT)] = None,
-    save_dir: Annotated[Path | None, typer.Option(
-        "--save-dir", help="Write annotated images (original names, sub-folders mirrored) "
-        "and annotated .mp4 videos here.", rich_help_panel=common.OUTPUT)] = None,
+    save_dir: common.SaveDirOpt = None,
+    save_txt: Annotated[Path | None, typer.Option(
+        "--save-txt", metavar="DIR", help="Write a YOLO label file per image (and per "
+        "video frame) here: 'class cx cy w h', normalized; empty when nothing was found.",
+        rich_help_panel=common.OUTPUT)] = None,
+    save_conf: Annotated[bool, typer.Option(
+        "--save-conf", help="Add each box's score to the --save-txt lines.",
+        rich_help_panel=common.OUTPUT)] = False,
+    save_crop: Annotated[Path | None, typer.Option(
+        "--save-crop", metavar="DIR", help="Cut every box out of the original image into "
+        "DIR/<class>/<name>_<k>.jpg (k: the box's place in the record).",
+        rich_help_panel=common.OUTPUT)] = None,
+    line_width: common.LineWidthOpt = None,
+    hide_labels: Annotated[bool, typer.Option(
+        "--hide-labels", help="Draw boxes without their label tags (--save-dir).",
+        rich_help_panel=common.OUTPUT)] = False,
+    hide_conf: common.HideConfOpt = False,
     mean: common.MeanOpt = None,
     std: common.StdOpt = None,
     color: common.ColorOpt = None,
@@ -72,8 +89,10 @@ def detect(
     130 interrupted.
     """
     assert args is not None
-    if save_dir is not None:
-        check_save_dir(save_dir, args.inputs)
+    common.check_folders(args, {"--save-dir": save_dir, "--save-txt": save_txt,
+                                "--save-crop": save_crop})
+    if save_conf and save_txt is None:
+        raise UsageError("--save-conf adds scores to the label files: give --save-txt DIR")
     folder = common.resolve_model(model, "detect")
     # None: the folder's own (some folders cannot say it, and the task says so)
     recipe = common.recipe_from_flags(folder, "detect", mean=mean, std=std, color=color) \
@@ -85,8 +104,16 @@ def detect(
                      decoder=parse_decoder(decoder) if decoder else None)
     assert isinstance(task, Detector)
     table = common.TableSink(["input", "detections"], _row)
-    saver = (SaveDir(save_dir, vid_stride=args.vid_stride, inputs_root=inputs_root(args.inputs))
-             if save_dir else None)
+    root = inputs_root(args.inputs)
+    writers: list[Sink] = []
+    if save_dir:
+        writers.append(SaveDir(save_dir, BoxAnnotator(line_width, not hide_labels,
+                                                      not hide_conf),
+                               vid_stride=args.vid_stride, inputs_root=root))
+    if save_txt:
+        writers.append(YoloLabels(save_txt, root, conf=save_conf))
+    if save_crop:
+        writers.append(Crops(save_crop, root))
     tune_process()
     with Engine(folder, backend=global_options(ctx).backend,
                 config=args.engine_config()) as engine:
@@ -97,7 +124,7 @@ def detect(
             labels=str(labels) if labels else None, recipe=task.preprocessor.recipe.to_dict(),
             decoder=task.format)
         code = common.run_command(args, engine, task, "detect", table, params,
-                                  sinks_first=[saver] if saver else [])
+                                  sinks_first=writers)
     raise typer.Exit(code)
 
 

@@ -34,7 +34,7 @@ from axrun.cli._common import configure_logging, parse_pairs, stderr_console
 from axrun.engine import Engine, EngineConfig, parse_devices
 from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OutputError, UsageError
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
-from axrun.outputs import check_results_file
+from axrun.outputs import check_results_file, check_save_dir
 from axrun.preprocess import PreprocessRecipe
 from axrun.results import Result
 from axrun.resume import ResumeState, absolute, model_fingerprint, reorder, write_params
@@ -134,6 +134,15 @@ ThreadsOpt = Annotated[int | None, typer.Option(
     "postprocessing, this command's own thread counted (default: CPU count; at most 4 "
     "x CPU count).",
     rich_help_panel=DEVICE)]
+SaveDirOpt = Annotated[Path | None, typer.Option(
+    "--save-dir", metavar="DIR", help="Write annotated copies here: images under their "
+    "own names (sub-folders mirrored), videos as .mp4.", rich_help_panel=OUTPUT)]
+LineWidthOpt = Annotated[int | None, typer.Option(
+    "--line-width", min=1, help="Box outline width in pixels in annotated copies "
+    "(default: from the image size).", rich_help_panel=OUTPUT)]
+HideConfOpt = Annotated[bool, typer.Option(
+    "--hide-conf", help="Labels without scores in annotated copies.",
+    rich_help_panel=OUTPUT)]
 ResizeOpt = Annotated[int | None, typer.Option(
     "--resize", help="Resize the short side to N, then centre-crop to the input size.",
     rich_help_panel=PRE)]
@@ -355,10 +364,19 @@ def source_cell(record: dict[str, Any]) -> str:
     return str(record["source"]) + (f" #{frame}" if frame is not None else "")
 
 
-def open_sinks(args: CommonArgs, task: str, top_k: int, table: TableSink) -> list[Sink]:
+def check_folders(args: CommonArgs, folders: dict[str, Path | None]) -> None:
+    """Refuse output folders (``{flag: folder}``, None: not asked for) that could
+    replace an input (see :func:`check_save_dir`)."""
+    for flag_name, folder in folders.items():
+        if folder is not None:
+            check_save_dir(folder, args.inputs, flag_name)
+
+
+def open_sinks(args: CommonArgs, task: Task, task_name: str, table: TableSink) -> list[Sink]:
+    top_k = task.top_k if isinstance(task, Classifier) else 0
     if args.output not in (None, "-"):
-        return [open_file_sink(args.output, task, top_k, append=args.resume,
-                               replace=args.overwrite)]
+        return [open_file_sink(args.output, task_name, top_k, append=args.resume,
+                               replace=args.overwrite, labels=getattr(task, "labels", ()))]
     if args.output is None and stdout_is_terminal():
         return [table]
     return [JsonLinesSink(cast(IO[str], _CurrentStdout()))]
@@ -526,8 +544,7 @@ def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
     )
     if shared_terminal:
         table.console = progress.console
-    top_k = task.top_k if isinstance(task, Classifier) else 0
-    sinks = [*sinks_first, *open_sinks(args, task_name, top_k, table),
+    sinks = [*sinks_first, *open_sinks(args, task, task_name, table),
              ProgressSink(progress, task_name, total)]
     run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast))
     complete = False

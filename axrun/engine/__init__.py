@@ -72,7 +72,8 @@ class Engine:
             self.session = open_session(self.backend, self.folder, self.config)
             # Released at exit or when this engine is collected, if not closed before.
             self._release = weakref.finalize(self, _release, self.session, self._running)
-            log.info("plan: %s", self.session.plan.describe())
+            log.info("plan: %s; backend: %s", self.session.plan.describe(),
+                     self.backend.describe())
         return self
 
     def close(self) -> None:

@@ -75,7 +75,7 @@ def test_save_dir_mirrors_subfolders_atomically(tmp_path: Path) -> None:
     result = runner.invoke(app, ["detect", str(src), "--save-dir", str(out), "-q"])
     assert result.exit_code == 1  # the broken file
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
-                   and p.name != "axrun-annotated.txt")
+                   and p.name != ".axrun-written")
     assert files == ["coffee.jpg", "sub/astronaut.jpg"]
     annotated = cv2.imread(str(out / "sub" / "astronaut.jpg"))
     original = cv2.imread(str(src / "sub" / "astronaut.jpg"))
@@ -96,7 +96,7 @@ def test_annotated_video_keeps_frames_size_and_fps(tmp_path: Path) -> None:
         == (160, 96)
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0)
     cap.release()
-    assert not list(out.glob(".*"))  # no partial files left
+    assert not list(out.glob("*.partial*"))  # no partial files left
 
 
 def test_csv_has_one_row_per_detection(tmp_path: Path) -> None:
@@ -149,11 +149,11 @@ def test_a_video_cut_short_is_kept_as_partial(tmp_path: Path) -> None:
         saver.write(Result(Item("clip.mp4", frame=i, image=frame, fps=10.0),
                            Detections.empty()))
     saver.close(complete=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["axrun-annotated.txt",
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".axrun-written",
                                                          "clip.partial.mp4"]
     resumed = SaveDir(tmp_path)
     resumed.write(Result(Item("clip.mp4", frame=3, image=frame, fps=10.0),
                               Detections.empty()))
     resumed.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "axrun-annotated.txt", "clip.from-3.mp4", "clip.partial.mp4"]
+        ".axrun-written", "clip.from-3.mp4", "clip.partial.mp4"]
