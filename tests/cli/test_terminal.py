@@ -1,0 +1,106 @@
+"""What a user sees in a real terminal: the command runs under a pseudo-terminal (stdout
+and stderr both on it, 100 columns) and its output is played through a terminal
+emulator (pyte); the screen, scrolled-off lines included, must hold clean rows."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pyte
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2] / "models" / "samples"
+COLUMNS, LINES = 100, 30
+BAR = "━"
+
+
+def run_in_terminal(args: list[str], cwd: Path, columns: int = COLUMNS) -> \
+        tuple[int, list[str]]:
+    """Run ``python -m axrun ARGS`` on a pty; return its status and every line the
+    terminal showed (history first, then the screen), trailing blanks cut."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, columns, 0, 0))
+    env = {**os.environ, "COLUMNS": str(columns), "LINES": str(LINES), "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "axrun", *args], stdin=subprocess.DEVNULL,
+                            stdout=follower, stderr=follower, cwd=cwd, env=env)
+    os.close(follower)
+    output = bytearray()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the pty closed: the process ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    code = proc.wait(timeout=30)
+    screen = pyte.HistoryScreen(columns, LINES, history=10_000)
+    stream = pyte.ByteStream(screen)
+    stream.feed(bytes(output).replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n"))
+    lines = ["".join(ch.data for ch in line.values()).rstrip()
+             for line in [*(dict(sorted(row.items())) for row in screen.history.top),
+                          *(dict(sorted(screen.buffer[y].items())) for y in range(LINES))]]
+    while lines and not lines[-1]:
+        lines.pop()
+    return code, lines
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 photos with long names, and one broken file: long enough for the bar to
+    draw many times between rows."""
+    root = tmp_path_factory.mktemp("terminal")
+    photos = root / "a-folder-with-a-rather-long-name"
+    photos.mkdir()
+    for i in range(16):
+        for p in SAMPLES.glob("*.jpg"):
+            shutil.copy(p, photos / f"{p.stem}-{i:02d}-with-a-long-suffix.jpg")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def test_table_rows_and_progress_never_tangle(folder: Path) -> None:
+    code, lines = run_in_terminal(["classify", "a-folder-with-a-rather-long-name"], folder)
+    assert code == 1, "\n".join(lines)  # broken.jpg failed
+    assert not any(BAR in line for line in lines), "a bar fragment was left on screen"
+    # rows: the input (shortened from the left past half the width), then its result
+    rows = [line for line in lines if line.startswith(("a-folder-with", "…"))]
+    assert len(rows) == 16 * len(list(SAMPLES.glob("*.jpg"))) + 1
+    headers = [i for i, line in enumerate(lines) if line.startswith("input ")]
+    assert len(headers) == 1
+    # every row is one line, no wider than the terminal, its result on the same line
+    for row in rows:
+        assert len(row) <= COLUMNS
+        assert ("broken.jpg" in row and "decode" in row) or ("-with-a-long-suffix.jpg  " in row \
+            and " 0." in row), row
+    # nothing but rows between the header and the summary
+    body = lines[headers[0] + 1:]
+    summary = [i for i, line in enumerate(body) if "input(s), 1 failed" in line]
+    assert len(summary) == 1 and body[:summary[0]] == rows
+    assert sum(line.startswith("plan: ") for line in lines) == 1
+
+
+def test_json_lines_on_a_terminal_stay_whole(folder: Path) -> None:
+    # a terminal wide enough that no record wraps: each record is one screen line
+    code, lines = run_in_terminal(["classify", "a-folder-with-a-rather-long-name", "-o", "-",
+                                   "-k", "1"], folder, columns=400)
+    assert code == 1
+    assert not any(BAR in line for line in lines), "a bar fragment was left on screen"
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(records) == 16 * len(list(SAMPLES.glob("*.jpg"))) + 1
+    others = [line for line in lines if not line.startswith("{")]
+    assert [line.split(":")[0] for line in others] == ["plan", others[-1].split(":")[0]]
+    assert "input(s), 1 failed" in others[-1]
