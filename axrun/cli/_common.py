@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import sys
@@ -159,3 +160,47 @@ def parse_decoder(text: str | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def reflow(doc: str) -> str:
+    """A docstring as ``--help`` shows it: each paragraph one line (the terminal wraps
+    it), indented lines (examples) kept as they are."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n"))
+                       for p in paragraphs)
+
+
+# What a value is called in --help when its option does not name it, by its type.
+METAVARS = (("path", "PATH"), ("int", "N"), ("float", "NUM"), ("str", "TEXT"),
+            ("text", "TEXT"))
+
+
+def _value_name(param: Any) -> str:
+    descriptor = getattr(param, "type_descriptor", None)  # typer >= 0.22
+    if descriptor is not None:
+        kind = "path" if descriptor.is_path else param.bare_type()
+    else:  # click's parameter types
+        kind = getattr(getattr(param, "type", None), "name", "")
+    return next((name for key, name in METAVARS if key in kind.lower()), "VALUE")
+
+
+def tidy_help(command: Any) -> None:
+    """Make ``--help`` read like other tools': flags shown without a type (not
+    ``<bool>``), values named by short upper-case words (``N``, ``PATH``, ``DIR``...),
+    arguments by their names (``INPUTS...``); for ``command`` (a click group or
+    command) and its sub-commands. Names an option or argument gives itself stay."""
+    for cmd in [command, *getattr(command, "commands", {}).values()]:
+        if cmd.help:
+            cmd.help = reflow(cmd.help)
+        context = typer.Context(cmd, help_option_names=["-h", "--help"])
+        shown = [*cmd.params, cmd.get_help_option(context)]  # help: made on first use
+        for param in filter(None, shown):
+            if param.metavar is not None:
+                continue
+            if param.param_type_name == "argument":
+                param.metavar = (param.name or "value").upper()
+            elif param.is_flag:
+                param.metavar = ""
+            else:
+                param.metavar = _value_name(param)
+

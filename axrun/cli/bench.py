@@ -41,7 +41,15 @@ def bench(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON document (layout in the README).")] = False,
 ) -> None:
-    """Measure device-only, host-only and end-to-end frames/s, and say what limits them."""
+    """Measure device-only, host-only and end-to-end frames/s, and say what limits them.
+
+    Examples:
+
+      axrun bench efficientnet-lite0-imagenet
+      axrun bench yolox-nano-coco clip.mp4 --aipu-cores 4
+
+    With no card the emulator stands in for the device (its figures are the emulator's).
+    """
     folder = load_model_folder(model)
     # the host figures include the task's postprocessing: the right one, or an error
     name = task_name(folder, task or folder.task or task_from_outputs(folder))

@@ -35,10 +35,11 @@ def classify(
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per input.",
                                        rich_help_panel=CLASSIFY)] = TOP_K,
     labels: Annotated[Path | None, typer.Option(
-        "--labels", help="Class names file (one per line), overriding the model's.",
+        "--labels", metavar="FILE", help="Class names file (one per line), overriding the model's.",
         rich_help_panel=CLASSIFY)] = None,
     scores: Annotated[str | None, typer.Option(
-        "--scores", help="What the network outputs: logits (softmax applied) or "
+        "--scores", metavar="logits|probabilities",
+        help="What the network outputs: logits (softmax applied) or "
         "probabilities (default: from axrun.json, else logits).",
         rich_help_panel=CLASSIFY)] = None,
     save_dir: common.SaveDirOpt = None,
@@ -50,7 +51,15 @@ def classify(
     color: common.ColorOpt = None,
     args: common.CommonArgs | None = None,
 ) -> None:
-    """Classify images and video frames; one JSON record per input, in input order.
+    """Classify images and video frames; one JSON record per input, in input order
+    (a table on a terminal).
+
+    Examples:
+
+      axrun classify photos/                       # a table on the terminal
+      axrun classify photos/ -o top5.jsonl         # or .json, .csv
+      find . -name '*.jpg' | axrun classify - | jq -c '.top[0]'
+      axrun classify -m my-model photos/ --save-dir labelled/
 
     Exit status: 0 all inputs succeeded, 1 some failed (each has an error record),
     2 usage error, 3 model or device error, 4 output error, 130 interrupted.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -14,7 +15,9 @@ from axrun.cli import detect as detect_cmd
 from axrun.cli import execute as exec_cmd
 from axrun.cli import info as info_cmd
 from axrun.cli import models as models_cmd
-from axrun.cli._common import GlobalOptions
+from axrun.cli._common import GlobalOptions, tidy_help
+from axrun.cli.ultralytics import foreign_argument
+from axrun.errors import EXIT_USAGE
 from axrun.runtime import BACKEND_CHOICES
 
 app = typer.Typer(
@@ -22,8 +25,14 @@ app = typer.Typer(
     help=(
         "Batch INT8 inference on Axelera Metis, or on axrun's built-in emulator when no "
         "card (no axelera.runtime) is present.\n\n"
+        "Examples:\n\n"
+        "  axrun classify photos/\n"
+        "  axrun detect photos/ clip.mp4 --save-dir annotated/ -o boxes.jsonl\n"
+        "  find . -name '*.jpg' | axrun classify - | jq -c .top[0]\n"
+        "  axrun models\n\n"
         "Exit status: 0 all inputs succeeded, 1 some inputs failed, 2 usage error, "
-        "3 model or device error, 4 output error, 130 interrupted."
+        "3 model or device error, 4 output error, 130 interrupted. Each command's "
+        "--help has more examples."
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -72,5 +81,18 @@ exec_cmd.register(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Arguments written the Ultralytics way
+    (``source=x``, ``--imgsz``) get a hint (:mod:`axrun.cli.ultralytics`) first."""
+    command = typer.main.get_command(app)
+    tidy_help(command)
+    args = sys.argv[1:]
+    commands = getattr(command, "commands", {})
+    at = next((i for i, a in enumerate(args) if a in commands), None)
+    if at is not None:
+        options = {opt: not param.is_flag for param in commands[args[at]].params
+                   if param.param_type_name == "option" for opt in param.opts}
+        hint = foreign_argument(args[at + 1:], options)
+        if hint is not None:
+            print(f"error: {hint}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE)
+    command()

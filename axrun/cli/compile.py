@@ -20,10 +20,10 @@ from axrun.errors import UsageError
 from axrun.preprocess import PreprocessRecipe
 
 PREPROCESS_HELP = (
-    "Preprocessing recipe as key=value pairs: mode=crop|letterbox|stretch, resize=N "
-    "(short side, crop mode), color=rgb|bgr, mean=M or M1/M2/M3, std=S or S1/S2/S3 "
-    "(0-255 units), pad_value=114, align=center|topleft. "
-    "Example: mode=crop,resize=256,color=rgb,mean=127,std=128"
+    "Preprocessing recipe, key=value pairs separated by commas: mode (crop, letterbox or "
+    "stretch), resize (short side in crop mode), color (rgb or bgr), mean and std "
+    "(0-255 units: one value, or three joined by /), pad_value (letterbox, 0-255), "
+    "align (center or topleft). See the examples below."
 )
 
 
@@ -69,7 +69,8 @@ def compile_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
     calibration: Annotated[Path, typer.Option(
         "--calibration", help="Folder of real images to calibrate INT8 ranges on.")],
-    preprocess: Annotated[str, typer.Option("--preprocess", help=PREPROCESS_HELP)] = "mode=crop",
+    preprocess: Annotated[str, typer.Option("--preprocess", metavar="K=V,...",
+                                            help=PREPROCESS_HELP)] = "mode=crop",
     postamble_from: Annotated[list[str] | None, typer.Option(
         "--postamble-from",
         help="Cut here: the device part ends at these tensors, everything after them runs "
@@ -79,7 +80,8 @@ def compile_command(
     labels: Annotated[Path | None, typer.Option(
         "--labels", help="Class names, one per line (copied into the folder).")] = None,
     decoder: Annotated[str | None, typer.Option(
-        "--decoder", help="Decoder settings as key=value pairs, e.g. format=yolox.")] = None,
+        "--decoder", metavar="K=V,...",
+        help="Decoder settings as key=value pairs, e.g. format=yolox.")] = None,
     input_shape: Annotated[str | None, typer.Option(
         "--input-shape", help="Fix a dynamic input shape, e.g. 1,3,224,224.")] = None,
     channel_multiple: Annotated[int, typer.Option(
@@ -95,7 +97,20 @@ def compile_command(
         "stay int8). Repeat for several. For layers whose 8-bit error ruins accuracy.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Quantize a float ONNX model to INT8 and write a model folder the emulator runs."""
+    """Quantize a float ONNX model to INT8 and write a model folder the emulator runs.
+
+    Examples:
+
+      axrun compile effnet.onnx -o my-effnet --calibration photos/ \\
+        --task classify --labels imagenet.txt \\
+        --preprocess mode=crop,resize=256,mean=127,std=128
+
+      axrun compile yolox.onnx -o my-yolox --calibration photos/ \\
+        --task detect --decoder format=yolox \\
+        --preprocess mode=letterbox,color=bgr,pad_value=114
+
+    axrun info FOLDER shows what was written; classify and detect run it with -m FOLDER.
+    """
     options = CompileOptions(
         model=model, output=output, calibration=calibration,
         recipe=parse_recipe(preprocess), task=task, labels=labels, decoder=parse_decoder(decoder),

@@ -47,13 +47,14 @@ def detect(
         "--agnostic", help="NMS across classes (default: per class).",
         rich_help_panel=DETECT)] = False,
     classes: Annotated[str | None, typer.Option(
-        "--classes", help="Keep only these classes: names or ids, comma-separated "
+        "--classes", metavar="NAMES", help="Keep only these classes: names or ids, comma-separated "
         "(person,car or 0,2).", rich_help_panel=DETECT)] = None,
     labels: Annotated[Path | None, typer.Option(
-        "--labels", help="Class names file (one per line), overriding the model's.",
+        "--labels", metavar="FILE", help="Class names file (one per line), overriding the model's.",
         rich_help_panel=DETECT)] = None,
     decoder: Annotated[str | None, typer.Option(
-        "--decoder", help="Decoder settings over axrun.json's, key=value pairs: "
+        "--decoder", metavar="K=V,...",
+        help="Decoder settings over axrun.json's, key=value pairs: "
         "format= one of yolox, yolox-decoded, ultralytics, ultralytics-transposed, "
         "boxes-scores, dfl, yolov5 (default: from the model's outputs); strides=[8,16,32]; "
         "anchors=yolov5 or a JSON list of w,h lists, one per stride (yolov5); sigmoid=false "
@@ -82,11 +83,19 @@ def detect(
     color: common.ColorOpt = None,
     args: common.CommonArgs | None = None,
 ) -> None:
-    """Detect objects in images and video frames; one JSON record per input, in order.
+    """Detect objects in images and video frames; one JSON record per input, in input
+    order (a table on a terminal). Boxes are in original-image pixels.
 
-    Boxes are in original-image pixels, clipped to the image. Exit status: 0 all inputs
-    succeeded, 1 some failed, 2 usage error, 3 model or device error, 4 output error,
-    130 interrupted.
+    Examples:
+
+      axrun detect photos/ --save-dir annotated/
+      axrun detect clip.mp4 --save-dir out/ -o boxes.jsonl
+      axrun detect photos/ --save-txt labels/ --save-conf    # YOLO label files
+      axrun detect val2017/ -o preds.coco.json               # COCO results
+      axrun detect photos/ --classes person,car --save-crop crops/
+
+    Exit status: 0 all inputs succeeded, 1 some failed (each has an error record),
+    2 usage error, 3 model or device error, 4 output error, 130 interrupted.
     """
     assert args is not None
     common.check_folders(args, {"--save-dir": save_dir, "--save-txt": save_txt,

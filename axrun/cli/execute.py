@@ -25,8 +25,11 @@ def exec_command(
 ) -> None:
     """Run COMMAND with `import axelera.runtime` resolving to axrun's emulator.
 
-    Example: axrun exec -- python app.py "$(axrun models --path yolox-nano-coco)"
-    (app.py gets the folder of the bundled model yolox-nano-coco).
+    Examples (app.py gets the folder of the bundled model yolox-nano-coco):
+
+      axrun exec -- python app.py "$(axrun models --path yolox-nano-coco)"
+      axrun exec --devices 2 --latency-ms 2 -- python app.py my-model/
+
     The exit status is COMMAND's; signals are forwarded to it.
     """
     if runner.real_sdk_present():

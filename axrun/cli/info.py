@@ -48,7 +48,15 @@ def info(
         "lists them).")],
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
-    """Show a compiled model's tensors, padding, quantization, postamble and task."""
+    """Show a compiled model's tensors, padding, quantization, postamble and task.
+
+    Examples:
+
+      axrun info yolox-nano-coco
+      axrun info build/yolov8s-coco/yolov8s-coco/1/ --json
+
+    --json prints one document with stable keys.
+    """
     folder = load_model_folder(model)
     data = describe(folder)
     if folder.task == "detect":  # which decoder the detect command will use, and why

@@ -50,8 +50,14 @@ def models(
     folder of AXRUN_MODELS (':'-separated), then in the models bundled with
     axrun: the first folder that has it wins.
 
-    Examples: axrun models · axrun models --json · axrun info yolox-nano-coco
-    axrun exec -- python app.py "$(axrun models --path yolox-nano-coco)"
+    Examples:
+
+      axrun models
+      axrun models --json
+      axrun detect -m yolox-nano-coco photos/
+      AXRUN_MODELS=~/models axrun classify -m my-resnet photos/
+
+    A folder that cannot be read is listed with its error.
     """
     found = available_models()
     if name is not None:

@@ -72,8 +72,9 @@ Inputs = Annotated[list[str], typer.Argument(
     "cameras (0, /dev/video0).",
     show_default=False)]
 ModelOpt = Annotated[Path | None, typer.Option(
-    "-m", "--model", help="Model folder, its model.json, or a parent of one "
-    "(default: the bundled model).", rich_help_panel=INPUT)]
+    "-m", "--model", metavar="MODEL", help="Model folder, its model.json, a parent of "
+    "one, or a model's name (axrun models lists them; default: the bundled model).",
+    rich_help_panel=INPUT)]
 NullOpt = Annotated[bool, typer.Option(
     "-0", "--null", help="Paths on stdin are NUL-separated (find -print0).",
     rich_help_panel=INPUT)]
@@ -83,25 +84,29 @@ LimitOpt = Annotated[int | None, typer.Option(
 StrideOpt = Annotated[int, typer.Option(
     "--vid-stride", help="Use every n-th video frame.", rich_help_panel=INPUT)]
 MaxReadOpt = Annotated[str, typer.Option(
-    "--max-read-bytes", help="Most bytes read from an input that is not a regular file "
+    "--max-read-bytes", metavar="SIZE",
+    help="Most bytes read from an input that is not a regular file "
     "(a pipe, a device, an image URL): past it, an error record (K, M, G suffixes).",
     rich_help_panel=INPUT)]
 DecodeOpt = Annotated[str, typer.Option(
-    "--decode", help="reduced: decode a JPEG at 1/2, 1/4 or 1/8 scale when the "
+    "--decode", metavar="reduced|full",
+    help="reduced: decode a JPEG at 1/2, 1/4 or 1/8 scale when the "
     "preprocessing shrinks it at least that much (much faster on phone photos); full: "
     "always at full size. Annotated copies (--save-dir) are always full size.",
     rich_help_panel=INPUT)]
 BackgroundOpt = Annotated[str, typer.Option(
-    "--background", help="Colour shown under transparent pixels (PNG, WebP, GIF, TIFF, "
+    "--background", metavar="COLOR",
+    help="Colour shown under transparent pixels (PNG, WebP, GIF, TIFF, "
     "HEIC with alpha), as a viewer composites them: white, black, grey, R,G,B or "
     "#RRGGBB.", rich_help_panel=INPUT)]
 ReconnectsOpt = Annotated[int, typer.Option(
     "--reconnects", help="Reopen a live stream or camera that drops this often in a row "
     "(after 1, 2, 4... s), then an error record.", rich_help_panel=INPUT)]
 OutputOpt = Annotated[str | None, typer.Option(
-    "-o", "--output", help="Write records to FILE.jsonl, FILE.json (one array) or FILE.csv; "
-    "- for JSON lines on stdout. Default: JSON lines when stdout is not a terminal, "
-    "else a table.", rich_help_panel=OUTPUT)]
+    "-o", "--output", metavar="FILE", help="Write records to FILE.jsonl, FILE.json (one "
+    "array) or FILE.csv, boxes to FILE.coco.json (COCO results, detect); - for JSON lines "
+    "on stdout. Default: JSON lines when stdout is not a terminal, else a table.",
+    rich_help_panel=OUTPUT)]
 QuietOpt = Annotated[bool, typer.Option(
     "-q", "--quiet", help="No progress bar, no summary.", rich_help_panel=OUTPUT)]
 OverwriteOpt = Annotated[bool, typer.Option(
@@ -119,15 +124,16 @@ CoresOpt = Annotated[int, typer.Option(
     "--aipu-cores", help="Cores to use per device (instances = cores // batch).",
     rich_help_panel=DEVICE)]
 DevicesOpt = Annotated[str, typer.Option(
-    "--devices", help="all, or device indices/names separated by commas.",
+    "--devices", metavar="all|LIST", help="all, or device indices/names separated by commas.",
     rich_help_panel=DEVICE)]
 DoubleBufferOpt = Annotated[bool, typer.Option(
     "--double-buffer/--no-double-buffer", help="DMA double buffering (results two calls "
     "late, more throughput).", rich_help_panel=DEVICE)]
 DeviceConfigOpt = Annotated[str | None, typer.Option(
-    "--device-config", help="Device settings before connecting, KEY=VALUE pairs: "
-    "clock_profile (MHz, default 800), clock_profile_core_0..3, mvm_utilisation_core_0..3 "
-    "(percent, default 100), ddr_size (bytes); over axrun.json's device_config.",
+    "--device-config", metavar="K=V,...",
+    help="Device settings before connecting, KEY=VALUE pairs: clock_profile (MHz, "
+    "default 800) and per core clock_profile_core_N, mvm_utilisation_core_N (N: 0 to 3; "
+    "percent, default 100), ddr_size (bytes); over axrun.json's device_config.",
     rich_help_panel=DEVICE)]
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--decode-threads", help="Threads doing host work: decode + preprocess and "
@@ -150,11 +156,14 @@ CropOpt = Annotated[float | None, typer.Option(
     "--crop", help="Centre-crop fraction instead of --resize: resize = input / FRACTION "
     "(0.875 = 224 of 256).", rich_help_panel=PRE)]
 MeanOpt = Annotated[str | None, typer.Option(
-    "--mean", help="Per-channel mean in 0-255 units, one value or R,G,B.", rich_help_panel=PRE)]
+    "--mean", metavar="R,G,B",
+    help="Per-channel mean in 0-255 units, one value or R,G,B.", rich_help_panel=PRE)]
 StdOpt = Annotated[str | None, typer.Option(
-    "--std", help="Per-channel std in 0-255 units, one value or R,G,B.", rich_help_panel=PRE)]
+    "--std", metavar="R,G,B",
+    help="Per-channel std in 0-255 units, one value or R,G,B.", rich_help_panel=PRE)]
 ColorOpt = Annotated[str | None, typer.Option(
-    "--color", help="Channel order the network expects: rgb or bgr.", rich_help_panel=PRE)]
+    "--color", metavar="rgb|bgr",
+    help="Channel order the network expects: rgb or bgr.", rich_help_panel=PRE)]
 
 
 @dataclass(frozen=True)
