@@ -23,7 +23,7 @@ PREPROCESS_HELP = (
     "Preprocessing recipe, key=value pairs separated by commas: mode (crop, letterbox or "
     "stretch), resize (short side in crop mode), color (rgb or bgr), mean and std "
     "(0-255 units: one value, or three joined by /), pad_value (letterbox, 0-255), "
-    "align (center or topleft). See the examples below."
+    "align (center or topleft). See the examples above."
 )
 
 
