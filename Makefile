@@ -19,7 +19,9 @@ demo: $(STAMP)
 	$(BIN)/axrun devices
 	$(BIN)/axrun classify models/samples/
 	$(BIN)/axrun detect models/samples/ --save-dir out/demo -o out/demo/detections.jsonl --overwrite
-	@echo "annotated images and detections.jsonl are in out/demo/"
+	$(BIN)/python models/make_pan_video.py out/pan.mp4
+	$(BIN)/axrun detect out/pan.mp4 --save-dir out/demo -o out/demo/pan.jsonl --overwrite
+	@echo "annotated images, out/demo/pan.mp4 and the records (.jsonl) are in out/demo/"
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: $(STAMP)
