@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -124,3 +126,25 @@ def test_an_orientation_stored_as_a_long_in_big_endian_exif() -> None:
     data = plain[:2] + app1 + plain[2:]
     image, original = decode_bytes_for(data, "x.jpg")
     assert image.shape[:2] == (40, 30) and (original.width, original.height) == (30, 40)
+
+
+def test_records_do_not_depend_on_annotated_copies(tmp_path: Path) -> None:
+    """Annotated copies and crops need full-size pixels; the network still sees what it
+    sees without them (a JPEG decoded at 1/4, a video frame shrunk from YUV)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    big = cv2.resize(cv2.imread(str(ROOT / "models" / "samples" / "coffee.jpg")), (2000, 1500))
+    (folder / "big.jpg").write_bytes(jpeg(big))
+    subprocess.run([sys.executable, str(ROOT / "models" / "make_pan_video.py"),
+                    str(folder / "pan.mp4")], check=True, capture_output=True)
+    runner = CliRunner()
+    common = [str(folder), "-o", "-", "-q", "--vid-stride", "15"]
+    plain = runner.invoke(app, ["detect", *common])
+    saved = runner.invoke(app, ["detect", *common, "--save-dir", str(tmp_path / "out"),
+                                "--save-crop", str(tmp_path / "crops")])
+    assert plain.exit_code == saved.exit_code == 0, saved.output
+    records = [json.loads(line) for line in plain.stdout.splitlines()]
+    assert len(records) == 6 and all(r["detections"] for r in records)
+    assert saved.stdout == plain.stdout
+    copy = cv2.imread(str(tmp_path / "out" / "big.jpg"))
+    assert copy.shape == (1500, 2000, 3)  # the copy is full size

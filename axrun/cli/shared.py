@@ -92,7 +92,8 @@ DecodeOpt = Annotated[str, typer.Option(
     "--decode", metavar="reduced|full",
     help="reduced: decode a JPEG at 1/2, 1/4 or 1/8 scale when the "
     "preprocessing shrinks it at least that much (much faster on phone photos); full: "
-    "always at full size. Annotated copies (--save-dir) are always full size.",
+    "always at full size. Annotated copies and crops are full size either way, and the "
+    "records the same with or without them.",
     rich_help_panel=INPUT)]
 BackgroundOpt = Annotated[str, typer.Option(
     "--background", metavar="COLOR",

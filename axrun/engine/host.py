@@ -43,10 +43,11 @@ class HostWork:
                  workers_alive: Callable[[], bool]) -> None:
         self.task, self.batch, self.control, self.stats = task, batch, control, stats
         self.keep_images = keep_images
-        # How far a JPEG may be decoded reduced: as far as the preprocessing shrinks it,
-        # unless the caller keeps the images (annotated copies are full size).
+        # How far a JPEG may be decoded reduced: as far as the preprocessing shrinks it.
+        # Kept images (annotated copies) are decoded again at full size, so that the
+        # records are the same with or without them.
         self.scale_for: ScaleFor | None = None
-        if reduce and not keep_images:
+        if reduce:
             writer = task.preprocessor
             self.scale_for = lambda h, w: resize_factor(writer.recipe, writer.size_hw, (h, w))
         self._dispatch, self._deliver, self._free_outputs = dispatch, deliver, free_outputs
@@ -119,6 +120,9 @@ class HostWork:
             t0 = time.perf_counter()
             try:
                 image, original = item.load_for(self.scale_for)
+                kept = None
+                if self.keep_images:
+                    kept = image if original is None else item.load_for(None)[0]
                 t1 = time.perf_counter()
                 decode_s += t1 - t0 + item.decode_s
                 geometry = self.task.preprocess(image, [buf[slot] for buf in job.inputs])
@@ -137,7 +141,7 @@ class HostWork:
                     f"{item.source}: preprocessing failed: {exc!r}", item.source) from exc
             job.geometries.append(geometry)
             job.errors.append(None)
-            job.images.append(image if self.keep_images else None)
+            job.images.append(kept)
         self.stats.add("decode", decode_s)
         self.stats.add("preprocess", preprocess_s)
 

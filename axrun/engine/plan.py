@@ -46,8 +46,9 @@ class EngineConfig:
     MVM utilisation in percent, DDR size in bytes), over the model's own
     (``axrun.json`` ``device_config``).
     ``decode``: ``reduced`` (default) decodes a JPEG at 1/2, 1/4 or 1/8 scale when the
-    preprocessing shrinks it at least that much (unless images are kept for the
-    caller: ``keep_images``), ``full`` always at full size.
+    preprocessing shrinks it at least that much (video frames are converted from YUV
+    at the size needed), ``full`` always at full size. Images kept for the caller
+    (``keep_images``) are decoded again at full size: the results do not change.
     """
 
     aipu_cores: int = CORES_PER_DEVICE
