@@ -296,9 +296,10 @@ def resolve_model(path: Path | None, task: str) -> ModelFolder:
 class TableSink(RecordSink):
     """Human-readable rows on a terminal: the header once, then one line per input as
     its result arrives, cut to the terminal's width (never wrapped). The input column
-    widens to the longest input so far, up to half the width; a longer one is shortened
-    from the left. :func:`run_command` gives it the progress bar's console when both
-    show on one terminal, so that rows are printed above the bar."""
+    widens (in steps of 8 characters) to the longest input so far, up to half the
+    width; a longer one is shortened from the left. :func:`run_command` gives it the
+    progress bar's console when both show on one terminal, so that rows are printed
+    above the bar."""
 
     def __init__(self, columns: list[str], row: Callable[[dict[str, Any]], list[str]]) -> None:
         self.columns, self.row = columns, row
@@ -309,7 +310,8 @@ class TableSink(RecordSink):
     def write_record(self, record: dict[str, Any]) -> None:
         source, rest = self.row(record)
         limit = max(12, self.console.width // 2)
-        self.width = min(max(self.width, len(source), len(self.columns[0])), limit)
+        wanted = -(-max(len(source), len(self.columns[0])) // 8) * 8  # in steps of 8
+        self.width = min(max(self.width, wanted), limit)
         if not self.rows:
             self._line(self.columns[0], Text(self.columns[1], style="bold"), "bold")
         self._line(source, Text.from_markup(rest), "")
