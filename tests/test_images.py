@@ -165,5 +165,5 @@ def test_pages_are_annotated_as_images_not_videos(tmp_path) -> None:
                                       "-q", "-o", "-"])
     assert result.exit_code == 0, result.stderr
     assert [json.loads(line)["frame"] for line in result.stdout.splitlines()] == [0, 1, None]
-    assert sorted(p.name for p in out.iterdir() if p.suffix != ".txt") == [
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "scan.page0.tiff", "scan.page1.tiff", "still.gif.jpg"]
