@@ -68,12 +68,28 @@ def yolo_lines(detections: Detections, width: int, height: int,
     return lines
 
 
-class YoloLabels:
+class _FolderSink:
+    """A sink writing files into an :class:`OutputFolder`; ``kind`` names them in the
+    run's summary."""
+
+    kind: ClassVar[str]
+    folder: OutputFolder
+
+    def close(self, complete: bool = True) -> None:
+        self.folder.close()
+
+    def written(self) -> str | None:
+        files = self.folder.files
+        return f"{self.folder.root}{os.sep} ({files} {self.kind})" if files else None
+
+
+class YoloLabels(_FolderSink):
     """``--save-txt DIR``: a ``.txt`` label file per image (see :func:`yolo_lines`),
     empty when nothing was detected (the image was looked at: a negative sample), none
     for a failed input. Video frames get one file each (``clip_000042.txt``)."""
 
     needs_images: ClassVar[bool] = False
+    kind = "label file(s)"
 
     def __init__(self, root: Path, inputs_root: str | None = None, conf: bool = False) -> None:
         self.folder = OutputFolder(root, "labels folder")
@@ -92,13 +108,6 @@ class YoloLabels:
         text = "".join(line + "\n" for line in yolo_lines(det, width, height, self.conf))
         _write(path, text.encode())
 
-    def close(self, complete: bool = True) -> None:
-        self.folder.close()
-
-    def written(self) -> str | None:
-        files = self.folder.files
-        return f"{self.folder.root}{os.sep} ({files} label file(s))" if files else None
-
 
 _UNSAFE = re.compile(r"[\x00-\x1f/\\:*?\"<>|]")
 
@@ -109,7 +118,7 @@ def class_folder(label: str) -> str:
     return name or "_"
 
 
-class Crops:
+class Crops(_FolderSink):
     """``--save-crop DIR``: every detected box cut out of the original image (pixels
     the box touches: its edges rounded outwards, at least one pixel) and saved as
     ``DIR/<class>/<input name>_<k>.<ext>``, ``k`` the box's place in the record's
@@ -118,6 +127,7 @@ class Crops:
     else as JPEG."""
 
     needs_images: ClassVar[bool] = True
+    kind = "crop(s)"
 
     ENCODABLE: ClassVar[frozenset[str]] = frozenset(
         {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -149,13 +159,6 @@ class Crops:
             if not ok:
                 raise UsageError(f"{path}: cannot encode {suffix} images")
             _write(path, data.tobytes())
-
-    def close(self, complete: bool = True) -> None:
-        self.folder.close()
-
-    def written(self) -> str | None:
-        files = self.folder.files
-        return f"{self.folder.root}{os.sep} ({files} crop(s))" if files else None
 
 
 class CocoResults:
