@@ -15,9 +15,10 @@ import onnxruntime as ort
 
 from axrun.compiler.quantize import float_input
 from axrun.engine import Engine, EngineConfig
-from axrun.sources import Item, decode_image
+from axrun.images import decode_image
+from axrun.sources import Item
 from axrun.tasks.classify import Classifier, softmax
-from axrun.tasks.detect import Detections, Detector, decode_yolox, iou_one_to_many, select
+from axrun.tasks.detect import Detections, Detector, decode_yolox, select
 
 MARK_BEGIN = "<!-- fidelity:begin -->"
 MARK_END = "<!-- fidelity:end -->"
@@ -28,6 +29,16 @@ DETECT_MUST = {"astronaut": "person", "camera": "person", "coffee": "cup", "chel
                "stereo_motorcycle": "motorcycle"}
 
 
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box with each of ``boxes`` (N, 4), pixels."""
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = w * h
+    union = ((box[2] - box[0]) * (box[3] - box[1])
+             + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
 def _photos(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.jpg"))
 
@@ -35,7 +46,7 @@ def _photos(folder: Path) -> list[Path]:
 def classification_rows(float_model: Path, folder: Path, samples: Path) -> tuple[list[str], bool]:
     sess = ort.InferenceSession(str(float_model), providers=["CPUExecutionProvider"])
     rows, ok = [], True
-    with Engine(folder, backend="emulator", config=EngineConfig()) as engine:
+    with Engine(folder, backend="emulator", config=EngineConfig(decode="full")) as engine:
         task = Classifier(engine.folder, top_k=5)
         photos = _photos(samples)
         int8 = list(engine.run(task, [Item(str(p)) for p in photos]))
@@ -43,7 +54,9 @@ def classification_rows(float_model: Path, folder: Path, samples: Path) -> tuple
             x = float_input(decode_image(path), task.preprocessor.recipe, (1, 3, 224, 224))
             probs = softmax(sess.run(None, {sess.get_inputs()[0].name: x})[0][0])
             f_top = list(np.argsort(-probs)[:5])
-            q_top = list(res.result.class_ids)
+            top = res.classification
+            assert top is not None
+            q_top = list(top.class_id)
             agree = f_top[0] == q_top[0]
             overlap = len(set(f_top) & set(q_top))
             must = CLASSIFY_MUST.get(path.stem)
@@ -51,7 +64,7 @@ def classification_rows(float_model: Path, folder: Path, samples: Path) -> tuple
             ok &= passed
             rows.append(
                 f"| {path.stem} | {task.labels[f_top[0]]} {probs[f_top[0]]:.2f} | "
-                f"{res.result.labels[0]} {res.result.scores[0]:.2f} | "
+                f"{top.label[0]} {top.confidence[0]:.2f} | "
                 f"{'yes' if agree else 'no'} | {overlap}/5 |"
                 + (f" {'pass' if passed else 'FAIL'} |" if must else " |")
             )
@@ -75,13 +88,14 @@ def _class_names(labels: tuple[str, ...], found: Detections) -> str:
 def detection_rows(float_model: Path, folder: Path, samples: Path) -> tuple[list[str], bool]:
     sess = ort.InferenceSession(str(float_model), providers=["CPUExecutionProvider"])
     rows, ok = [], True
-    with Engine(folder, backend="emulator", config=EngineConfig()) as engine:
+    with Engine(folder, backend="emulator", config=EngineConfig(decode="full")) as engine:
         task = Detector(engine.folder)
         photos = _photos(samples)
         int8 = list(engine.run(task, [Item(str(p)) for p in photos]))
         for path, res in zip(photos, int8, strict=True):
             ref = _float_detections(sess, decode_image(path), task)
-            got: Detections = res.result
+            got = res.detections
+            assert got is not None
             ious, same = [], 0
             for box, cls in zip(ref.xyxy, ref.class_id, strict=True):
                 if len(got):
