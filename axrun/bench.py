@@ -44,7 +44,7 @@ class PhaseResult:
 
 @dataclass
 class BenchReport:
-    """Everything ``axrun bench --json`` prints (layout documented in the README)."""
+    """Everything ``axrun bench --json`` prints (layout documented in docs/reference.md)."""
 
     model: str
     task: str

@@ -121,8 +121,10 @@ def _check_results_file(path: str, specs: Sequence[str], *, overwrite: bool,
     except OSError:
         size = 0
     if size and not (overwrite or resume):
+        resume_hint = ", --resume to continue it" if path.endswith((".jsonl", ".ndjson")) \
+            else ""
         raise UsageError(f"results file {path} already exists ({size} bytes): give "
-                         "--overwrite to replace it, --resume to continue it, or another file")
+                         f"--overwrite to replace it{resume_hint}, or another file")
 
 
 def check_save_dir(save_dir: Path, specs: Sequence[str], flag: str = "--save-dir") -> None:

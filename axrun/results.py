@@ -8,7 +8,7 @@
 
 Every prediction has ``class_id`` (int64), ``confidence`` (float32) and ``label``
 (class names), one entry per class or box, best first. Records (layout version
-:data:`RECORD_VERSION`, documented in the README) name these ``id``, ``score`` and
+:data:`RECORD_VERSION`, documented in docs/reference.md) name these ``id``, ``score`` and
 ``label``:
 
     {"v": 1, "source": "a.jpg", "frame": null, "time_s": null, "width": 640, "height": 480,
@@ -178,7 +178,7 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready record the command line writes for this input (see the
-        module docstring and the README's record layout)."""
+        module docstring and the record layout in docs/reference.md)."""
         item = self.item
         record: dict[str, Any] = {"v": RECORD_VERSION, **source_fields(item.source),
                                   "frame": item.frame, "time_s": item.time_s,

@@ -39,7 +39,7 @@ def bench(
     decode_threads: common.ThreadsOpt = None,
     device_config: common.DeviceConfigOpt = None,
     as_json: Annotated[bool, typer.Option(
-        "--json", help="Print one JSON document (layout in the README).")] = False,
+        "--json", help="Print one JSON document (layout in docs/reference.md).")] = False,
 ) -> None:
     """Measure device-only, host-only and end-to-end frames/s, and say what limits them.
 

@@ -59,7 +59,7 @@ def detect(
         "boxes-scores, dfl, yolov5 (default: from the model's outputs); strides=[8,16,32]; "
         "anchors=yolov5 or a JSON list of w,h lists, one per stride (yolov5); sigmoid=false "
         "(yolov5 heads already sigmoided); reg_max=16 (dfl); check=false (no layout checks "
-        "on the values). See the README's decoder table.",
+        "on the values). See the decoder table in docs/reference.md.",
         rich_help_panel=DETECT)] = None,
     save_dir: common.SaveDirOpt = None,
     save_txt: Annotated[Path | None, typer.Option(

@@ -18,7 +18,8 @@ from axrun.tasks import make_task
 from axrun.tasks.base import preprocess_recipe
 from axrun.tasks.detect import Detector
 
-JSON_OPTION = typer.Option("--json", help="Print one JSON document (stable keys, see README).")
+JSON_OPTION = typer.Option(
+    "--json", help="Print one JSON document (stable keys, see docs/reference.md).")
 
 
 def _tensor_table(title: str, tensors: list[dict[str, Any]]) -> Table:
