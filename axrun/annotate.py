@@ -14,7 +14,7 @@ import numpy as np
 
 from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write
-from axrun.outputs import OutputFolder, save_name
+from axrun.outputs import OutputFolder, item_key, save_name
 from axrun.results import Classification, Detections, Result
 
 
@@ -370,8 +370,8 @@ class SaveDir:
 
     def __init__(self, root: Path, annotator: BoxAnnotator | None = None,
                  vid_stride: int = 1, inputs_root: str | None = None,
-                 labeler: ClassAnnotator | None = None) -> None:
-        self.folder = OutputFolder(root, "save folder")
+                 labeler: ClassAnnotator | None = None, replace_others: bool = False) -> None:
+        self.folder = OutputFolder(root, "save folder", replace_others)
         self.annotator = annotator or BoxAnnotator()
         self.labeler = labeler or ClassAnnotator()
         self.vid_stride = vid_stride
@@ -385,13 +385,14 @@ class SaveDir:
         rel = save_name(result.item.source, self.inputs_root)
         if result.item.page is not None:  # a page of a multi-page file: an image of its own
             rel = rel.with_name(f"{rel.stem}.page{result.item.page}{rel.suffix}")
-        if suffix is not None:
+        source = result.item.source
+        if suffix is not None:  # a video, made from the whole input
             rel = rel.with_name(rel.stem + suffix)
-            return self.folder.claim(rel, result.item.source,
+            return self.folder.claim(rel, item_key(source), source,
                                      also=[rel.with_name(f"{rel.stem}.partial{rel.suffix}")])
         if rel.suffix.lower() not in ENCODABLE:
             rel = rel.with_name(rel.name + ".jpg")
-        return self.folder.claim(rel, result.item.source)
+        return self.folder.claim(rel, item_key(source, result.item.frame), source)
 
     def write(self, result: Result) -> None:
         """Annotate and save one result (errors and frames without pixels are skipped)."""
@@ -400,16 +401,19 @@ class SaveDir:
         if still:
             self._close_video()
         image = result.image if result.image is not None else item.image
-        if result.error is not None or image is None:
-            return
-        if isinstance(result.prediction, Detections):
-            annotated = self.annotator.annotate(image, result.prediction)
-        elif isinstance(result.prediction, Classification):
-            annotated = self.labeler.annotate(image, result.prediction)
-        else:
-            return
+        annotated = None
+        if result.error is None and image is not None:
+            if isinstance(result.prediction, Detections):
+                annotated = self.annotator.annotate(image, result.prediction)
+            elif isinstance(result.prediction, Classification):
+                annotated = self.labeler.annotate(image, result.prediction)
         if still:
-            _imwrite(self._target(result), annotated)
+            if annotated is not None:
+                _imwrite(self._target(result), annotated)
+            # an earlier run's copy of an input that fails now is out of date
+            self.folder.settle(item_key(item.source, item.frame))
+            return
+        if annotated is None:
             return
         if self._video_source != item.source:
             self._close_video()

@@ -28,7 +28,7 @@ import numpy as np
 
 from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write
-from axrun.outputs import OutputFolder, coco_index_path, save_name
+from axrun.outputs import OutputFolder, coco_index_path, item_key, save_name
 from axrun.results import Detections, Result
 from axrun.sources import Item
 
@@ -91,22 +91,24 @@ class YoloLabels(_FolderSink):
     needs_images: ClassVar[bool] = False
     kind = "label file(s)"
 
-    def __init__(self, root: Path, inputs_root: str | None = None, conf: bool = False) -> None:
-        self.folder = OutputFolder(root, "labels folder")
+    def __init__(self, root: Path, inputs_root: str | None = None, conf: bool = False,
+                 replace_others: bool = False) -> None:
+        self.folder = OutputFolder(root, "labels folder", replace_others)
         self.inputs_root = inputs_root or os.getcwd()
         self.conf = conf
 
     def write(self, result: Result) -> None:
         det, item = result.prediction, result.item
-        if result.error is not None or not isinstance(det, Detections):
-            return
-        if result.geometry is None:
-            raise OutputError(f"{item.source}: no image size to normalize its labels by")
-        width, height = result.geometry.width, result.geometry.height
-        stem = _stem(item, self.inputs_root)
-        path = self.folder.claim(stem.with_name(stem.name + ".txt"), item.source)
-        text = "".join(line + "\n" for line in yolo_lines(det, width, height, self.conf))
-        _write(path, text.encode())
+        key = item_key(item.source, item.frame)
+        if result.error is None and isinstance(det, Detections):
+            if result.geometry is None:
+                raise OutputError(f"{item.source}: no image size to normalize its labels by")
+            width, height = result.geometry.width, result.geometry.height
+            stem = _stem(item, self.inputs_root)
+            path = self.folder.claim(stem.with_name(stem.name + ".txt"), key, item.source)
+            text = "".join(line + "\n" for line in yolo_lines(det, width, height, self.conf))
+            _write(path, text.encode())
+        self.folder.settle(key)  # an earlier run's file of an input that fails now goes
 
 
 _UNSAFE = re.compile(r"[\x00-\x1f/\\:*?\"<>|]")
@@ -132,12 +134,19 @@ class Crops(_FolderSink):
     ENCODABLE: ClassVar[frozenset[str]] = frozenset(
         {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
-    def __init__(self, root: Path, inputs_root: str | None = None) -> None:
-        self.folder = OutputFolder(root, "crops folder")
+    def __init__(self, root: Path, inputs_root: str | None = None,
+                 replace_others: bool = False) -> None:
+        self.folder = OutputFolder(root, "crops folder", replace_others)
         self.inputs_root = inputs_root or os.getcwd()
         self.crops = 0
 
     def write(self, result: Result) -> None:
+        item = result.item
+        key = item_key(item.source, item.frame)
+        self._write(result, key)
+        self.folder.settle(key)  # crops of boxes an earlier run found and this one did not
+
+    def _write(self, result: Result, key: str) -> None:
         det, item = result.prediction, result.item
         image = result.image if result.image is not None else item.image
         if result.error is not None or image is None or not isinstance(det, Detections):
@@ -154,7 +163,7 @@ class Crops(_FolderSink):
             right = min(max(math.ceil(x2), left + 1), w)
             bottom = min(max(math.ceil(y2), top + 1), h)
             rel = Path(class_folder(label)) / stem.with_name(f"{stem.name}_{k}{suffix}")
-            path = self.folder.claim(rel, item.source)
+            path = self.folder.claim(rel, key, item.source)
             ok, data = cv2.imencode(suffix, np.ascontiguousarray(image[top:bottom, left:right]))
             if not ok:
                 raise UsageError(f"{path}: cannot encode {suffix} images")

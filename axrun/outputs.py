@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from axrun.errors import OutputError, UsageError
+from axrun.errors import InputError, OutputError, UsageError
 from axrun.sources import camera_source, is_list_file, is_url
 
 
@@ -157,67 +157,117 @@ INDEX_NAME = ".axrun-written"  # hidden, and not a .txt that label tools would r
 LEGACY_INDEX = "axrun-annotated.txt"  # what save folders of earlier versions hold
 
 
+def item_key(source: str, frame: int | None = None) -> str:
+    """What an output file is made from: an input, or one frame or page of it."""
+    return source if frame is None else f"{source}\x1f{frame}"
+
+
 class OutputFolder:
     """A folder of files named after the inputs (annotated copies, label files, crops),
-    with the rule that keeps them off everything else: every file written is listed in
-    ``<root>/.axrun-written`` before it is written, and an existing file that is not
-    listed there (an input, a user's file) is never replaced. Two inputs of one run that
-    would get the same name are refused too (``a.jpg`` and ``a.png`` both labelled in
-    ``a.txt``), and the later one is not written.
+    and the rules that keep it true to the records:
+
+    - every file is listed in ``<root>/.axrun-written`` with the input (or frame, page)
+      it was made from, before it is written; an existing file that is not listed
+      there (an input, a user's file) is never replaced (:class:`UsageError`);
+    - a file an earlier run made from another input is not replaced either, unless
+      ``replace_others`` (``--overwrite``) says so (:class:`UsageError`); then every
+      file that run made from that input is deleted (the folder must not mix them);
+    - two inputs of one run that would get the same name (``a.jpg`` and ``a.png``
+      labelled as ``a.txt``): the later one gets an error record (:class:`InputError`,
+      kind ``output``) and its file is not written;
+    - :meth:`settle`, once an input is done: the files an earlier run made from it that
+      this run did not write again (crops of boxes no longer found, the label file of an
+      input that now fails) are deleted.
 
     ``what`` names the folder in messages (``save folder``, ``labels folder``...).
     :attr:`files` counts the files written in this run.
     """
 
-    def __init__(self, root: Path, what: str) -> None:
-        self.root, self.what = root, what
+    def __init__(self, root: Path, what: str, replace_others: bool = False) -> None:
+        self.root, self.what, self.replace_others = root, what, replace_others
         self.files = 0
         self._index: BinaryIO | None = None  # opened with the first file written
-        self._claimed: dict[bytes, str] = {}  # names written in this run → their input
+        self._claimed: dict[bytes, bytes] = {}  # names written in this run → their item
+        self._owner: dict[bytes, bytes | None] = {}  # names listed → item (None: unknown)
+        self._earlier: dict[bytes, set[bytes]] = {}  # item → names of earlier runs
         try:
             root.mkdir(parents=True, exist_ok=True)
-            self._ours = {line for name in (INDEX_NAME, LEGACY_INDEX)
-                          if (root / name).exists()
-                          for line in (root / name).read_bytes().splitlines()}
+            if (root / LEGACY_INDEX).exists():
+                self._owner.update(dict.fromkeys(
+                    (root / LEGACY_INDEX).read_bytes().splitlines()))
+            if (root / INDEX_NAME).exists():
+                fields = (root / INDEX_NAME).read_bytes().split(b"\0")
+                for name, key in zip(fields[0:-1:2], fields[1::2], strict=False):
+                    self._owner[name] = key
+                    self._earlier.setdefault(key, set()).add(name)
         except OSError as exc:
             raise OutputError(f"{what} {root}: cannot create ({exc.strerror})") from exc
 
-    def claim(self, rel: Path, source: str, *, also: Sequence[Path] = ()) -> Path:
-        """The path for ``rel`` (relative to the root), the file made from ``source``,
-        once it is sure that nothing but a file axrun wrote is there, listed as ours
-        before the caller writes it. ``also``: names that file may pass through (a
-        video's ``.partial.mp4``), checked and listed the same way.
+    def claim(self, rel: Path, item: str, source: str, *,
+              also: Sequence[Path] = ()) -> Path:
+        """The path for ``rel`` (relative to the root), a file made from ``item`` (see
+        :func:`item_key`) of the input ``source``, listed as such before the caller
+        writes it. ``also``: names that file may pass through (a video's
+        ``.partial.mp4``), checked and listed the same way.
 
         Raises:
-            UsageError: a file that is not axrun's is there, or another input of this
-                run was written under the same name.
-            OutputError: the index cannot be written.
+            UsageError: a file that is not axrun's is there, or one an earlier run made
+                from another input. InputError: another input of this run was written
+                under the same name. OutputError: the index cannot be written.
         """
+        key = os.fsencode(item)
         for name in (rel, *also):
-            key = os.fsencode(name)
+            path = os.fsencode(name)
             existing = self.root / name
-            earlier = self._claimed.get(key)
-            if earlier is not None and earlier != source:
-                raise UsageError(f"{self.what} {self.root}: {earlier} and {source} would "
-                                 f"both be written as {existing}; give them different "
-                                 "names, or write them in separate runs")
-            if os.path.lexists(existing) and (key not in self._ours or same_file(
-                    existing, source)):
-                raise UsageError(f"{self.what} {self.root}: {existing} exists and is not a "
-                                 f"file axrun wrote (what it made from {source} would "
-                                 "replace it); choose another folder")
-            self._claimed[key] = source
-            if key not in self._ours:
-                self._ours.add(key)
+            earlier = self._claimed.get(path)
+            if earlier is not None and earlier != key:
+                raise InputError(f"{self.what} {self.root}: {existing} was written for "
+                                 f"{os.fsdecode(earlier).split(chr(31))[0]} in this run; "
+                                 f"{source} is not written there", kind="output")
+            if os.path.lexists(existing):
+                if path not in self._owner or same_file(existing, source):
+                    raise UsageError(f"{self.what} {self.root}: {existing} exists and is not "
+                                     f"a file axrun wrote (what it made from {source} would "
+                                     "replace it); choose another folder")
+                owner = self._owner[path]
+                if owner not in (None, key) and earlier is None and self.replace_others:
+                    self._settle(owner)  # that input's other files go with it
+                elif owner not in (None, key) and earlier is None:
+                    raise UsageError(
+                        f"{self.what} {self.root}: {existing} was made from "
+                        f"{os.fsdecode(owner).split(chr(31))[0]} by an earlier run (what "
+                        f"axrun made from {source} would replace it); choose another "
+                        "folder, or give --overwrite to replace such files")
+            self._claimed[path] = key
+            if self._owner.get(path, b"") != key:
+                self._owner[path] = key
                 try:
                     if self._index is None:
                         self._index = open(self.root / INDEX_NAME, "ab", buffering=0)  # noqa: SIM115
-                    self._index.write(key + b"\n")
+                    self._index.write(path + b"\0" + key + b"\0")
                 except OSError as exc:
                     raise OutputError(f"{self.root / INDEX_NAME}: cannot write "
                                       f"({exc.strerror})") from exc
         self.files += 1
         return self.root / rel
+
+    def settle(self, item: str) -> None:
+        """``item`` is done: delete what earlier runs made from it that this run did not
+        make again (only files still listed as made from it).
+
+        Raises:
+            OutputError: such a file cannot be deleted.
+        """
+        self._settle(os.fsencode(item))
+
+    def _settle(self, key: bytes) -> None:
+        for name in self._earlier.pop(key, ()):
+            if self._claimed.get(name) is None and self._owner.get(name) == key:
+                try:
+                    (self.root / os.fsdecode(name)).unlink(missing_ok=True)
+                except OSError as exc:
+                    raise OutputError(f"{self.root / os.fsdecode(name)}: cannot delete an "
+                                      f"out-of-date file ({exc.strerror})") from exc
 
     def close(self) -> None:
         if self._index is not None:

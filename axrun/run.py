@@ -7,13 +7,14 @@ too, with the sinks of :mod:`axrun.sinks` or their own (see :class:`~axrun.sinks
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from axrun.engine import Engine, Pipeline, StageTimes
-from axrun.errors import ParameterError
+from axrun.errors import InputError, ParameterError
 from axrun.sinks import Sink, output_failed
 from axrun.sources import Item
 from axrun.tasks.base import Task
@@ -64,7 +65,9 @@ class RunSummary:
 
 class Run:
     """One run of a task over items, each result written to every sink in turn (an
-    annotated image before the record that names it: give the sinks in that order).
+    annotated image before the record that names it: give the sinks in that order). A
+    sink that cannot take an input raises :class:`InputError`: the sinks after it get
+    that error as the input's result.
     :meth:`stop` (e.g. from a signal handler) ends it gracefully: no new input is
     taken, in-flight frames still get their records. Sinks are closed by their owner."""
 
@@ -99,6 +102,10 @@ class Run:
                 for sink in self.sinks:
                     try:
                         sink.write(result)
+                    except InputError as exc:
+                        # this input's output cannot be written (a name another input of
+                        # the run has): the sinks after it get the error instead
+                        result = dataclasses.replace(result, prediction=None, error=exc)
                     except BrokenPipeError:
                         raise  # the reader went away: the caller decides (`| head`)
                     except OSError as exc:

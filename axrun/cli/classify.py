@@ -80,7 +80,8 @@ def classify(
             scores=task.score_kind, recipe=task.preprocessor.recipe.to_dict())
         saver = SaveDir(save_dir, vid_stride=args.vid_stride,
                         inputs_root=inputs_root(args.inputs),
-                        labeler=ClassAnnotator(min(3, task.top_k), not hide_conf)) \
+                        labeler=ClassAnnotator(min(3, task.top_k), not hide_conf),
+                        replace_others=args.overwrite) \
             if save_dir else None
         code = common.run_command(args, engine, task, "classify", table, params,
                                   sinks_first=[saver] if saver else [])

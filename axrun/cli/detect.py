@@ -118,11 +118,13 @@ def detect(
     if save_dir:
         writers.append(SaveDir(save_dir, BoxAnnotator(line_width, not hide_labels,
                                                       not hide_conf),
-                               vid_stride=args.vid_stride, inputs_root=root))
+                               vid_stride=args.vid_stride, inputs_root=root,
+                               replace_others=args.overwrite))
     if save_txt:
-        writers.append(YoloLabels(save_txt, root, conf=save_conf))
+        writers.append(YoloLabels(save_txt, root, conf=save_conf,
+                                  replace_others=args.overwrite))
     if save_crop:
-        writers.append(Crops(save_crop, root))
+        writers.append(Crops(save_crop, root, replace_others=args.overwrite))
     tune_process()
     with Engine(folder, backend=global_options(ctx).backend,
                 config=args.engine_config()) as engine:

@@ -111,8 +111,9 @@ OutputOpt = Annotated[str | None, typer.Option(
 QuietOpt = Annotated[bool, typer.Option(
     "-q", "--quiet", help="No progress bar, no summary.", rich_help_panel=OUTPUT)]
 OverwriteOpt = Annotated[bool, typer.Option(
-    "--overwrite", help="Replace an existing -o results file (without it, a results file "
-    "that exists is refused; --resume continues one).", rich_help_panel=OUTPUT)]
+    "--overwrite", help="Replace an existing -o results file, and files an earlier run "
+    "wrote from other inputs in the output folders (without it, both are refused; "
+    "--resume continues a results file).", rich_help_panel=OUTPUT)]
 MaxErrorsOpt = Annotated[int | None, typer.Option(
     "--max-errors", help="Stop after this many failed inputs.", rich_help_panel=OUTPUT)]
 FailFastOpt = Annotated[bool, typer.Option(

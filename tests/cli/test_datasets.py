@@ -86,18 +86,67 @@ def test_save_conf_needs_save_txt(photos: Path) -> None:
     assert code == 2 and "--save-txt" in err
 
 
-def test_two_inputs_with_one_label_name_are_refused(tmp_path: Path) -> None:
+def test_two_inputs_with_one_label_name_the_later_gets_an_error_record(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(SAMPLES / "coffee.jpg", folder / "a.jpg")
     cv2.imwrite(str(folder / "a.png"), cv2.imread(str(SAMPLES / "chelsea.jpg")))
+    shutil.copy(SAMPLES / "camera.jpg", folder / "b.jpg")
     labels = tmp_path / "labels"
-    code, _, err = run(str(folder), "--save-txt", str(labels))
-    assert code == 2, err
-    assert "a.jpg and" in err and "a.png" in err and "a.txt" in err
+    code, recs, err = run(str(folder), "--save-txt", str(labels))
+    assert code == 1, err  # the run went on to b.jpg
+    by_name = {Path(r["source"]).name: r for r in recs}
+    assert by_name["a.png"]["error"]["type"] == "output"
+    assert "a.txt was written for" in by_name["a.png"]["error"]["message"]
+    assert by_name["a.jpg"]["detections"] and by_name["b.jpg"]["detections"]
     # the first one's labels are there, and are its own (a cup, not a cat)
     assert {int(line.split()[0]) for line in (labels / "a.txt").read_text().splitlines()} \
         == {41, 60}
+    assert (labels / "b.txt").is_file()
+    assert "1 failed (output 1)" in err and f"wrote {labels}/ (2 label file(s))" in err
+
+
+def test_a_rerun_replaces_only_what_it_made_from_the_same_inputs(tmp_path: Path) -> None:
+    batch1, batch2 = tmp_path / "batch1", tmp_path / "batch2"
+    batch1.mkdir()
+    batch2.mkdir()
+    shutil.copy(SAMPLES / "astronaut.jpg", batch1 / "img001.jpg")
+    shutil.copy(SAMPLES / "coffee.jpg", batch2 / "img001.jpg")
+    labels, crops = tmp_path / "labels", tmp_path / "crops"
+    out = ["--save-txt", str(labels), "--save-crop", str(crops), "-q"]
+    assert run(str(batch1), *out)[0] == 0
+    first = (labels / "img001.txt").read_text()
+    assert run(str(batch1), *out)[0] == 0  # the same input again: fine
+    # another input with the same name: refused, nothing replaced
+    code, _, err = run(str(batch2), *out)
+    assert code == 2 and "was made from" in err and "--overwrite" in err
+    assert (labels / "img001.txt").read_text() == first
+    code, recs, err = run(str(batch2), *out, "--overwrite")
+    assert code == 0, err
+    assert (labels / "img001.txt").read_text() != first
+    # the coffee's crops are all there; the astronaut's, under names nothing replaced,
+    # stay (crops of several runs may be gathered in one folder)
+    crops_now = sorted(p.relative_to(crops).as_posix() for p in crops.rglob("*.jpg"))
+    assert crops_now == sorted(["person/img001_0.jpg"] + [
+        f"{d['label']}/img001_{k}.jpg" for k, d in enumerate(recs[0]["detections"])])
+
+
+def test_files_an_input_no_longer_gets_are_deleted(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "stereo_motorcycle.jpg", folder / "a.jpg")
+    labels, crops = tmp_path / "labels", tmp_path / "crops"
+    out = ["--save-txt", str(labels), "--save-crop", str(crops), "-q"]
+    assert run(str(folder), *out, "--conf", "0.05")[0] == 0
+    many = sorted(crops.rglob("*.jpg"))
+    code, recs, _ = run(str(folder), *out, "--conf", "0.5")
+    assert code == 0 and len(recs[0]["detections"]) < len(many)
+    assert len(sorted(crops.rglob("*.jpg"))) == len(recs[0]["detections"])
+    # the input now fails: its label file and crops go, as the record says
+    (folder / "a.jpg").write_bytes(b"broken")
+    code, recs, _ = run(str(folder), *out)
+    assert code == 1 and "error" in recs[0]
+    assert not (labels / "a.txt").exists() and not list(crops.rglob("*.jpg"))
 
 
 COCO_RESULT_FIELDS = {"image_id": int, "category_id": int, "bbox": list, "score": float}
@@ -186,3 +235,23 @@ def test_classify_annotated_copies_show_the_top_classes(photos: Path, tmp_path: 
     assert not diff[original.shape[0] // 3:].any()
     assert (out / "sub" / "chelsea.jpg").is_file() and not (out / "broken.jpg").exists()
     assert f"wrote {out}/ (7 annotated image(s))" in result.stderr
+
+
+def test_replacing_another_inputs_file_takes_its_other_files_along(tmp_path: Path) -> None:
+    from axrun.errors import UsageError
+    from axrun.outputs import OutputFolder, item_key
+
+    root = tmp_path / "out"
+    first = OutputFolder(root, "crops folder")
+    for name in ("cat/a_0.jpg", "dog/a_1.jpg"):
+        first.claim(Path(name), item_key("one/a.jpg"), "one/a.jpg").parent.mkdir(
+            parents=True, exist_ok=True)
+        (root / name).write_bytes(b"one")
+    first.close()
+    with pytest.raises(UsageError, match="made from one/a.jpg by an earlier run"):
+        OutputFolder(root, "crops folder").claim(Path("cat/a_0.jpg"), "two/a.jpg",
+                                                 "two/a.jpg")
+    again = OutputFolder(root, "crops folder", replace_others=True)
+    assert again.claim(Path("cat/a_0.jpg"), item_key("two/a.jpg"), "two/a.jpg") \
+        == root / "cat" / "a_0.jpg"
+    assert not (root / "dog" / "a_1.jpg").exists()  # one/a.jpg's other crop went
