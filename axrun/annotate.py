@@ -14,7 +14,7 @@ import numpy as np
 
 from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write
-from axrun.outputs import OutputFolder, item_key, save_name
+from axrun.outputs import ENCODABLE, OutputFolder, item_key, save_name
 from axrun.results import Classification, Detections, Result
 
 
@@ -350,7 +350,6 @@ class _Video:
         return self.path if complete else self.partial
 
 
-ENCODABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class SaveDir:

@@ -28,7 +28,7 @@ import numpy as np
 
 from axrun.errors import OutputError, UsageError
 from axrun.files import atomic_write
-from axrun.outputs import OutputFolder, coco_index_path, item_key, save_name
+from axrun.outputs import ENCODABLE, OutputFolder, coco_index_path, item_key, save_name
 from axrun.results import Detections, Result
 from axrun.sources import Item
 
@@ -114,10 +114,13 @@ class YoloLabels(_FolderSink):
 _UNSAFE = re.compile(r"[\x00-\x1f/\\:*?\"<>|]")
 
 
-def class_folder(label: str) -> str:
-    """A class name as a folder name: characters no file system takes become ``_``."""
+def class_folder(label: str, class_id: int) -> str:
+    """A class's folder name: its label, or, when the label is not a safe folder name
+    as it is (a ``/`` in it, empty, ``..``), the label with those characters made
+    ``_`` and the class id added (``per_son_0`` for ``per/son``), so that two classes
+    never share a folder."""
     name = _UNSAFE.sub("_", label).strip(" .")
-    return name or "_"
+    return label if name and name == label else f"{name or 'class'}_{class_id}"
 
 
 class Crops(_FolderSink):
@@ -125,14 +128,12 @@ class Crops(_FolderSink):
     the box touches: its edges rounded outwards, at least one pixel) and saved as
     ``DIR/<class>/<input name>_<k>.<ext>``, ``k`` the box's place in the record's
     ``detections`` (so a crop leads back to its record); video frames as
-    ``<name>_<frame>_<k>.jpg``. Encoded as the input was where OpenCV writes that format,
-    else as JPEG."""
+    ``<name>_<frame>_<k>.jpg``. Encoded as the input was where OpenCV writes that format
+    (:data:`~axrun.outputs.ENCODABLE`), else (GIF, HEIC..., pages of a multi-page file,
+    video frames) as JPEG. Class folders: :func:`class_folder`."""
 
     needs_images: ClassVar[bool] = True
     kind = "crop(s)"
-
-    ENCODABLE: ClassVar[frozenset[str]] = frozenset(
-        {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
     def __init__(self, root: Path, inputs_root: str | None = None,
                  replace_others: bool = False) -> None:
@@ -153,7 +154,7 @@ class Crops(_FolderSink):
             return
         stem = _stem(item, self.inputs_root)
         suffix = Path(item.source).suffix.lower() if item.frame is None else ".jpg"
-        if suffix not in self.ENCODABLE:
+        if suffix not in ENCODABLE:
             suffix = ".jpg"
         h, w = image.shape[:2]
         for k, ((x1, y1, x2, y2), cid) in enumerate(zip(det.xyxy.tolist(),
@@ -162,7 +163,7 @@ class Crops(_FolderSink):
             left, top = min(max(math.floor(x1), 0), w - 1), min(max(math.floor(y1), 0), h - 1)
             right = min(max(math.ceil(x2), left + 1), w)
             bottom = min(max(math.ceil(y2), top + 1), h)
-            rel = Path(class_folder(label)) / stem.with_name(f"{stem.name}_{k}{suffix}")
+            rel = Path(class_folder(label, cid)) / stem.with_name(f"{stem.name}_{k}{suffix}")
             path = self.folder.claim(rel, key, item.source)
             ok, data = cv2.imencode(suffix, np.ascontiguousarray(image[top:bottom, left:right]))
             if not ok:

@@ -153,6 +153,9 @@ def _inside(path: Path, folder: Path) -> bool:
     return real_folder in real_path.parents or real_path == real_folder
 
 
+# What annotated copies and crops keep their input's format for (OpenCV encodes these).
+ENCODABLE = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
 INDEX_NAME = ".axrun-written"  # hidden, and not a .txt that label tools would read
 LEGACY_INDEX = "axrun-annotated.txt"  # what save folders of earlier versions hold
 

@@ -152,6 +152,8 @@ def output_format(path: str) -> str:
     :class:`axrun.datasets.CocoResults`) from an output path's suffix."""
     if path.lower().endswith(COCO_SUFFIX):
         return "coco"
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        return "jsonl"  # a device or a pipe: /dev/null, /dev/stderr, a FIFO
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix in ("jsonl", "ndjson"):
         return "jsonl"
@@ -181,8 +183,8 @@ class _Replacing(io.TextIOWrapper):
 def _open_text(path: str, *, append: bool, replace: bool, newline: str | None) -> IO[str]:
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if replace and not append:
-            return _Replacing(Path(path), newline)
+        if replace and not append and (os.path.isfile(path) or not os.path.exists(path)):
+            return _Replacing(Path(path), newline)  # (never renamed over a device)
         return open(path, "a" if append else "w", encoding="utf-8",
                     newline=newline)
     except OSError as exc:

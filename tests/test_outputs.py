@@ -299,3 +299,13 @@ def test_overwrite_replaces_a_linked_results_file_never_the_input(photos: Path,
     assert result.returncode == 0, result.stderr
     assert digest(photos) == before  # the input is intact; r.jsonl is now the results
     assert not out.is_symlink() and json.loads(out.read_text().splitlines()[0])["top"]
+
+
+def test_records_to_a_device_are_written_through_it_never_replace_it() -> None:
+    import stat
+
+    for extra in ([], ["--overwrite"]):
+        result = axrun("classify", str(SAMPLES / "coffee.jpg"), "-o", os.devnull, *extra)
+        assert result.returncode == 0, result.stderr
+        assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # still the device
+        assert not os.path.exists(os.devnull + ".partial")

@@ -56,12 +56,13 @@ def test_webm_without_a_frame_rate_has_times_and_no_made_up_total(tmp_path) -> N
     got = read(path)
     assert len(got) == 40 and got[1].time_s == pytest.approx(0.04) \
         and got[-1].time_s == pytest.approx(1.56)
-    from axrun.cli.shared import CommonArgs, count_inputs
-    args = CommonArgs.__new__(CommonArgs)  # only what count_inputs reads
+    from axrun.cli.shared import CommonArgs, survey_inputs
+    args = CommonArgs.__new__(CommonArgs)  # only what survey_inputs reads
     object.__setattr__(args, "inputs", [str(path)])
     object.__setattr__(args, "source_options", lambda: __import__(
         "axrun.sources", fromlist=["SourceOptions"]).SourceOptions())
-    assert count_inputs(args, None) is None
+    survey = survey_inputs(args, None)
+    assert survey is not None and survey.total is None
 
 
 @pytest.mark.parametrize("rotation", [90, 180, 270])

@@ -6,14 +6,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from axrun.annotate import ClassAnnotator, SaveDir
 from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors
 from axrun.engine import Engine
 from axrun.engine.process import tune_process
+from axrun.errors import UsageError
 from axrun.modelfolder import read_labels
 from axrun.outputs import inputs_root
+from axrun.sinks import output_format
 from axrun.tasks.classify import TOP_K, Classifier
 
 CLASSIFY = "Classification"
@@ -23,8 +26,8 @@ def _row(record: dict[str, Any]) -> list[str]:
     if "error" in record:
         return [common.source_cell(record), common.error_cell(record)]
     top = record["top"]
-    best = f"[bold]{top[0]['label']}[/bold] {top[0]['score']:.2f}" if top else "-"
-    rest = ", ".join(f"{t['label']} {t['score']:.2f}" for t in top[1:])
+    best = f"[bold]{escape(top[0]['label'])}[/bold] {top[0]['score']:.2f}" if top else "-"
+    rest = ", ".join(f"{escape(t['label'])} {t['score']:.2f}" for t in top[1:])
     return [common.source_cell(record), best + (f"  [dim]{rest}[/dim]" if rest else "")]
 
 
@@ -65,6 +68,9 @@ def classify(
     2 usage error, 3 model or device error, 4 output error, 130 interrupted.
     """
     assert args is not None
+    if args.output is not None and output_format(args.output) == "coco":
+        raise UsageError(f"-o {args.output}: COCO results hold boxes: only detection "
+                         "writes them (use .jsonl, .json or .csv)")
     common.check_folders(args, {"--save-dir": save_dir})
     folder = common.resolve_model(model, "classify")
     recipe = common.recipe_from_flags(folder, "classify", resize=resize, crop=crop,

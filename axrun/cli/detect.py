@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from axrun.annotate import BoxAnnotator, SaveDir
 from axrun.cli import shared as common
@@ -28,7 +29,7 @@ def _row(record: dict[str, Any]) -> list[str]:
     if "error" in record:
         return [common.source_cell(record), common.error_cell(record)]
     dets = record["detections"]
-    text = ", ".join(f"{d['label']} {d['score']:.2f}" for d in dets[:8])
+    text = ", ".join(f"{escape(d['label'])} {d['score']:.2f}" for d in dets[:8])
     more = f" (+{len(dets) - 8})" if len(dets) > 8 else ""
     return [common.source_cell(record), f"{len(dets)}: {text}{more}" if dets else "0"]
 

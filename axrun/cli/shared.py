@@ -9,6 +9,7 @@ import inspect
 import io
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,7 @@ from typing import IO, Annotated, Any, ClassVar, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,7 +34,14 @@ from rich.text import Text
 from axrun.cli import STARTED
 from axrun.cli._common import configure_logging, parse_pairs, stderr_console
 from axrun.engine import Engine, EngineConfig, parse_devices
-from axrun.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OutputError, UsageError
+from axrun.errors import (
+    EXIT_INPUT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    AxrunError,
+    OutputError,
+    UsageError,
+)
 from axrun.modelfolder import ModelFolder, bundled_model, load_model_folder
 from axrun.outputs import check_results_file, check_save_dir
 from axrun.preprocess import PreprocessRecipe
@@ -308,11 +317,17 @@ class TableSink(RecordSink):
         self.width = 0
         self.rows = 0
 
+    def widen(self, widest: int) -> None:
+        """Make the input column fit inputs ``widest`` characters long (all the inputs'
+        names, when they are known before the run), up to half the width."""
+        self.width = min(max(self.width, widest, len(self.columns[0])),
+                         max(12, self.console.width // 2))
+
     def write_record(self, record: dict[str, Any]) -> None:
         source, rest = self.row(record)
         limit = max(12, self.console.width // 2)
-        wanted = -(-max(len(source), len(self.columns[0])) // 8) * 8  # in steps of 8
-        self.width = min(max(self.width, wanted), limit)
+        if len(source) > self.width:  # wider in steps of 8, so that rows jump less
+            self.width = min(-(-max(len(source), len(self.columns[0])) // 8) * 8, limit)
         if not self.rows:
             self._line(self.columns[0], Text(self.columns[1], style="bold"), "bold")
         self._line(source, Text.from_markup(rest), "")
@@ -356,6 +371,29 @@ def same_terminal() -> bool:
         return False
 
 
+def stdout_is_pipe() -> bool:
+    """Whether stdout is a pipe (``| jq``), not a terminal or a file."""
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class _ConsoleLines(io.TextIOBase):
+    """Lines printed through a console (the progress bar's, so that they go above it),
+    as they are: not wrapped by Rich (the terminal wraps them), no markup."""
+
+    def __init__(self, console: Console) -> None:
+        self.console, self._partial = console, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True,
+                               emoji=False)
+        return len(text)
+
+
 class _CurrentStdout(io.TextIOBase):
     """``sys.stdout`` as it is at each write: while the progress bar is shown, the bar's
     proxy (records then print above the bar)."""
@@ -368,8 +406,11 @@ class _CurrentStdout(io.TextIOBase):
 
 
 def error_cell(record: dict[str, Any]) -> str:
+    """An error record's cell (Rich markup): its type, then its message without the
+    input's name in front (the row starts with it)."""
     err = record["error"]
-    return f"[red]{err['type']}[/red]: {err['message']}"
+    message = str(err["message"]).removeprefix(f"{record['source']}: ")
+    return f"[red]{escape(err['type'])}[/red]: {escape(message)}"
 
 
 def source_cell(record: dict[str, Any]) -> str:
@@ -385,14 +426,17 @@ def check_folders(args: CommonArgs, folders: dict[str, Path | None]) -> None:
             check_save_dir(folder, args.inputs, flag_name)
 
 
-def open_sinks(args: CommonArgs, task: Task, task_name: str, table: TableSink) -> list[Sink]:
+def open_sinks(args: CommonArgs, task: Task, task_name: str, table: TableSink,
+               stdout: IO[str]) -> list[Sink]:
+    """The record sinks the options name: ``-o FILE``, else JSON lines on ``stdout``
+    (``-`` or a pipe), else the table (a terminal)."""
     top_k = task.top_k if isinstance(task, Classifier) else 0
     if args.output not in (None, "-"):
         return [open_file_sink(args.output, task_name, top_k, append=args.resume,
                                replace=args.overwrite, labels=getattr(task, "labels", ()))]
     if args.output is None and stdout_is_terminal():
         return [table]
-    return [JsonLinesSink(cast(IO[str], _CurrentStdout()))]
+    return [JsonLinesSink(stdout)]
 
 
 COLOR_NAMES = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128),
@@ -451,18 +495,31 @@ def resume_state(args: CommonArgs, params: dict[str, Any], console: Console) -> 
     return state
 
 
-def count_inputs(args: CommonArgs, skip: Callable[[Any], bool] | None) -> int | None:
-    """How many items there will be, for the progress bar (None with stdin, a URL, a
-    camera, a list file or a pipe among the inputs).
-    Videos are counted from their container's frame count, not decoded."""
+@dataclass(frozen=True)
+class Survey:
+    """What the inputs hold, when they can be listed before the run: ``total`` items
+    for the progress bar (None: a video whose container does not count its frames),
+    ``widest``: the longest input name the table shows (characters)."""
+
+    total: int | None
+    widest: int
+
+
+def survey_inputs(args: CommonArgs, skip: Callable[[Any], bool] | None) -> Survey | None:
+    """List the inputs ahead of the run (None with stdin, a URL, a camera, a list file
+    or a pipe among them). Videos are counted from their container's frame count, not
+    decoded."""
     if not countable(args.inputs):
         return None
-    total = 0
+    total: int | None = 0
+    widest = 0
     for item in expand(args.inputs, args.source_options(), skip=skip, video=frame_indices):
         if item.frame is None and item.error is None and is_video(Path(item.source)):
-            return None  # a video whose container does not say how many frames it has
-        total += 1
-    return total
+            total = None  # a video whose container does not say how many frames it has
+        elif total is not None:
+            total += 1
+        widest = max(widest, len(source_cell({"source": item.source, "frame": item.frame})))
+    return Survey(total, widest)
 
 
 def _restore_input_order(args: CommonArgs, state: ResumeState) -> None:
@@ -545,22 +602,30 @@ def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
     stdin = sys.stdin.buffer if "-" in args.inputs else None
     items = expand(args.inputs, args.source_options(), stdin,
                    skip=state.skip if state else None)
-    show = not args.quiet and console.is_terminal
-    total = count_inputs(args, state.skip if state else None) if show else None
+    # The bar: on a terminal, unless stdout is a pipe (its reader, jq say, may print to
+    # the same terminal, between the bar's redraws)
+    show = not args.quiet and console.is_terminal and not stdout_is_pipe()
+    survey = survey_inputs(args, state.skip if state else None) \
+        if show or (args.output is None and stdout_is_terminal()) else None
     shared_terminal = show and same_terminal()
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
         TimeRemainingColumn(), console=console, transient=True,
-        # what reaches stdout and stderr while the bar shows is printed above it
-        redirect_stdout=shared_terminal, redirect_stderr=show, disable=not show,
+        # log lines written while the bar shows are printed above it
+        redirect_stdout=False, redirect_stderr=show, disable=not show,
     )
-    if shared_terminal:
+    stdout: IO[str] = cast(IO[str], _CurrentStdout())
+    if shared_terminal:  # records and rows go above the bar too
         table.console = progress.console
-    sinks = [*sinks_first, *open_sinks(args, task, task_name, table),
-             ProgressSink(progress, task_name, total)]
+        stdout = cast(IO[str], _ConsoleLines(progress.console))
+    if survey is not None:
+        table.widen(survey.widest)
+    sinks = [*sinks_first, *open_sinks(args, task, task_name, table, stdout),
+             ProgressSink(progress, task_name, survey.total if survey else None)]
     run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast))
     complete = False
+    failure: AxrunError | None = None
     startup_s = time.monotonic() - STARTED
     try:
         with interruptible(run, console, args.quiet), progress:
@@ -571,12 +636,17 @@ def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the pipe
         summary = run.summary
         summary.stopped = "output closed"
+    except AxrunError as exc:  # said after the summary of what was done and written
+        summary, failure = run.summary, exc
+        summary.stopped = "error"
     finally:
         close_all(sinks, complete)
     if complete and args.resume and state is not None and countable(args.inputs):
         _restore_input_order(args, state)
     if not args.quiet:
         print_summary(console, summary, startup_s, written(sinks))
+    if failure is not None:
+        raise failure
     if summary.stopped == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_INPUT_FAILED if summary.failed else EXIT_OK

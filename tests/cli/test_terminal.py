@@ -104,3 +104,37 @@ def test_json_lines_on_a_terminal_stay_whole(folder: Path) -> None:
     others = [line for line in lines if not line.startswith("{")]
     assert [line.split(":")[0] for line in others] == ["plan", others[-1].split(":")[0]]
     assert "input(s), 1 failed" in others[-1]
+
+
+def test_no_bar_when_stdout_is_a_pipe(folder: Path) -> None:
+    """``axrun classify ... | jq``: jq prints to the terminal the bar is drawn on, so no
+    bar; the summary still comes."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "axrun", "classify",
+                             "a-folder-with-a-rather-long-name"], cwd=folder,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    records = proc.stdout.read() if proc.stdout else b""
+    err = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1
+    assert len(records.splitlines()) == 16 * len(list(SAMPLES.glob("*.jpg"))) + 1
+    assert BAR.encode() not in err and b"input(s), 1 failed" in err
+
+
+def test_table_columns_line_up_when_the_inputs_are_known(folder: Path) -> None:
+    code, lines = run_in_terminal(["classify", "a-folder-with-a-rather-long-name",
+                                   "a-folder-with-a-rather-long-name/broken.jpg"], folder,
+                                  columns=200)
+    assert code == 1
+    rows = [line for line in lines if line.startswith("a-folder-with")]
+    starts = {len(row) - len(row[row.index(".jpg") + 4:].lstrip()) for row in rows}
+    assert len(rows) == 16 * len(list(SAMPLES.glob("*.jpg"))) + 2 and len(starts) == 1
