@@ -68,7 +68,7 @@ def classify(
     2 usage error, 3 model or device error, 4 output error, 130 interrupted.
     """
     assert args is not None
-    if args.output is not None and output_format(args.output) == "coco":
+    if args.output not in (None, "-") and output_format(args.output) == "coco":
         raise UsageError(f"-o {args.output}: COCO results hold boxes: only detection "
                          "writes them (use .jsonl, .json or .csv)")
     common.check_folders(args, {"--save-dir": save_dir})
