@@ -88,8 +88,9 @@ def main() -> None:
     args = sys.argv[1:]
     commands = getattr(command, "commands", {})
     at = next((i for i, a in enumerate(args) if a in commands), None)
-    if at is not None:
-        options = {opt: not param.is_flag for param in commands[args[at]].params
+    if at is not None and args[at] != "exec":  # exec passes its arguments on
+        options = {opt: None if param.is_flag else (param.metavar or "VALUE")
+                   for param in commands[args[at]].params
                    if param.param_type_name == "option" for opt in param.opts}
         hint = foreign_argument(args[at + 1:], options)
         if hint is not None:

@@ -10,6 +10,7 @@ option that happens to be spelled alike: ``--source`` → ``--iou``).
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Mapping, Sequence
 
@@ -49,24 +50,38 @@ HINTS = {
 }
 
 
-def foreign_argument(args: Sequence[str], options: Mapping[str, bool]) -> str | None:
+def foreign_argument(args: Sequence[str], options: Mapping[str, str | None]) -> str | None:
     """A hint for the first argument in ``args`` (a command's arguments, after its
     name) written the Ultralytics way, given the command's own ``options`` (``--conf``
-    → whether it takes a value); None when there is none. Past ``--`` nothing is
-    looked at; ``key=value`` arguments count only when no such file exists."""
+    → what its value is called, ``NUM``; None for a flag); None when there is none.
+
+    Not looked at: the values of the command's options (``--save-dir name=run1``),
+    ``key=value`` arguments that name existing files (or match some, as globs), and
+    anything past ``--``."""
+    skip = False
     for arg in args:
-        if arg == "--":
-            return None
+        if skip or arg == "--":
+            if arg == "--":
+                return None
+            skip = False
+            continue
+        if options.get(arg) is not None:  # an option of ours whose value comes next
+            skip = True
+            continue
         dashed = arg.startswith("--")
-        key, sep, _ = arg.removeprefix("--").partition("=")
-        if not dashed and (not sep or os.path.exists(arg)):
+        key, sep, value = arg.removeprefix("--").partition("=")
+        if not dashed and (not sep or os.path.exists(arg) or glob.glob(arg)):
             continue
         flag = "--" + key.replace("_", "-")
         if dashed and f"--{key}" in options:
             continue
         if flag in options:
-            written = f"{flag} VALUE" if options[flag] else flag
-            return f"{arg}: write {written}" if not dashed else f"{arg}: the option is {flag}"
+            if dashed:
+                return f"{arg}: the option is {flag}"
+            named = options[flag]
+            boolean = value.lower() in ("true", "false", "")  # save_txt=True: DIR here
+            written = flag if named is None else f"{flag} {named if boolean else value}"
+            return f"{arg}: write {written}"
         hint = HINTS.get(key.replace("_", "-"))
         if hint is not None:
             return f"{arg}: {hint}"

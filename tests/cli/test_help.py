@@ -43,7 +43,8 @@ def test_help_fits_80_columns_and_shows_flags_as_flags(command: str | None) -> N
     (["source=x.jpg"], "source=x.jpg: inputs are arguments"),
     (["--imgsz", "640"], "--imgsz: the input size is fixed when the model is compiled"),
     (["--half"], "--half: precision is fixed when the model is compiled"),
-    (["conf=0.5"], "conf=0.5: write --conf VALUE"),
+    (["conf=0.5"], "conf=0.5: write --conf 0.5"),
+    (["save_txt=True"], "save_txt=True: write --save-txt DIR"),
     (["save_conf=True"], "save_conf=True: write --save-conf"),
     (["--save_txt", "labels/"], "--save_txt: the option is --save-txt"),
     (["--agnostic_nms"], "--agnostic_nms: use --agnostic"),
@@ -57,9 +58,21 @@ def test_ultralytics_arguments_get_a_hint(args: list[str], said: str) -> None:
 
 
 def test_what_is_not_foreign_is_left_to_the_parser(tmp_path: Path) -> None:
-    options = {"--conf": True, "--save-txt": True, "--agnostic": False}
+    options = {"--conf": "NUM", "--save-txt": "DIR", "--save-dir": "DIR", "-o": "FILE",
+               "--agnostic": None}
     odd = tmp_path / "conf=0.5.jpg"  # a file that happens to look like a setting
     odd.write_bytes(b"")
     assert foreign_argument([str(odd), "--conf", "0.3"], options) is None
+    assert foreign_argument([str(tmp_path / "conf=*.jpg")], options) is None  # a glob
+    # values of our own options
+    assert foreign_argument(["x/", "--save-dir", "name=run1", "-o", "conf=1.jsonl",
+                             "--save-txt", "save=1"], options) is None
     assert foreign_argument(["photos/", "--", "--source"], options) is None
     assert foreign_argument(["photos/", "--bogus"], options) is None  # the parser's job
+
+
+def test_exec_passes_ultralytics_style_arguments_on() -> None:
+    result = axrun("exec", "--", sys.executable, "-c", "import sys; print(sys.argv[1:])",
+                   "model=y", "--imgsz", "640")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['model=y', '--imgsz', '640']"
