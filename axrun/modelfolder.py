@@ -231,21 +231,28 @@ def find_model_json(path: str | os.PathLike[str]) -> Path:
             several candidates (they are listed).
     """
     p = Path(path)
+    shadowed = ""  # a model of this name, hidden by a path that exists here
     if not p.exists():
         named = find_named_model(os.fspath(path))
         if named is None:
             raise ModelError(f"model path not found: {p}; {_names_hint()}")
         p = named
+    elif (named := find_named_model(os.fspath(path))) is not None and named != p:
+        shadowed = (f" (the path {p} here hides the model named {p}, in {named}: give "
+                    "that folder, or run from another folder)")
     if p.is_file():
         if p.name == MANIFEST:
             p = p.parent
+        elif shadowed and p.name != MODEL_JSON:
+            raise ModelError(f"{p} is a file, not a model folder{shadowed}")
         else:
             return p
     if (p / MODEL_JSON).is_file():
         return p / MODEL_JSON
     candidates = sorted(q for q in p.rglob(MODEL_JSON) if (q.parent / MANIFEST).is_file())
     if not candidates:
-        raise ModelError(f"no compiled model (model.json + manifest.json) under {p}")
+        raise ModelError(f"no compiled model (model.json + manifest.json) under {p}"
+                         + shadowed)
     if len(candidates) > 1:
         listed = ", ".join(str(c.parent) for c in candidates[:10])
         raise ModelError(f"{p} holds {len(candidates)} compiled models; pick one: {listed}")

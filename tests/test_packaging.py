@@ -81,6 +81,15 @@ def test_an_existing_path_wins_over_a_name(tiny, elsewhere: Path) -> None:
     assert json.loads(result.stdout)["model"] == "yolox-nano-coco"  # the local folder
 
 
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_path_that_hides_a_model_name_says_so(elsewhere: Path, kind: str) -> None:
+    hiding = elsewhere / "yolox-nano-coco"
+    hiding.mkdir() if kind == "folder" else hiding.write_text("notes")
+    with pytest.raises(ModelError, match="hides the model named yolox-nano-coco, in "
+                       + str(PACKAGE_MODELS / "yolox-nano-coco")):
+        load_model_folder("yolox-nano-coco")
+
+
 def test_cli_takes_names_for_model_and_info(elsewhere: Path) -> None:
     result = runner.invoke(app, ["info", "yolox-nano-coco", "--json"])
     assert result.exit_code == 0, result.stderr
