@@ -184,7 +184,9 @@ class CocoResults:
     "categories": [{"id", "name"}]}`` (video frames also have ``frame`` and ``time_s``;
     failed inputs are left out), which with the results makes a COCO dataset.
 
-    Both files are written as results arrive and closed valid whatever stops the run.
+    Both files are written as results arrive and closed valid however the run ends
+    (errors, Ctrl-C, SIGTERM); only a process killed outright (SIGKILL, a power cut)
+    leaves them without their closing brackets.
     """
 
     needs_images: ClassVar[bool] = False
