@@ -395,8 +395,8 @@ class _ConsoleLines(io.TextIOBase):
 
 
 class _CurrentStdout(io.TextIOBase):
-    """``sys.stdout`` as it is at each write: while the progress bar is shown, the bar's
-    proxy (records then print above the bar)."""
+    """``sys.stdout`` as it is at each write (once the reader of a pipe has gone, it is
+    replaced by ``os.devnull``)."""
 
     def write(self, text: str) -> int:
         return sys.stdout.write(text)
