@@ -147,13 +147,20 @@ class CsvSink(RecordSink):
         self.stream.close()
 
 
+def is_stream(path: str) -> bool:
+    """Whether ``-o path`` is a device or a pipe (``/dev/null``, ``/dev/stderr``, a
+    FIFO): written through as JSON lines, never renamed over, nothing written beside
+    it, not resumable."""
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+
+
 def output_format(path: str) -> str:
     """``jsonl``, ``json``, ``csv`` or ``coco`` (``NAME.coco.json``: COCO results, see
     :class:`axrun.datasets.CocoResults`) from an output path's suffix."""
     if path.lower().endswith(COCO_SUFFIX):
         return "coco"
-    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
-        return "jsonl"  # a device or a pipe: /dev/null, /dev/stderr, a FIFO
+    if is_stream(path):
+        return "jsonl"
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix in ("jsonl", "ndjson"):
         return "jsonl"
@@ -183,8 +190,8 @@ class _Replacing(io.TextIOWrapper):
 def _open_text(path: str, *, append: bool, replace: bool, newline: str | None) -> IO[str]:
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if replace and not append and (os.path.isfile(path) or not os.path.exists(path)):
-            return _Replacing(Path(path), newline)  # (never renamed over a device)
+        if replace and not append and not is_stream(path):
+            return _Replacing(Path(path), newline)
         return open(path, "a" if append else "w", encoding="utf-8",
                     newline=newline)
     except OSError as exc:

@@ -309,3 +309,4 @@ def test_records_to_a_device_are_written_through_it_never_replace_it() -> None:
         assert result.returncode == 0, result.stderr
         assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # still the device
         assert not os.path.exists(os.devnull + ".partial")
+        assert not os.path.exists(os.devnull + ".run.json")  # nothing written beside it

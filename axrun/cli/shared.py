@@ -53,6 +53,7 @@ from axrun.sinks import (
     JsonLinesSink,
     RecordSink,
     Sink,
+    is_stream,
     open_file_sink,
     output_failed,
     output_format,
@@ -202,8 +203,9 @@ class CommonArgs:
 
     @property
     def jsonl_file(self) -> bool:
-        """Whether the output is a JSON-lines file (which can be resumed)."""
-        return self.output not in (None, "-") and output_format(self.output) == "jsonl"
+        """Whether the output is a JSON-lines file (which can be resumed: not a device)."""
+        return self.output not in (None, "-") and output_format(self.output) == "jsonl" \
+            and not is_stream(self.output)
 
     def validate(self) -> None:
         """Check the options that need no model or device (before either is opened)."""
