@@ -104,9 +104,9 @@ def check_results_file(path: str, specs: Sequence[str], *, overwrite: bool,
     """
     if path == "-":
         return
+    _check_results_file(path, specs, overwrite=overwrite, resume=resume)
     if path.lower().endswith(COCO_SUFFIX):
         _check_results_file(coco_index_path(path), specs, overwrite=overwrite, resume=resume)
-    _check_results_file(path, specs, overwrite=overwrite, resume=resume)
 
 
 def _check_results_file(path: str, specs: Sequence[str], *, overwrite: bool,
