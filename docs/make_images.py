@@ -11,18 +11,13 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import struct
-import subprocess
 import sys
-import termios
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-import pyte
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
@@ -31,6 +26,9 @@ import axrun
 from axrun.annotate import BoxAnnotator
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from terminal import run_on_terminal  # noqa: E402 - the tests' pty helper
+
 SAMPLES = ROOT / "models" / "samples"
 IMAGES = ROOT / "docs" / "images"
 
@@ -48,32 +46,7 @@ def hero() -> None:
                 [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def terminal(args: list[str], columns: int = 100, lines: int = 16) -> pyte.Screen:
-    """Run ``axrun ARGS`` on a pseudo-terminal; the screen it leaves."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
-    env = {**os.environ, "COLUMNS": str(columns), "LINES": str(lines),
-           "TERM": "xterm-256color"}
-    proc = subprocess.Popen([sys.executable, "-m", "axrun", *args], cwd=ROOT, env=env,
-                            stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
-    os.close(follower)
-    output = bytearray()
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
-    proc.wait()
-    screen = pyte.Screen(columns, lines)
-    pyte.ByteStream(screen).feed(bytes(output).replace(b"\n", b"\r\n"))
-    return screen
-
-
-def to_svg(screen: pyte.Screen, command: str, path: Path) -> None:
+def to_svg(screen: Any, command: str, path: Path) -> None:
     """The screen, colours and bold kept, as an SVG terminal window titled ``command``."""
     console = Console(record=True, width=screen.columns, file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(Text(f"$ {command}", style="bold"))
@@ -96,7 +69,8 @@ def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     hero()
     command = "axrun classify models/samples/ models/calibration/"
-    to_svg(terminal(command.split()[1:], lines=24), command, IMAGES / "terminal.svg")
+    _, screen = run_on_terminal(command.split()[1:], ROOT, columns=100, lines=24)
+    to_svg(screen, command, IMAGES / "terminal.svg")
     print(f"wrote {IMAGES / 'hero.jpg'}, {IMAGES / 'terminal.svg'}")
 
 

@@ -4,20 +4,16 @@ emulator (pyte); the screen, scrolled-off lines included, must hold clean rows."
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import pty
 import shutil
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
-import pyte
 import pytest
+from terminal import read_until_closed, run_on_terminal, screen_lines
 
 SAMPLES = Path(__file__).resolve().parents[2] / "models" / "samples"
 COLUMNS, LINES = 100, 30
@@ -26,36 +22,9 @@ BAR = "━"
 
 def run_in_terminal(args: list[str], cwd: Path, columns: int = COLUMNS) -> \
         tuple[int, list[str]]:
-    """Run ``python -m axrun ARGS`` on a pty; return its status and every line the
-    terminal showed (history first, then the screen), trailing blanks cut."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, columns, 0, 0))
-    env = {**os.environ, "COLUMNS": str(columns), "LINES": str(LINES), "TERM": "xterm-256color"}
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "axrun", *args], stdin=subprocess.DEVNULL,
-                            stdout=follower, stderr=follower, cwd=cwd, env=env)
-    os.close(follower)
-    output = bytearray()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the pty closed: the process ended
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
-    code = proc.wait(timeout=30)
-    screen = pyte.HistoryScreen(columns, LINES, history=10_000)
-    stream = pyte.ByteStream(screen)
-    stream.feed(bytes(output).replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n"))
-    lines = ["".join(ch.data for ch in line.values()).rstrip()
-             for line in [*(dict(sorted(row.items())) for row in screen.history.top),
-                          *(dict(sorted(screen.buffer[y].items())) for y in range(LINES))]]
-    while lines and not lines[-1]:
-        lines.pop()
-    return code, lines
+    """Run ``python -m axrun ARGS`` on a pty; its status and every line it showed."""
+    code, screen = run_on_terminal(args, cwd, columns, LINES)
+    return code, screen_lines(screen)
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +84,7 @@ def test_no_bar_when_stdout_is_a_pipe(folder: Path) -> None:
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower)
     os.close(follower)
     records = proc.stdout.read() if proc.stdout else b""
-    err = bytearray()
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        err += chunk
-    os.close(leader)
+    err = read_until_closed(leader)
     assert proc.wait(timeout=60) == 1
     assert len(records.splitlines()) == 16 * len(list(SAMPLES.glob("*.jpg"))) + 1
     assert BAR.encode() not in err and b"input(s), 1 failed" in err
