@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,8 @@ class SourceOptions:
     ``limit`` stops after that many items, ``null`` reads NUL-separated stdin paths,
     ``max_read_bytes`` caps what is read from an input that is not a regular file
     (bytes), ``reconnects`` is how often a live stream that drops is reopened,
-    ``background`` the RGB colour transparent pixels are composited over."""
+    ``background`` the RGB colour transparent pixels are composited over; ``shard``
+    ``(k, n)`` keeps only the inputs of shard ``k`` of ``n`` (see :func:`shard_of`)."""
 
     vid_stride: int = 1
     limit: int | None = None
@@ -147,8 +149,12 @@ class SourceOptions:
     max_read_bytes: int = MAX_READ_BYTES
     reconnects: int = RECONNECTS
     background: tuple[int, int, int] = DEFAULT_BACKGROUND
+    shard: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.shard is not None and not (1 <= self.shard[0] <= self.shard[1]):
+            raise ParameterError("shard", f"must be K/N with 1 <= K <= N (got "
+                                 f"{self.shard[0]}/{self.shard[1]})")
         if self.vid_stride < 1:
             raise ParameterError("vid_stride", f"must be at least 1 (got {self.vid_stride})")
         if self.limit is not None and self.limit < 0:
@@ -743,12 +749,22 @@ def expand(specs: Sequence[str], options: SourceOptions | None = None,
 
     source = all_items()
     items: Iterable[Item] = source
+    if options.shard is not None:
+        k, n = options.shard
+        items = (item for item in items if shard_of(item.source, n) == k)
     if skip is not None:
         items = itertools.filterfalse(skip, items)
     if options.limit is not None:
         items = itertools.islice(items, options.limit)
     # Closing the stream closes the source, ending any video read-ahead thread.
     return ItemStream(items, any(_may_wait(spec) for spec in specs), close=source.close)
+
+
+def shard_of(source: str, shards: int) -> int:
+    """Which of ``shards`` shards (1 to N) an input belongs to: by a CRC-32 of its name
+    as given (UTF-8, undecodable bytes kept), so the same on every machine and in every
+    run over the same inputs; a video's frames all go with their video."""
+    return zlib.crc32(os.fsencode(source)) % shards + 1
 
 
 def _may_wait(spec: str) -> bool:

@@ -11,7 +11,6 @@ from rich.markup import escape
 from axrun.annotate import ClassAnnotator, SaveDir
 from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors
-from axrun.engine import Engine
 from axrun.engine.process import tune_process
 from axrun.errors import UsageError
 from axrun.modelfolder import read_labels
@@ -79,19 +78,16 @@ def classify(
     task = Classifier(folder, recipe=recipe, top_k=top_k, labels=names, scores=scores)
     table = common.TableSink(["input", "top classes"], _row)
     tune_process()
-    with Engine(folder, backend=global_options(ctx).backend,
-                config=args.engine_config()) as engine:
-        params = common.run_params(
-            "classify", folder, args, top_k=task.top_k, labels=str(labels) if labels else None,
-            scores=task.score_kind, recipe=task.preprocessor.recipe.to_dict())
-        saver = SaveDir(save_dir, vid_stride=args.vid_stride,
-                        inputs_root=inputs_root(args.inputs),
-                        labeler=ClassAnnotator(min(3, task.top_k), not hide_conf),
-                        replace_others=args.overwrite) \
-            if save_dir else None
-        code = common.run_command(args, engine, task, "classify", table, params,
-                                  sinks_first=[saver] if saver else [])
-    raise typer.Exit(code)
+    params = common.run_params(
+        "classify", folder, args, top_k=task.top_k, labels=str(labels) if labels else None,
+        scores=task.score_kind, recipe=task.preprocessor.recipe.to_dict())
+    saver = SaveDir(save_dir, vid_stride=args.vid_stride, inputs_root=inputs_root(args.inputs),
+                    labeler=ClassAnnotator(min(3, task.top_k), not hide_conf),
+                    replace_others=args.overwrite) if save_dir else None
+    options = {"recipe": task.preprocessor.recipe, "labels": names, "top_k": task.top_k,
+               "scores": scores}
+    raise typer.Exit(common.execute(args, global_options(ctx).backend, folder, task, "classify",
+                                    table, params, [saver] if saver else [], options))
 
 
 def register(app: typer.Typer) -> None:

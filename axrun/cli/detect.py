@@ -12,7 +12,6 @@ from axrun.annotate import BoxAnnotator, SaveDir
 from axrun.cli import shared as common
 from axrun.cli._common import global_options, handle_errors, parse_decoder
 from axrun.datasets import Crops, YoloLabels
-from axrun.engine import Engine
 from axrun.engine.process import tune_process
 from axrun.errors import UsageError
 from axrun.modelfolder import read_labels
@@ -127,17 +126,17 @@ def detect(
     if save_crop:
         writers.append(Crops(save_crop, root, replace_others=args.overwrite))
     tune_process()
-    with Engine(folder, backend=global_options(ctx).backend,
-                config=args.engine_config()) as engine:
-        chosen = task.options.classes
-        params = common.run_params(
-            "detect", folder, args, conf=conf, iou=iou, max_det=max_det, agnostic=agnostic,
-            classes=sorted(chosen) if chosen else None,
-            labels=str(labels) if labels else None, recipe=task.preprocessor.recipe.to_dict(),
-            decoder=task.format)
-        code = common.run_command(args, engine, task, "detect", table, params,
-                                  sinks_first=writers)
-    raise typer.Exit(code)
+    chosen = task.options.classes
+    params = common.run_params(
+        "detect", folder, args, conf=conf, iou=iou, max_det=max_det, agnostic=agnostic,
+        classes=sorted(chosen) if chosen else None,
+        labels=str(labels) if labels else None, recipe=task.preprocessor.recipe.to_dict(),
+        decoder=task.format)
+    options = {"recipe": recipe, "labels": read_labels(labels) if labels else None,
+               "conf": conf, "iou": iou, "max_det": max_det, "agnostic": agnostic,
+               "classes": wanted, "decoder": parse_decoder(decoder) if decoder else None}
+    raise typer.Exit(common.execute(args, global_options(ctx).backend, folder, task, "detect",
+                                    table, params, writers, options))
 
 
 def register(app: typer.Typer) -> None:

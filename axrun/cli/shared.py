@@ -12,10 +12,10 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Annotated, Any, ClassVar, cast
+from typing import IO, Annotated, Any, ClassVar, Protocol, cast
 
 import typer
 from rich.console import Console
@@ -61,12 +61,15 @@ from axrun.sinks import (
 )
 from axrun.sources import (
     RECONNECTS,
+    Item,
     SourceOptions,
+    VideoReader,
     countable,
     expand,
     frame_indices,
     is_video,
     parse_bytes,
+    video_frames,
 )
 from axrun.tasks.base import Task, preprocess_recipe
 from axrun.tasks.classify import Classifier
@@ -110,6 +113,15 @@ BackgroundOpt = Annotated[str, typer.Option(
     help="Colour shown under transparent pixels (PNG, WebP, GIF, TIFF, "
     "HEIC with alpha), as a viewer composites them: white, black, grey, R,G,B or "
     "#RRGGBB.", rich_help_panel=INPUT)]
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", metavar="ADDRESS", help="Run on a Ray cluster: local (one on this machine, "
+    "its devices; the emulator's without a card), auto, or ray://HOST:PORT. One actor per "
+    "Metis device; records come back here in input order (-o, the table). Needs "
+    "axrun[ray].", rich_help_panel=DEVICE)]
+ShardOpt = Annotated[str | None, typer.Option(
+    "--shard", metavar="K/N", help="Run only shard K of N (1/4 ... 4/4): inputs are split "
+    "by a hash of their names, the same on every machine; one job per shard, then merge "
+    "the records (README: Scale out).", rich_help_panel=INPUT)]
 ReconnectsOpt = Annotated[int, typer.Option(
     "--reconnects", help="Reopen a live stream or camera that drops this often in a row "
     "(after 1, 2, 4... s), then an error record.", rich_help_panel=INPUT)]
@@ -200,6 +212,8 @@ class CommonArgs:
     device_config: str | None
     background: str
     decode: str
+    shard: str | None
+    ray: str | None
 
     @property
     def jsonl_file(self) -> bool:
@@ -218,6 +232,10 @@ class CommonArgs:
                                resume=self.resume)
         if self.output in (None, "-") and sys.stdout is None:  # started with >&-
             raise OutputError("stdout is closed: nowhere to write the records; give -o FILE")
+        if self.ray is not None and self.output not in (None, "-") and \
+                output_format(self.output) == "coco":
+            raise UsageError("--ray writes records (-o .jsonl, .json, .csv, the table); "
+                             "COCO results need a run on this machine")
         self.engine_config()
 
     def engine_config(self) -> EngineConfig:
@@ -231,7 +249,8 @@ class CommonArgs:
         return SourceOptions(vid_stride=self.vid_stride, limit=self.limit, null=self.null,
                              max_read_bytes=parse_bytes(self.max_read_bytes),
                              reconnects=self.reconnects,
-                             background=parse_color(self.background, "--background"))
+                             background=parse_color(self.background, "--background"),
+                             shard=parse_shard(self.shard))
 
 
 COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
@@ -244,8 +263,23 @@ COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
     ("aipu_cores", CoresOpt, 4), ("devices", DevicesOpt, "all"),
     ("double_buffer", DoubleBufferOpt, True), ("decode_threads", ThreadsOpt, None),
     ("device_config", DeviceConfigOpt, None), ("background", BackgroundOpt, "white"),
-    ("decode", DecodeOpt, "reduced"),
+    ("decode", DecodeOpt, "reduced"), ("shard", ShardOpt, None), ("ray", RayOpt, None),
 ]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard 2/4`` → (2, 4).
+
+    Raises:
+        UsageError: not K/N with 1 <= K <= N.
+    """
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit()) or \
+            not 1 <= int(k) <= int(n):
+        raise UsageError(f"--shard must be K/N with 1 <= K <= N (2/4, say), not {text!r}")
+    return int(k), int(n)
 
 
 def parse_device_config(text: str | None) -> dict[str, int] | None:
@@ -422,8 +456,12 @@ def source_cell(record: dict[str, Any]) -> str:
 
 def check_folders(args: CommonArgs, folders: dict[str, Path | None]) -> None:
     """Refuse output folders (``{flag: folder}``, None: not asked for) that could
-    replace an input (see :func:`check_save_dir`)."""
+    replace an input (see :func:`check_save_dir`), or that a Ray job cannot write (its
+    pixels stay on the actors)."""
     for flag_name, folder in folders.items():
+        if folder is not None and args.ray is not None:
+            raise UsageError(f"{flag_name} needs the pixels, which stay on the Ray actors: "
+                             "with --ray, axrun writes records only (-o, the table)")
         if folder is not None:
             check_save_dir(folder, args.inputs, flag_name)
 
@@ -473,6 +511,7 @@ def run_params(command: str, folder: ModelFolder, args: CommonArgs,
     return {"command": command, "model": str(folder.root.resolve()),
             "model_fingerprint": model_fingerprint(folder), "vid_stride": args.vid_stride,
             "background": list(args.source_options().background), "decode": args.decode,
+            "shard": args.shard,
             **{k: (list(v) if isinstance(v, tuple | frozenset) else v)
                for k, v in options.items()}}
 
@@ -536,7 +575,7 @@ def _restore_input_order(args: CommonArgs, state: ResumeState) -> None:
 
 
 @contextlib.contextmanager
-def interruptible(run: Run, console: Console, quiet: bool) -> Iterator[None]:
+def interruptible(run: Runner, console: Console, quiet: bool) -> Iterator[None]:
     """First SIGINT/SIGTERM: stop taking input, finish in-flight frames. Second: abort."""
     hits = 0
 
@@ -593,17 +632,34 @@ def close_all(sinks: Sequence[Sink], complete: bool) -> None:
         raise failure
 
 
-def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
+class Runner(Protocol):
+    """What runs the items into the sinks: :class:`axrun.run.Run` on this machine,
+    :class:`axrun.cli.scale.RayRun` on a Ray cluster."""
+
+    summary: RunSummary
+
+    def __call__(self, items: Iterable[Item]) -> RunSummary: ...
+
+    def stop(self, reason: str = "interrupted") -> None: ...
+
+
+RunnerFactory = Callable[[Sequence[Sink], RunPolicy, "ResumeState | None"], Runner]
+
+
+def run_command(args: CommonArgs, runner: RunnerFactory, task: Task, task_name: str,
                 table: TableSink, params: dict[str, Any],
-                sinks_first: Sequence[Sink] = ()) -> int:
+                sinks_first: Sequence[Sink] = (), video: VideoReader = video_frames) -> int:
     """Run ``task`` over the inputs into the outputs the options name (``sinks_first``,
-    such as annotated copies, get each result before the records); show progress and
-    the summary. Returns the exit status (0 ok, 1 some failed, 130 interrupted)."""
+    such as annotated copies, get each result before the records) with the runner
+    ``runner`` makes (:func:`local_runner`, or one on a Ray cluster, whose ``video``
+    reader gives a video as one input); show progress and the summary. Returns the exit
+    status (0 ok, 1 some failed, 130 interrupted)."""
     console = stderr_console()
     state = resume_state(args, params, console)
     stdin = sys.stdin.buffer if "-" in args.inputs else None
-    items = expand(args.inputs, args.source_options(), stdin,
-                   skip=state.skip if state else None)
+    # a Ray job filters records of frames already done itself: it reads videos whole
+    skip = state.skip if state and video is video_frames else None
+    items = expand(args.inputs, args.source_options(), stdin, skip=skip, video=video)
     # The bar: on a terminal, unless stdout is a pipe (its reader, jq say, may print to
     # the same terminal, between the bar's redraws)
     show = not args.quiet and console.is_terminal and not stdout_is_pipe()
@@ -625,7 +681,7 @@ def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
         table.widen(survey.widest)
     sinks = [*sinks_first, *open_sinks(args, task, task_name, table, stdout),
              ProgressSink(progress, task_name, survey.total if survey else None)]
-    run = Run(engine, task, sinks, RunPolicy(args.max_errors, args.fail_fast))
+    run = runner(sinks, RunPolicy(args.max_errors, args.fail_fast), state)
     complete = False
     failure: AxrunError | None = None
     startup_s = time.monotonic() - STARTED
@@ -652,6 +708,21 @@ def run_command(args: CommonArgs, engine: Engine, task: Task, task_name: str,
     if summary.stopped == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_INPUT_FAILED if summary.failed else EXIT_OK
+
+
+def execute(args: CommonArgs, backend: str, folder: ModelFolder, task: Task, task_name: str,
+            table: TableSink, params: dict[str, Any], sinks_first: Sequence[Sink] = (),
+            options: dict[str, Any] | None = None) -> int:
+    """Run the command on this machine's devices, or with ``--ray`` on a Ray cluster
+    (``options``: the task's, given to each actor; see :func:`run_command`)."""
+    if args.ray is not None:
+        from axrun.cli.scale import ray_runner, whole_video
+
+        runner = ray_runner(args, backend, folder, task_name, options or {})
+        return run_command(args, runner, task, task_name, table, params, video=whole_video)
+    with Engine(folder, backend=backend, config=args.engine_config()) as engine:
+        return run_command(args, lambda sinks, policy, state: Run(engine, task, sinks, policy),
+                           task, task_name, table, params, sinks_first)
 
 
 def written(sinks: Sequence[Sink]) -> list[str]:
