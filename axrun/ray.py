@@ -33,6 +33,10 @@ actors on a node than it has cards. An actor keeps one pipeline open across batc
 (no start-up per batch), uses the CPUs Ray gave it for host work, and releases the
 device when Ray ends it (the process exits) or on :meth:`Predictor.close`.
 
+**CPUs**: with a read stage (``read_binary_files``), leave CPUs for its tasks: actors
+that take every CPU of a node (``num_cpus=1`` each on a 2-CPU node with 2 actors) leave
+none for the reads, and the job waits forever (``num_cpus=0.5`` there).
+
 **Models** travel with the job: :func:`pack` reads a model folder into bytes that Ray
 ships to the actors (no shared path needed), unpacked once per actor.
 """
@@ -46,6 +50,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,7 @@ from axrun.tasks.base import Task
 # The columns every output batch has, results and errors alike.
 SCHEMA = ("row", "source", "frame", "time_s", "ok", "error_type", "error_message", "record")
 MAX_PACKED_BYTES = 1 << 30  # a model folder larger than this is not shipped
+DEVICE_WAIT_S = 60.0  # how long an actor waits for a device to be free
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,19 +205,27 @@ class Predictor:
 
     @staticmethod
     def _open(folder: ModelFolder, config: EngineConfig, backend: str | None) -> Engine:
-        """The engine on the first device whose cores are free."""
+        """The engine on the first device whose cores are free; while none is, tried
+        again for :data:`DEVICE_WAIT_S` (the actors of a job that just ended are still
+        exiting: their devices are free once their processes are gone)."""
         chosen = load_backend(backend or "auto")
         devices: Sequence[int | str] = config.devices or \
             [status.name for status in chosen.list_devices()]
-        busy: DeviceBusy | None = None
-        for device in devices:
-            engine = Engine(folder, backend=chosen,
-                            config=dataclasses.replace(config, devices=(device,)))
-            try:
-                return engine.open()
-            except DeviceBusy as exc:
-                busy = exc
-        raise busy or DeviceBusy("no device found")
+        deadline = time.monotonic() + DEVICE_WAIT_S
+        while True:
+            busy: DeviceBusy | None = None
+            for device in devices:
+                engine = Engine(folder, backend=chosen,
+                                config=dataclasses.replace(config, devices=(device,)))
+                try:
+                    return engine.open()
+                except DeviceBusy as exc:
+                    busy = exc
+            if busy is None:
+                raise DeviceBusy("no device found")
+            if time.monotonic() > deadline:
+                raise busy
+            time.sleep(0.2)
 
     def _consume(self) -> None:
         try:

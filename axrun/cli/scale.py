@@ -15,6 +15,8 @@ import importlib
 import json
 import logging
 import os
+import queue
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -31,7 +33,7 @@ from axrun.sinks import Sink, output_failed
 from axrun.sources import Item
 
 RAY_HINT = "pip install 'axrun[ray]' (Ray Data, ray==2.60.0)"
-BATCH = 32  # inputs per batch an actor gets
+BATCH = 32  # inputs per batch an actor gets, at most
 ENV = ("AXRUN_BACKEND", "AXRUN_EMULATOR_DEVICES", "AXRUN_EMULATOR_LATENCY_MS",
        "AXRUN_EMULATOR_COMPUTE", "AXRUN_EMULATOR_STATE_DIR", "AXRUN_MODELS")
 
@@ -134,17 +136,18 @@ class RayRun:
         context.print_on_execution_start = False
         context.execution_options.preserve_order = True  # records in input order
         context.enable_progress_bars = False
+        # batches small enough that every actor gets several (a video is one row)
+        batch = max(1, min(BATCH, len(rows) // (4 * self.actors)))
         with warnings.catch_warnings():  # max_restarts has no named parameter in 2.60
             warnings.simplefilter("ignore", DeprecationWarning)
-            out = data.from_items(rows).map_batches(
-                self._axray.Predictor, batch_size=BATCH,
+            blocks = -(-len(rows) // batch)
+            out = data.from_items(rows, override_num_blocks=blocks).map_batches(
+                self._axray.Predictor, batch_size=batch,
                 compute=data.ActorPoolStrategy(size=self.actors), num_cpus=self._cpus,
                 resources={"metis": 1}, fn_constructor_kwargs=self._kwargs,
                 # an actor that dies is not restarted: the job fails, its device is freed
                 max_restarts=0)
-        for row in out.iter_rows():
-            if self._stop:
-                return
+        for row in _rows_waking(out.iter_rows(), lambda: self._stop is not None):
             result = _Recorded(json.loads(row["record"]))
             if self.skip is not None and self.skip(result.item):
                 continue
@@ -165,6 +168,33 @@ class RayRun:
             summary.failures[result.error.kind] += 1
             if self.policy.limit is not None and summary.failed >= self.policy.limit:
                 self.stop("max-errors")
+
+
+def _rows_waking(rows: Iterator[dict[str, Any]], stopped: Callable[[], bool]) -> \
+        Iterator[dict[str, Any]]:
+    """``rows``, read by a thread of their own: this thread wakes every 0.1 s (a
+    signal's handler runs, Ctrl-C stops the run at once) and ends when ``stopped``."""
+    box: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue(maxsize=64)
+
+    def pull() -> None:
+        try:
+            for row in rows:
+                box.put(row)
+            box.put(None)
+        except BaseException as exc:  # given to the caller
+            box.put(exc)
+
+    threading.Thread(target=pull, name="axrun-ray-rows", daemon=True).start()
+    while not stopped():
+        try:
+            value = box.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if value is None:
+            return
+        if isinstance(value, BaseException):
+            raise value
+        yield value
 
 
 def _row(item: Item) -> dict[str, Any]:
