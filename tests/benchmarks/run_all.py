@@ -17,6 +17,7 @@ import bench_end_to_end
 import bench_memory
 import bench_pipeline
 import bench_preprocess
+import bench_ray
 import bench_streams
 
 
@@ -28,7 +29,7 @@ def main() -> None:
                      ("end to end", lambda: [bench_end_to_end.classify_row()]),
                      ("detect", bench_detect.run), ("decoders", bench_decoders.run),
                      ("phone photos and 1080p video", bench_decode.run),
-                     ("memory", bench_memory.run)]:
+                     ("memory", bench_memory.run), ("ray", bench_ray.run)]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows += fn()
     print(f"\naxrun benchmarks — {platform.machine()}, {platform.python_version()}, "
