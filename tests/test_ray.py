@@ -57,6 +57,16 @@ def test_ray_local_gives_the_records_of_one_process(photos: Path, tmp_path: Path
     assert f"wrote {many} (25 record(s))" in result.stderr
 
 
+def test_limit_counts_frames_as_on_one_machine(photos: Path, tmp_path: Path) -> None:
+    """Videos are rows of the job, but --limit counts records (frames)."""
+    one, many = tmp_path / "one.jsonl", tmp_path / "ray.jsonl"
+    common = ["detect", str(photos / "pan.mp4"), str(photos), "--limit", "9"]
+    assert axrun(*common, "-o", str(one)).returncode == 0
+    assert axrun(*common, "-o", str(many), "--ray", "local").returncode == 0
+    assert many.read_bytes() == one.read_bytes()
+    assert len(one.read_text().splitlines()) == 9
+
+
 def test_resume_after_the_driver_is_stopped(photos: Path, tmp_path: Path) -> None:
     out, one = tmp_path / "r.jsonl", tmp_path / "one.jsonl"
     env = {"AXRUN_EMULATOR_COMPUTE": "0", "AXRUN_EMULATOR_LATENCY_MS": "400"}

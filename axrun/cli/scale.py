@@ -71,13 +71,14 @@ class _Recorded:
 class RayRun:
     """One job on a Ray cluster; the interface of :class:`axrun.run.Run` (called on the
     items, ``summary``, ``stop``). ``skip`` drops records of frames already recorded
-    (``--resume``: a video is read whole again)."""
+    (``--resume``: a video is read whole again); ``limit``: at most this many records
+    (``--limit`` counts frames, and videos are rows here)."""
 
     def __init__(self, sinks: Sequence[Sink], policy: RunPolicy, *, address: str,
                  folder: ModelFolder, task: str, options: dict[str, Any],
                  config: EngineConfig, vid_stride: int, background: tuple[int, int, int],
-                 skip: Callable[[Item], bool] | None) -> None:
-        self.sinks, self.policy, self.skip = list(sinks), policy, skip
+                 skip: Callable[[Item], bool] | None, limit: int | None = None) -> None:
+        self.sinks, self.policy, self.skip, self.limit = list(sinks), policy, skip, limit
         self.summary = RunSummary()
         self._stop: str | None = None
         self.ray = _ray()
@@ -151,6 +152,8 @@ class RayRun:
             result = _Recorded(json.loads(row["record"]))
             if self.skip is not None and self.skip(result.item):
                 continue
+            if self.limit is not None and self.summary.inputs >= self.limit:
+                return
             self._write(result)
 
     def _write(self, result: _Recorded) -> None:
@@ -225,6 +228,6 @@ def ray_runner(args: CommonArgs, backend: str, folder: ModelFolder, task: str,
         return RayRun(sinks, policy, address=args.ray, folder=folder, task=task,
                       options=options, config=args.engine_config(),
                       vid_stride=args.vid_stride, background=args.source_options().background,
-                      skip=state.skip if state else None)
+                      skip=state.skip if state else None, limit=args.limit)
 
     return make

@@ -4,6 +4,7 @@ progress, the summary and signal handling; :func:`run_command` runs one of them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import io
@@ -657,9 +658,13 @@ def run_command(args: CommonArgs, runner: RunnerFactory, task: Task, task_name: 
     console = stderr_console()
     state = resume_state(args, params, console)
     stdin = sys.stdin.buffer if "-" in args.inputs else None
-    # a Ray job filters records of frames already done itself: it reads videos whole
-    skip = state.skip if state and video is video_frames else None
-    items = expand(args.inputs, args.source_options(), stdin, skip=skip, video=video)
+    # a Ray job reads videos whole: it drops the records of frames already done, and
+    # stops after --limit records, itself
+    options = args.source_options()
+    whole = video is not video_frames
+    skip = state.skip if state and not whole else None
+    items = expand(args.inputs, dataclasses.replace(options, limit=None) if whole else options,
+                   stdin, skip=skip, video=video)
     # The bar: on a terminal, unless stdout is a pipe (its reader, jq say, may print to
     # the same terminal, between the bar's redraws)
     show = not args.quiet and console.is_terminal and not stdout_is_pipe()
