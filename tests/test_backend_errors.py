@@ -61,12 +61,12 @@ def test_any_exception_from_the_real_library_is_an_axrun_error() -> None:
 
 
 def test_the_cli_exits_3_with_one_line(monkeypatch) -> None:
-    import axrun.cli.classify as classify_cmd
+    import axrun.cli.shared as shared
     from axrun.cli import app
 
     sdk, _ = sdk_like(context_error=OSError("no Metis driver loaded"))
-    real = classify_cmd.Engine
-    monkeypatch.setattr(classify_cmd, "Engine",
+    real = shared.Engine
+    monkeypatch.setattr(shared, "Engine",
                         lambda folder, backend=None, config=None:
                         real(folder, backend=sdk, config=config))
     result = CliRunner().invoke(app, ["classify", str(SAMPLES), "-q"])
