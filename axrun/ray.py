@@ -15,7 +15,8 @@ here is imported by the rest of axrun.
 **Batches in**: a ``bytes`` column (encoded images, as ``read_binary_files`` gives) with
 ``path`` naming them, or a ``path`` column alone (files the actor reads: they must be
 on every node); optional ``source`` (the name the record shows, default ``path``),
-``size`` and ``mtime`` (what ``--resume`` identifies a file by; numbers, or their
+``page`` (one page of a multi-page file; without it, its first), ``size`` and
+``mtime`` (what ``--resume`` identifies a file by; numbers, or their
 decimal text: a column of numbers that has None in it comes as float32, which would
 round a time), and ``error_type`` /
 ``error_message`` (an input the driver already knows failed, passed through so that
@@ -59,11 +60,12 @@ import numpy as np
 
 from axrun.engine import Engine, EngineConfig
 from axrun.errors import DeviceBusy, InputError
+from axrun.files import MAX_READ_BYTES, is_regular_file, read_bytes
 from axrun.modelfolder import ModelFolder, load_model_folder
 from axrun.results import Result
 from axrun.runtime import load_backend
 from axrun.sinks import dumps_record
-from axrun.sources import Item, SourceOptions, expand
+from axrun.sources import Item, SourceOptions, expand, is_video
 from axrun.tasks import make_task
 from axrun.tasks.base import Task
 
@@ -268,20 +270,25 @@ class Predictor:
                 yield item
 
     def _row_items(self, row: dict[str, Any]) -> Iterator[Item]:
-        source = str(row.get("source") or row.get("path") or "<bytes>")
-        size, mtime = row.get("size"), row.get("mtime")
+        path = str(row["path"]) if row.get("path") else None
+        source = str(row.get("source") or path or "<bytes>")
+        size, mtime, page = row.get("size"), row.get("mtime"), row.get("page")
+        known: dict[str, Any] = {
+            "size": None if size is None else int(float(size)),
+            "mtime": None if mtime is None else float(mtime),
+            "page": None if page is None else int(float(page)),
+            "background": self.sources.background}
+        known["frame"] = known["page"]  # a page's frame is its page
         if row.get("error_type"):
             yield Item(source, error=InputError(str(row.get("error_message") or ""),
-                                                str(row["error_type"])),
-                       size=None if size is None else int(float(size)),
-                       mtime=None if mtime is None else float(mtime))
+                                                str(row["error_type"])), **known)
         elif row.get("bytes") is not None:
-            yield Item(source, data=bytes(row["bytes"]), background=self.sources.background,
-                       size=None if size is None else int(float(size)),
-                       mtime=None if mtime is None else float(mtime))
-        elif row.get("path"):  # read here (a video: one item per frame)
-            for item in expand([str(row["path"])], self.sources):
+            yield Item(source, data=bytes(row["bytes"]), **known)
+        elif path is not None and (is_video(Path(path)) or "://" in path):
+            for item in expand([path], self.sources):  # a video: one item per frame
                 yield dataclasses.replace(item, source=source)
+        elif path is not None:  # exactly this file (never a list, folder or glob)
+            yield _file_item(path, source, known)
         else:
             yield Item(source, error=InputError("a row with neither bytes nor a path",
                                                 "not_found"))
@@ -294,6 +301,18 @@ class Predictor:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def _file_item(path: str, source: str, known: dict[str, Any]) -> Item:
+    """The image file ``path`` as the input named ``source``: read here, decoded by the
+    engine; a failure to read it is its error, said of ``source``."""
+    name = os.fsencode(path)
+    try:
+        data = read_bytes(path, None if is_regular_file(name) else MAX_READ_BYTES)
+    except InputError as exc:
+        return Item(source, error=InputError(str(exc).replace(path, source), exc.kind),
+                    **known)
+    return Item(source, data=data, **known)
 
 
 def _rows(batch: dict[str, Any]) -> list[dict[str, Any]]:

@@ -150,3 +150,41 @@ def test_shards_split_the_inputs_the_same_way_every_time(photos: Path) -> None:
     assert sources("2/3") == parts[1]  # stable
     # a video's frames stay together
     assert sum(any("pan.mp4" in s for s in part) for part in parts) == 1
+
+
+def test_pages_disguised_images_and_names_as_given(tmp_path: Path) -> None:
+    """A multi-page TIFF and GIF (a row per page, each read once), a JPEG named .txt
+    (read as the file it is, not as a list), a name with spaces: run from another
+    working folder with a relative input, byte for byte as one process."""
+    from PIL import Image
+
+    mix = tmp_path / "mix"
+    mix.mkdir()
+    pages = [Image.open(SAMPLES / f"{n}.jpg").convert("RGB") for n in ("coffee", "rocket")]
+    pages[0].save(mix / "multi.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(mix / "anim.gif", save_all=True, append_images=pages[1:])
+    shutil.copy(SAMPLES / "camera.jpg", mix / "disguised.txt")
+    shutil.copy(SAMPLES / "chelsea.jpg", mix / "a b ü.jpg")
+    one, many = tmp_path / "one.jsonl", tmp_path / "ray.jsonl"
+    assert axrun("classify", "mix", "-o", str(one), cwd=tmp_path).returncode == 0
+    result = axrun("classify", "mix", "-o", str(many), "--ray", "local", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert many.read_bytes() == one.read_bytes()
+    assert len(one.read_text().splitlines()) == 6
+
+
+def test_an_actor_reads_the_path_and_records_the_source(tmp_path: Path) -> None:
+    """Outside a cluster too: the file is read from ``path``, the record names
+    ``source`` (a cluster's nodes do not share the driver's working folder)."""
+    import axrun.ray as axray
+
+    predictor = axray.Predictor("efficientnet-lite0-imagenet", backend="emulator")
+    try:
+        out = predictor({"path": [str(SAMPLES / "coffee.jpg"), str(tmp_path / "gone.jpg")],
+                         "source": ["photos/coffee.jpg", "photos/gone.jpg"]})
+    finally:
+        predictor.close()
+    assert out["source"] == ["photos/coffee.jpg", "photos/gone.jpg"]
+    assert out["ok"] == [True, False]
+    assert json.loads(out["record"][0])["top"][0]["label"] == "espresso"
+    assert out["error_type"][1] == "not_found" and str(tmp_path) not in out["error_message"][1]

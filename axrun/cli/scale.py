@@ -24,7 +24,14 @@ from typing import Any, ClassVar
 
 from axrun.cli.shared import CommonArgs, RunnerFactory
 from axrun.engine import EngineConfig
-from axrun.errors import InputError, UsageError
+from axrun.errors import (
+    AxrunError,
+    DeviceBusy,
+    DeviceError,
+    InputError,
+    PipelineError,
+    UsageError,
+)
 from axrun.modelfolder import ModelFolder
 from axrun.resume import ResumeState
 from axrun.run import RunPolicy, RunSummary
@@ -45,6 +52,8 @@ def whole_video(path: Path, stride: int = 1) -> Iterator[Item]:
 
 
 def _ray() -> Any:
+    # never a cluster started behind our back (a call after shutdown would start one)
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     try:
         return importlib.import_module("ray")
     except ImportError:
@@ -89,12 +98,18 @@ class RayRun:
         env = {k: os.environ[k] for k in ENV if k in os.environ}
         quiet = {"logging_level": logging.ERROR, "log_to_driver": False,
                  "include_dashboard": False, "runtime_env": {"env_vars": env}}
-        if self._started:
-            devices = len(load_backend(os.environ.get("AXRUN_BACKEND", "auto"))
-                          .list_devices())
-            self.ray.init(num_cpus=os.cpu_count() or 1, resources={"metis": devices}, **quiet)
-        else:
-            self.ray.init(address=address, **quiet)
+        try:
+            if self._started:
+                devices = _free_devices(config)
+                self.ray.init(num_cpus=os.cpu_count() or 1, resources={"metis": devices},
+                              **quiet)
+            else:
+                self.ray.init(address=address, **quiet)
+        except AxrunError:
+            raise
+        except Exception as exc:  # Ray's own, for an address it cannot reach
+            raise DeviceError(f"--ray {address}: cannot join the cluster: "
+                              f"{_first_line(exc)}") from exc
         cards = int(self.ray.cluster_resources().get("metis", 0))
         if cards < 1:
             self.ray.shutdown()
@@ -120,6 +135,10 @@ class RayRun:
         start = time.perf_counter()
         try:
             self._run(items)
+        except (AxrunError, BrokenPipeError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # an actor died, a node was lost: one line, not Ray's
+            raise PipelineError(f"the Ray job failed: {_first_line(exc)}") from exc
         finally:
             self.summary.wall_s = time.perf_counter() - start
             self.summary.stopped = self._stop
@@ -132,7 +151,7 @@ class RayRun:
             return
         data = importlib.import_module("ray.data")
         for name in ("ray", "ray.data"):  # this command says what happens, not Ray
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         context = data.DataContext.get_current()
         context.print_on_execution_start = False
         context.execution_options.preserve_order = True  # records in input order
@@ -173,6 +192,27 @@ class RayRun:
                 self.stop("max-errors")
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's first meaningful line (Ray's messages run over many)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def _free_devices(config: EngineConfig) -> int:
+    """The devices of this machine a local cluster gets (those ``--devices`` names, or
+    all), refused when every one of them has its cores held (as one process would)."""
+    statuses = load_backend(os.environ.get("AXRUN_BACKEND", "auto")).list_devices()
+    chosen = [s for i, s in enumerate(statuses)
+              if config.devices is None or i in config.devices or s.name in config.devices]
+    free = [s for s in chosen if s.cores_free is None or s.cores_free >= config.aipu_cores]
+    if chosen and not free:
+        held = "; ".join(f"{s.name}: {s.in_use_by}" for s in chosen if s.in_use_by)
+        raise DeviceBusy(f"no device has {config.aipu_cores} core(s) free for --ray local"
+                         + (f" ({held})" if held else "") + "; wait for it to finish, or "
+                         "pick other devices")
+    return len(free)
+
+
 def _rows_waking(rows: Iterator[dict[str, Any]], stopped: Callable[[], bool]) -> \
         Iterator[dict[str, Any]]:
     """``rows``, read by a thread of their own: this thread wakes every 0.1 s (a
@@ -209,7 +249,8 @@ def _row(item: Item) -> dict[str, Any]:
     row: dict[str, Any] = {"source": item.source, "path": "", "error_type": "",
                            "error_message": "",
                            "size": "" if item.size is None else str(item.size),
-                           "mtime": "" if item.mtime is None else repr(item.mtime)}
+                           "mtime": "" if item.mtime is None else repr(item.mtime),
+                           "page": "" if item.page is None else str(item.page)}
     if item.error is not None:
         row["error_type"], row["error_message"] = item.error.kind, str(item.error)
     else:

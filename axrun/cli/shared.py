@@ -638,6 +638,7 @@ class Runner(Protocol):
     :class:`axrun.cli.scale.RayRun` on a Ray cluster."""
 
     summary: RunSummary
+    sinks: list[Sink]  # where each result goes, in this order
 
     def __call__(self, items: Iterable[Item]) -> RunSummary: ...
 
@@ -684,9 +685,11 @@ def run_command(args: CommonArgs, runner: RunnerFactory, task: Task, task_name: 
         stdout = cast(IO[str], _ConsoleLines(progress.console))
     if survey is not None:
         table.widen(survey.widest)
+    # the runner first (a cluster that cannot be joined fails before any file is made)
+    run = runner([], RunPolicy(args.max_errors, args.fail_fast), state)
     sinks = [*sinks_first, *open_sinks(args, task, task_name, table, stdout),
              ProgressSink(progress, task_name, survey.total if survey else None)]
-    run = runner(sinks, RunPolicy(args.max_errors, args.fail_fast), state)
+    run.sinks = sinks
     complete = False
     failure: AxrunError | None = None
     startup_s = time.monotonic() - STARTED
