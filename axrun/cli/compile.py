@@ -27,6 +27,49 @@ PREPROCESS_HELP = (
 )
 
 
+# What common training recipes feed a network (0-255 units; torchvision's ImageNet mean
+# and std are 0.485/0.456/0.406 and 0.229/0.224/0.225 of 255).
+PRESETS = {
+    "imagenet-torchvision": "mode=crop,resize=256,color=rgb,mean=123.675/116.28/103.53,"
+                            "std=58.395/57.12/57.375",
+    "yolo-ultralytics": "mode=letterbox,color=rgb,mean=0,std=255,pad_value=114,align=center",
+    "yolox": "mode=letterbox,color=bgr,mean=0,std=1,pad_value=114,align=topleft",
+}
+METADATA_KEY = "axrun.preprocess"  # an ONNX metadata property holding a recipe
+
+
+def choose_recipe(model: Path, preset: str | None, preprocess: str | None) -> \
+        tuple[PreprocessRecipe, str]:
+    """The recipe, and where it came from: ``--preset`` with ``--preprocess`` over it,
+    or the model's own ONNX metadata (``axrun.preprocess``). Never a guess.
+
+    Raises:
+        UsageError: none of them (the presets are listed), or an unknown preset.
+    """
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    text = PRESETS[preset] if preset else None
+    if preprocess:
+        text = f"{text},{preprocess}" if text else preprocess
+        return parse_recipe(text), "--preprocess" + (f" over --preset {preset}" if preset
+                                                     else "")
+    if text:
+        return parse_recipe(text), f"--preset {preset}"
+    try:
+        import onnx
+
+        props = {p.key: p.value for p in
+                 onnx.load(str(model), load_external_data=False).metadata_props}
+    except Exception:
+        props = {}
+    if METADATA_KEY in props:
+        return parse_recipe(props[METADATA_KEY]), f"the model's {METADATA_KEY} metadata"
+    raise UsageError("how does the model expect its images? give --preprocess (mode=crop,"
+                     "resize=256,mean=...,std=...) or --preset (" + ", ".join(PRESETS)
+                     + "): axrun cannot tell, and a wrong guess quantizes a model that "
+                     "answers wrongly")
+
+
 def parse_recipe(text: str) -> PreprocessRecipe:
     """``mode=crop,resize=256,mean=127,std=128`` → a recipe (usage errors explained)."""
     pairs: dict[str, Any] = parse_pairs(text, "--preprocess")
@@ -69,8 +112,12 @@ def compile_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
     calibration: Annotated[Path, typer.Option(
         "--calibration", help="Folder of real images to calibrate INT8 ranges on.")],
-    preprocess: Annotated[str, typer.Option("--preprocess", metavar="K=V,...",
-                                            help=PREPROCESS_HELP)] = "mode=crop",
+    preprocess: Annotated[str | None, typer.Option("--preprocess", metavar="K=V,...",
+                                                   help=PREPROCESS_HELP)] = None,
+    preset: Annotated[str | None, typer.Option(
+        "--preset", metavar="NAME", help="A training recipe's preprocessing: "
+        + ", ".join(PRESETS) + " (--preprocess keys override it). One of the two is "
+        "needed unless the model's ONNX metadata has axrun.preprocess.")] = None,
     postamble_from: Annotated[list[str] | None, typer.Option(
         "--postamble-from",
         help="Cut here: the device part ends at these tensors, everything after them runs "
@@ -99,21 +146,27 @@ def compile_command(
 ) -> None:
     """Quantize a float ONNX model to INT8 and write a model folder the emulator runs.
 
+    The preprocessing must be given (--preprocess, --preset, or the model's metadata);
+    the task is read from the outputs when --task does not say it (the reason is
+    printed); the calibration sample is spread over the folder's sub-folders.
+
     Examples:
 
       axrun compile effnet.onnx -o my-effnet --calibration photos/ \\
-        --task classify --labels imagenet.txt \\
+        --task classify --labels imagenet.txt --preset imagenet-torchvision
+
+      axrun compile lite.onnx -o my-lite --calibration photos/ \\
         --preprocess mode=crop,resize=256,mean=127,std=128
 
       axrun compile yolox.onnx -o my-yolox --calibration photos/ \\
-        --task detect --decoder format=yolox \\
-        --preprocess mode=letterbox,color=bgr,pad_value=114
+        --task detect --decoder format=yolox --preset yolox
 
     axrun info FOLDER shows what was written; classify and detect run it with -m FOLDER.
     """
+    recipe, origin = choose_recipe(model, preset, preprocess)
     options = CompileOptions(
         model=model, output=output, calibration=calibration,
-        recipe=parse_recipe(preprocess), task=task, labels=labels, decoder=parse_decoder(decoder),
+        recipe=recipe, task=task, labels=labels, decoder=parse_decoder(decoder),
         postamble_from=tuple(postamble_from or ()),
         input_shape=parse_ints(input_shape, "--input-shape"),
         channel_multiple=channel_multiple, output_channel_multiple=output_channel_multiple,
@@ -122,6 +175,7 @@ def compile_command(
     )
     configure_logging(quiet)
     console = stderr_console()
+
     progress = Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=console, redirect_stdout=False,
                         redirect_stderr=False, disable=quiet or not console.is_terminal)
@@ -133,7 +187,8 @@ def compile_command(
 
         path = compile_model(options, on_progress)
     if not quiet:
-        console.print(f"wrote {path}")
+        said = ", ".join(f"{k}={v}" for k, v in recipe.to_dict().items() if v is not None)
+        console.print(f"wrote {path} (preprocessing from {origin}: {said})", markup=False)
 
 
 def register(app: typer.Typer) -> None:

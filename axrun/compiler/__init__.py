@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from axrun.compiler.graph import load, prepare
+from axrun.compiler.graph import infer_task, load, prepare
 from axrun.compiler.interface import nhwc_spec, wrap_device_graph
 from axrun.compiler.quantize import (
     boundary_params,
     calibration_images,
+    check_calibration,
     load_calibration,
     quantize_device,
 )
@@ -93,8 +95,17 @@ def compile_model(
             raise CompileError(str(exc)) from exc
     graph = prepare(load(options.model), input_shape=options.input_shape,
                     postamble_from=options.postamble_from)
-    paths = calibration_images(options.calibration, options.calibration_limit)
+    log = logging.getLogger("axrun")
+    task = options.task
+    if task is None:
+        task, reason = infer_task(graph.model_output_shapes, bool(options.postamble_from),
+                                  bool(options.decoder))
+        log.info("task: %s (%s; --task to say otherwise)", task, reason)
+    paths, sample = calibration_images(options.calibration, options.calibration_limit)
+    log.info("%s", sample)
     batches = load_calibration(paths, options.recipe, graph.input_shape, on_progress)
+    for warning in check_calibration(batches, options.recipe):
+        log.warning("warning: %s", warning)
     qdq = quantize_device(graph.device, graph.input_name, batches, options.int16)
     q_in, q_outs = boundary_params(qdq, graph.input_name, graph.output_names, batches)
     in_spec = nhwc_spec(graph.input_name, graph.input_shape, q_in.scale, q_in.zero_point,
@@ -106,13 +117,13 @@ def compile_model(
     ]
     device = wrap_device_graph(qdq, [in_spec], out_specs, [len(s) for s in graph.output_shapes])
     _smoke_test(device, in_spec.shape)
-    if labels is not None and options.task == "classify":
+    if labels is not None and task == "classify":
         classes = graph.output_shapes[0][1] if graph.postamble is None else None
         if classes is not None and classes != len(labels):
             raise CompileError(f"--labels has {len(labels)} names but the model outputs "
                                f"{classes} classes")
     sidecar = {
-        "task": options.task,
+        "task": task,
         "preprocess": options.recipe.to_dict(),
         "decoder": options.decoder,
         "source_model": options.model.name,

@@ -37,6 +37,31 @@ class PreparedGraph:
     input_shape: tuple[int, ...]  # NCHW
     output_names: list[str]  # device outputs (the cut tensors, or the model outputs)
     output_shapes: list[tuple[int, ...]]
+    model_output_shapes: list[list[int | str]]  # the whole network's outputs
+
+
+def infer_task(shapes: Sequence[Sequence[int | str]], cut: bool = False,
+               decoder: bool = False) -> tuple[str, str]:
+    """The task a float network says, and why, only where nothing points the other way:
+    decoder settings (``decoder``), a 3-D output ``[N, anchors, k]`` or several outputs
+    are a detector's; one ``[N, C]`` (or ``[N, C, 1, 1]``) output of a network compiled
+    whole (no ``cut``) and without decoder settings a classifier's.
+
+    Raises:
+        CompileError: anything else, or signs of both (``--task`` must say).
+    """
+    text = ", ".join(str(list(s)) for s in shapes)
+    scores = len(shapes) == 1 and (len(shapes[0]) == 2 or list(shapes[0][2:]) == [1, 1])
+    boxes = (len(shapes) == 1 and len(shapes[0]) == 3) or len(shapes) >= 2
+    if decoder and not scores:
+        return "detect", f"decoder settings given; output(s) {text}"
+    if boxes and not decoder:
+        return "detect", f"output(s) {text}: boxes"
+    if scores and not (cut or decoder):
+        return "classify", f"one output {text}: class scores"
+    raise CompileError(f"give --task classify or --task detect: the outputs ({text})"
+                       + (" and the decoder settings" if decoder else "")
+                       + " do not say which for sure")
 
 
 def load(path: Path) -> onnx.ModelProto:
@@ -203,4 +228,6 @@ def prepare(
             raise CompileError(f"device output {name!r} has shape {dims}; the device returns "
                                "NCHW (4-D) or (N, C) tensors — cut earlier with --postamble-from")
         out_shapes.append(tuple(int(d) for d in dims))
-    return PreparedGraph(device, postamble, input_name, shape, output_names, out_shapes)
+    whole = _shapes(model)
+    return PreparedGraph(device, postamble, input_name, shape, output_names, out_shapes,
+                         [whole.get(name, []) for name in outputs])

@@ -21,9 +21,17 @@ from axrun.preprocess import PreprocessRecipe, fit
 from axrun.sources import IMAGE_SUFFIXES
 
 
-def calibration_images(folder: Path, limit: int) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted), at most ``limit``: those with a
-    suffix :mod:`axrun.sources` reads as an image."""
+def calibration_images(folder: Path, limit: int, seed: int = 0) -> tuple[list[Path], str]:
+    """At most ``limit`` image files under ``folder`` (those with a suffix
+    :mod:`axrun.sources` reads as an image), spread over the whole folder: its
+    sub-folders take turns (each in a seeded shuffle of its own), so that a folder of
+    ``a_night/`` and ``b_day/`` gives both, not the first ``limit`` names in sorted
+    order. The same sample for the same folder and ``seed``. Also a line saying how
+    many of how many were taken, and from where.
+
+    Raises:
+        CompileError: not a folder, or no images in it.
+    """
     if not folder.is_dir():
         raise CompileError(f"--calibration {folder}: not a folder")
     try:
@@ -33,7 +41,44 @@ def calibration_images(folder: Path, limit: int) -> list[Path]:
         raise CompileError(f"--calibration {folder}: cannot list ({exc.strerror})") from exc
     if not found:
         raise CompileError(f"--calibration {folder}: no images (.jpg, .png, ...) found")
-    return found[:limit]
+    groups: dict[str, list[Path]] = {}
+    for path in found:
+        groups.setdefault(path.parent.relative_to(folder).as_posix(), []).append(path)
+    rng = np.random.default_rng(seed)
+    queues = {name: [paths[i] for i in rng.permutation(len(paths))]
+              for name, paths in sorted(groups.items())}
+    taken: dict[str, int] = dict.fromkeys(queues, 0)
+    chosen: list[Path] = []
+    while len(chosen) < limit and any(taken[n] < len(q) for n, q in queues.items()):
+        for name, queue in queues.items():
+            if taken[name] < len(queue) and len(chosen) < limit:
+                chosen.append(queue[taken[name]])
+                taken[name] += 1
+    where = ", ".join(f"{'.' if n == '.' else n + '/'} {taken[n]} of {len(q)}"
+                      for n, q in queues.items())
+    return sorted(chosen), f"calibration: {len(chosen)} of {len(found)} images ({where})"
+
+
+def check_calibration(samples: Sequence[np.ndarray], recipe: PreprocessRecipe) -> list[str]:
+    """Warnings about calibration inputs (float network inputs, NCHW) that do not look
+    like the images the model will see: pixel values spanning less than half of 0-255
+    between their 1st and 99th percentiles (INT8 ranges fitted to dark or flat images
+    clip everything else), or an average far from the mean the recipe subtracts."""
+    mean = np.asarray(recipe.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(recipe.std, np.float32).reshape(1, 3, 1, 1)
+    pixels = np.concatenate([s * std + mean for s in samples]).ravel()
+    low, high = (float(v) for v in np.percentile(pixels, [1, 99]))
+    warnings = []
+    if high - low < 128:
+        warnings.append(f"calibration images span pixel values {low:.0f}-{high:.0f} only "
+                        "(1st-99th percentile): INT8 ranges fitted to them will clip "
+                        "brighter or darker images; calibrate on images like the ones the "
+                        "model will see")
+    if float(np.mean(recipe.mean)) > 1 and abs(float(pixels.mean()) -
+                                                float(np.mean(recipe.mean))) > 64:
+        warnings.append(f"calibration images average pixel value {pixels.mean():.0f}, far "
+                        f"from the recipe's mean {float(np.mean(recipe.mean)):.0f}")
+    return warnings
 
 
 def float_input(image: np.ndarray, recipe: PreprocessRecipe, shape_nchw: Sequence[int]) -> \

@@ -46,6 +46,7 @@ def detector_onnx(tmp_path_factory) -> Path:
 
 
 def options(src: Path, out: Path, calib: Path, **kw) -> CompileOptions:
+    kw.setdefault("task", "detect")  # the test networks' outputs do not say it for sure
     return CompileOptions(model=src, output=out, calibration=calib, recipe=RECIPE, **kw)
 
 
@@ -120,7 +121,7 @@ def test_opset_11_is_upgraded(calib, tmp_path) -> None:
     net.opset_import[0].version = 11
     src = tmp_path / "old.onnx"
     onnx.save(net, src)
-    out = compile_model(options(src, tmp_path / "m", calib))
+    out = compile_model(options(src, tmp_path / "m", calib, task="classify"))
     model = onnx.load(str(out / "model.onnx"))
     assert model.opset_import[0].version >= 13
 
@@ -160,7 +161,8 @@ def test_unsupported_ops_are_named(calib, tmp_path) -> None:
     with pytest.raises(CompileError,
                        match=r"unsupported operators.*TopK \(top3\).*--postamble-from"):
         compile_model(options(src, tmp_path / "m", calib))
-    out = compile_model(options(src, tmp_path / "m", calib, postamble_from=("logits",)))
+    out = compile_model(options(src, tmp_path / "m", calib, postamble_from=("logits",),
+                                task="classify"))
     assert load_model_folder(out).postamble_path is not None
 
 
@@ -194,10 +196,12 @@ def test_rerun_replaces_atomically_and_failure_keeps_old(detector_onnx, calib, t
 
 def test_cli_errors_are_one_line(detector_onnx, calib, tmp_path) -> None:
     result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(tmp_path / "m"),
-                                 "--calibration", str(calib), "--postamble-from", "zzz"])
+                                 "--calibration", str(calib), "--postamble-from", "zzz",
+                                 "--preset", "yolox"])
     assert result.exit_code == 3 and len(result.stderr.strip().splitlines()) == 1
     result = runner.invoke(app, ["compile", str(tmp_path / "missing.onnx"), "-o",
-                                 str(tmp_path / "m"), "--calibration", str(calib)])
+                                 str(tmp_path / "m"), "--calibration", str(calib),
+                                 "--preset", "yolox"])
     assert result.exit_code == 3 and "no such file" in result.stderr
     result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(tmp_path / "m"),
                                  "--calibration", str(calib), "--preprocess", "mode"])
@@ -241,3 +245,72 @@ def test_element_wise_activations_are_not_quantized_on_their_own(calib, tmp_path
     assert not [n for n in device.graph.node if n.op_type == "QuantizeLinear"
                 and n.input[0] == "sig"]
     assert [n for n in device.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "r1"]
+
+
+def test_compile_without_a_recipe_is_refused(detector_onnx, calib, tmp_path) -> None:
+    """Raw 0-255 pixels into a network trained on normalized ones makes a model that
+    calls a bus a bath towel: compile does not guess the recipe."""
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(out),
+                                 "--calibration", str(calib), "--task", "detect"])
+    assert result.exit_code == 2 and "--preprocess" in result.stderr
+    assert "imagenet-torchvision" in result.stderr and not out.exists()
+    result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(out),
+                                 "--calibration", str(calib), "--preset", "nope"])
+    assert result.exit_code == 2 and "--preset must be one of" in result.stderr
+    # the model may say it itself
+    model = onnx.load(str(detector_onnx))
+    onnx.helper.set_model_props(model, {"axrun.preprocess": "mode=letterbox,std=255"})
+    tagged = tmp_path / "tagged.onnx"
+    onnx.save(model, str(tagged))
+    ok = runner.invoke(app, ["compile", str(tagged), "-o", str(out), "--calibration",
+                             str(calib), "--postamble-from", "head_a",
+                             "--postamble-from", "head_b", "--decoder",
+                             "format=yolox,strides=[8,16]", "--task", "detect"])
+    assert ok.exit_code == 0, ok.stderr
+    assert "preprocessing from the model's axrun.preprocess metadata" in ok.stderr
+
+
+def test_the_task_is_read_from_the_outputs_only_when_they_say_it(calib, tmp_path) -> None:
+    src = tmp_path / "cls.onnx"
+    onnx.save(classifier_network(1, 16, 10), src)
+    ok = runner.invoke(app, ["compile", str(src), "-o", str(tmp_path / "c"), "--calibration",
+                             str(calib), "--preset", "imagenet-torchvision"])
+    assert ok.exit_code == 0, ok.stderr
+    assert "task: classify (one output [1, 10]: class scores; --task to say otherwise)" \
+        in ok.stderr
+    assert json.loads((tmp_path / "c" / "axrun.json").read_text())["task"] == "classify"
+    # a flattened [N, k] output with decoder settings: both readings fit, so it asks
+    det = tmp_path / "det.onnx"
+    onnx.save(tiny_detector_network(16), det)
+    refused = runner.invoke(app, ["compile", str(det), "-o", str(tmp_path / "d"),
+                                  "--calibration", str(calib), "--preset", "yolox",
+                                  "--postamble-from", "head_a", "--postamble-from", "head_b",
+                                  "--decoder", "format=yolox"])
+    assert refused.exit_code == 3 and "give --task classify or --task detect" in refused.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_calibration_is_spread_over_sub_folders(tmp_path) -> None:
+    """250 dark images in a_night/ and 250 bright ones in b_day/: the first 200 names
+    in sorted order were all night ones (pixel values 0-59); now both halves."""
+    from axrun.compiler.quantize import calibration_images, check_calibration, float_input
+
+    rng = np.random.default_rng(0)
+    for name, low, high in (("a_night", 0, 60), ("b_day", 150, 256)):
+        (tmp_path / name).mkdir()
+        for i in range(250):
+            pixels = rng.integers(low, high, (8, 8, 3), dtype=np.uint8)
+            cv2.imwrite(str(tmp_path / name / f"{i:03d}.png"), pixels)
+    paths, said = calibration_images(tmp_path, 200)
+    assert sum(p.parent.name == "a_night" for p in paths) == 100
+    assert sum(p.parent.name == "b_day" for p in paths) == 100
+    assert said == "calibration: 200 of 500 images (a_night/ 100 of 250, b_day/ 100 of 250)"
+    assert calibration_images(tmp_path, 200)[0] == paths  # the same sample every time
+    recipe = PreprocessRecipe(mode="stretch", mean=(0.0,) * 3, std=(1.0,) * 3)
+    samples = [float_input(cv2.imread(str(p)), recipe, (1, 3, 8, 8)) for p in paths]
+    values = np.concatenate(samples)
+    assert values.min() <= 5 and values.max() >= 250  # the input range covers 0-250
+    assert check_calibration(samples, recipe) == []
+    night = [s for s, p in zip(samples, paths, strict=True) if p.parent.name == "a_night"]
+    assert "span pixel values" in check_calibration(night, recipe)[0]
