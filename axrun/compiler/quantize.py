@@ -54,7 +54,7 @@ def calibration_images(folder: Path, limit: int, seed: int = 0) -> tuple[list[Pa
             if taken[name] < len(queue) and len(chosen) < limit:
                 chosen.append(queue[taken[name]])
                 taken[name] += 1
-    where = ", ".join(f"{'.' if n == '.' else n + '/'} {taken[n]} of {len(q)}"
+    where = ", ".join(f"{'top level' if n == '.' else n + '/'} {taken[n]} of {len(q)}"
                       for n, q in queues.items())
     return sorted(chosen), f"calibration: {len(chosen)} of {len(found)} images ({where})"
 
