@@ -165,6 +165,11 @@ def item_key(source: str, frame: int | None = None) -> str:
     return source if frame is None else f"{source}\x1f{frame}"
 
 
+def _input_of(key: bytes) -> str:
+    """The input an :func:`item_key` (as listed) names, without its frame or page."""
+    return os.fsdecode(key).split("\x1f")[0]
+
+
 class OutputFolder:
     """A folder of files named after the inputs (annotated copies, label files, crops),
     and the rules that keep it true to the records:
@@ -225,7 +230,7 @@ class OutputFolder:
             earlier = self._claimed.get(path)
             if earlier is not None and earlier != key:
                 raise InputError(f"{self.what} {self.root}: {existing} was written for "
-                                 f"{os.fsdecode(earlier).split(chr(31))[0]} in this run; "
+                                 f"{_input_of(earlier)} in this run; "
                                  f"{source} is not written there", kind="output")
             if os.path.lexists(existing):
                 if path not in self._owner or same_file(existing, source):
@@ -238,7 +243,7 @@ class OutputFolder:
                 elif owner not in (None, key) and earlier is None:
                     raise UsageError(
                         f"{self.what} {self.root}: {existing} was made from "
-                        f"{os.fsdecode(owner).split(chr(31))[0]} by an earlier run (what "
+                        f"{_input_of(owner)} by an earlier run (what "
                         f"axrun made from {source} would replace it); choose another "
                         "folder, or give --overwrite to replace such files")
             self._claimed[path] = key

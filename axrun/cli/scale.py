@@ -17,10 +17,11 @@ import logging
 import os
 import queue
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from axrun.cli.shared import CommonArgs, RunnerFactory
 from axrun.engine import EngineConfig
@@ -62,8 +63,6 @@ def _ray() -> Any:
 
 class _Recorded:
     """A record that came back from an actor, as the record sinks take a result."""
-
-    needs_images: ClassVar[bool] = False
 
     def __init__(self, record: dict[str, Any]) -> None:
         self.record = record
@@ -130,8 +129,6 @@ class RayRun:
         self._stop = self._stop or reason
 
     def __call__(self, items: Iterable[Item]) -> RunSummary:
-        import time
-
         start = time.perf_counter()
         try:
             self._run(items)
