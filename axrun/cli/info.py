@@ -12,6 +12,7 @@ from rich.table import Table
 
 from axrun.cli._common import global_options, handle_errors, print_json, stdout_console
 from axrun.errors import AxrunError
+from axrun.fidelity import read_fidelity
 from axrun.modelfolder import describe, load_model_folder
 from axrun.runtime import CORES_PER_DEVICE, load_backend
 from axrun.tasks import make_task
@@ -68,6 +69,9 @@ def info(
             data["decoder_used"] = {"format": detector.format, "why": detector.format_reason}
         except AxrunError as exc:
             data["decoder_used"] = {"format": None, "why": str(exc)}
+    fidelity = read_fidelity(folder.root)
+    if fidelity is not None:
+        data["fidelity"] = fidelity
     if as_json:
         print_json(data)
         return
@@ -98,6 +102,12 @@ def info(
     if "decoder_used" in data:
         used = data["decoder_used"]
         out.print(f"decoder: {used['format'] or 'none'} — {used['why']}")
+    if fidelity is not None:
+        out.print(f"fidelity against {fidelity.get('float_model')} on "
+                  f"{fidelity.get('images_from')}: {fidelity.get('summary')}", markup=False)
+    else:
+        out.print("fidelity: not measured (axrun check MODEL --float FLOAT.onnx IMAGES... "
+                  "--save)")
 
 
 def devices(

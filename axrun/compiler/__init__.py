@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from axrun.compiler.graph import infer_task, load, prepare
+from axrun.compiler.graph import PreparedGraph, infer_task, load, prepare
 from axrun.compiler.interface import nhwc_spec, wrap_device_graph
 from axrun.compiler.quantize import (
     boundary_params,
@@ -28,10 +28,12 @@ from axrun.compiler.quantize import (
     load_calibration,
     quantize_device,
 )
+from axrun.compiler.sensitivity import layer_sensitivity
 from axrun.compiler.writer import FolderContents, write_model_folder
-from axrun.errors import CompileError, ModelError
+from axrun.errors import AxrunError, CompileError, ModelError
 from axrun.modelfolder import TASKS, read_labels
 from axrun.preprocess import PreprocessRecipe
+from axrun.tensors import TensorSpec, pad, quantize
 
 __all__ = ["CompileOptions", "compile_model"]
 
@@ -54,6 +56,8 @@ class CompileOptions:
     spatial_pad: tuple[int, int, int, int] = (0, 0, 0, 0)
     calibration_limit: int = 200
     int16: tuple[str, ...] = ()
+    auto_int16: int = 0
+    holdout: int = 20
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -64,6 +68,8 @@ class CompileOptions:
             raise CompileError("--spatial-pad values must be 0 or more")
         if self.calibration_limit < 1:
             raise CompileError("--calibration-limit must be at least 1")
+        if self.auto_int16 < 0 or self.holdout < 0:
+            raise CompileError("--auto-int16 and --holdout must be 0 or more")
 
 
 def _smoke_test(device: Any, shape: Sequence[int]) -> None:
@@ -101,22 +107,29 @@ def compile_model(
         task, reason = infer_task(graph.model_output_shapes, bool(options.postamble_from),
                                   bool(options.decoder))
         log.info("task: %s (%s; --task to say otherwise)", task, reason)
-    paths, sample = calibration_images(options.calibration, options.calibration_limit)
+    paths, held_out, sample = calibration_images(options.calibration,
+                                                 options.calibration_limit,
+                                                 holdout=options.holdout)
     log.info("%s", sample)
     batches = load_calibration(paths, options.recipe, graph.input_shape, on_progress)
     for warning in check_calibration(batches, options.recipe):
         log.warning("warning: %s", warning)
-    qdq = quantize_device(graph.device, graph.input_name, batches, options.int16)
-    q_in, q_outs = boundary_params(qdq, graph.input_name, graph.output_names, batches)
-    in_spec = nhwc_spec(graph.input_name, graph.input_shape, q_in.scale, q_in.zero_point,
-                        channel_multiple=options.channel_multiple, spatial=options.spatial_pad)
-    out_specs = [
-        nhwc_spec(name, shape, q.scale, q.zero_point,
-                  channel_multiple=options.output_channel_multiple)
-        for name, shape, q in zip(graph.output_names, graph.output_shapes, q_outs, strict=True)
-    ]
-    device = wrap_device_graph(qdq, [in_spec], out_specs, [len(s) for s in graph.output_shapes])
-    _smoke_test(device, in_spec.shape)
+    int16 = tuple(options.int16)
+    device, in_spec, out_specs = _device_graph(graph, batches, int16, options)
+    ranking: list[dict[str, object]] = []
+    if options.auto_int16:
+        checked = (load_calibration(held_out, options.recipe, graph.input_shape)
+                   if held_out else batches)[:LAYER_IMAGES]
+        report = layer_sensitivity(device, [_device_input(b, in_spec) for b in checked])
+        chosen = report.worst(options.auto_int16)  # 8-bit ones: --int16 ones are not ranked
+        log.info("--auto-int16: output SQNR %.1f dB with every activation 8-bit; rounded "
+                 "alone, these cost the most: %s", report.int8_sqnr_db,
+                 ", ".join(f"{layer.tensor} ({layer.op}) {layer.sqnr_db:.1f} dB"
+                           for layer in report.layers[:options.auto_int16 + 3]))
+        log.info("--auto-int16: keeping %s at 16 bits", " ".join(chosen))
+        ranking = [layer.to_dict() for layer in report.layers[:options.auto_int16 + 3]]
+        int16 += tuple(chosen)
+        device, in_spec, out_specs = _device_graph(graph, batches, int16, options)
     if labels is not None and task == "classify":
         classes = graph.output_shapes[0][1] if graph.postamble is None else None
         if classes is not None and classes != len(labels):
@@ -128,9 +141,11 @@ def compile_model(
         "decoder": options.decoder,
         "source_model": options.model.name,
         "calibration_images": len(paths),
-        "int16_tensors": list(options.int16),
+        "int16_tensors": list(int16),
+        **({"auto_int16": {"chosen": list(int16[len(options.int16):]), "ranking": ranking}}
+           if options.auto_int16 else {}),
     }
-    return write_model_folder(options.output, FolderContents(
+    path = write_model_folder(options.output, FolderContents(
         device_graph=device,
         inputs=[in_spec],
         outputs=out_specs,
@@ -139,3 +154,63 @@ def compile_model(
         sidecar=sidecar,
         labels=labels,
     ))
+    _report_fidelity(path, options.model, held_out, options.calibration)
+    return path
+
+
+LAYER_IMAGES = 4  # images the --auto-int16 ranking runs on (one graph run per activation)
+
+
+def _device_graph(graph: PreparedGraph, batches: list[np.ndarray], int16: tuple[str, ...],
+                  options: CompileOptions) -> tuple[Any, TensorSpec, list[TensorSpec]]:
+    """Quantize the device part (``int16`` activations at 16 bits) and wrap it in the
+    device interface; the wrapped graph and its input and output specs."""
+    qdq = quantize_device(graph.device, graph.input_name, batches, int16)
+    q_in, q_outs = boundary_params(qdq, graph.input_name, graph.output_names, batches)
+    in_spec = nhwc_spec(graph.input_name, graph.input_shape, q_in.scale, q_in.zero_point,
+                        channel_multiple=options.channel_multiple, spatial=options.spatial_pad)
+    out_specs = [
+        nhwc_spec(name, shape, q.scale, q.zero_point,
+                  channel_multiple=options.output_channel_multiple)
+        for name, shape, q in zip(graph.output_names, graph.output_shapes, q_outs, strict=True)
+    ]
+    device = wrap_device_graph(qdq, [in_spec], out_specs, [len(s) for s in graph.output_shapes])
+    _smoke_test(device, in_spec.shape)
+    return device, in_spec, out_specs
+
+
+def _device_input(batch: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """A float NCHW batch as the device input: quantized, NHWC, padded."""
+    return pad(quantize(batch.transpose(0, 2, 3, 1), spec.scale, spec.zero_point),
+               spec.padding, spec.zero_point)
+
+
+def _report_fidelity(folder: Path, float_model: Path, held_out: list[Path],
+                     calibration: Path) -> None:
+    """Compare the folder just written with the float model on the held-out images, log
+    the figures and the disagreements, and store them (``fidelity.json``).
+
+    Raises:
+        CompileError: the folder does not run or its outputs do not decode.
+    """
+    from axrun.fidelity import check_model, disagreement_text
+    from axrun.sources import Item
+
+    log = logging.getLogger("axrun")
+    if not held_out:
+        log.info("fidelity: no images held out (the calibration folder is small, or "
+                 "--holdout 0); run axrun check %s --float %s IMAGES... on other images",
+                 folder, float_model)
+        return
+    try:
+        fidelity = check_model(folder, float_model, [Item(str(p)) for p in held_out],
+                               backend="emulator",
+                               images_from=f"{len(held_out)} held-out images of {calibration}")
+    except AxrunError as exc:
+        raise CompileError(f"{folder} was written, but running it against the float model "
+                           f"failed: {exc}") from exc
+    fidelity.save(folder)
+    log.info("fidelity against the float model, %s: %s", fidelity.images_from,
+             fidelity.tally.summary())
+    for entry in fidelity.disagreements[:5]:
+        log.info("  differs: %s", disagreement_text(entry))

@@ -17,17 +17,20 @@ from onnx import numpy_helper
 
 from axrun.errors import CompileError, InputError
 from axrun.images import decode_image
-from axrun.preprocess import PreprocessRecipe, fit
+from axrun.preprocess import PreprocessRecipe, network_input
 from axrun.sources import IMAGE_SUFFIXES
 
 
-def calibration_images(folder: Path, limit: int, seed: int = 0) -> tuple[list[Path], str]:
+def calibration_images(folder: Path, limit: int, seed: int = 0, holdout: int = 0) -> \
+        tuple[list[Path], list[Path], str]:
     """At most ``limit`` image files under ``folder`` (those with a suffix
-    :mod:`axrun.sources` reads as an image), spread over the whole folder: its
+    :mod:`axrun.sources` reads as an image) for calibration, and ``holdout`` others
+    set aside to check the result on, both spread over the whole folder: its
     sub-folders take turns (each in a seeded shuffle of its own), so that a folder of
     ``a_night/`` and ``b_day/`` gives both, not the first ``limit`` names in sorted
-    order. The same sample for the same folder and ``seed``. Also a line saying how
-    many of how many were taken, and from where.
+    order. The held-out images come first, at most a fifth of the folder. The same
+    sample for the same folder and ``seed``. Also a line saying how many of how many
+    were taken for calibration, and from where.
 
     Raises:
         CompileError: not a folder, or no images in it.
@@ -47,16 +50,17 @@ def calibration_images(folder: Path, limit: int, seed: int = 0) -> tuple[list[Pa
     rng = np.random.default_rng(seed)
     queues = {name: [paths[i] for i in rng.permutation(len(paths))]
               for name, paths in sorted(groups.items())}
-    taken: dict[str, int] = dict.fromkeys(queues, 0)
-    chosen: list[Path] = []
-    while len(chosen) < limit and any(taken[n] < len(q) for n, q in queues.items()):
-        for name, queue in queues.items():
-            if taken[name] < len(queue) and len(chosen) < limit:
-                chosen.append(queue[taken[name]])
-                taken[name] += 1
+    longest = max(len(q) for q in queues.values())
+    order = [(name, queue[i]) for i in range(longest) for name, queue in queues.items()
+             if i < len(queue)]  # the sub-folders taking turns
+    held = min(holdout, len(found) // 5)
+    chosen = order[held:held + limit]
+    taken = {name: sum(n == name for n, _ in chosen) for name in queues}
     where = ", ".join(f"{'top level' if n == '.' else n + '/'} {taken[n]} of {len(q)}"
                       for n, q in queues.items())
-    return sorted(chosen), f"calibration: {len(chosen)} of {len(found)} images ({where})"
+    said = f"calibration: {len(chosen)} of {len(found)} images ({where})" + (
+        f"; {held} others held out to check the result" if held else "")
+    return sorted(p for _, p in chosen), sorted(p for _, p in order[:held]), said
 
 
 def check_calibration(samples: Sequence[np.ndarray], recipe: PreprocessRecipe) -> list[str]:
@@ -81,20 +85,6 @@ def check_calibration(samples: Sequence[np.ndarray], recipe: PreprocessRecipe) -
     return warnings
 
 
-def float_input(image: np.ndarray, recipe: PreprocessRecipe, shape_nchw: Sequence[int]) -> \
-        np.ndarray:
-    """One image as the float network sees it: ``(1, 3, H, W)`` float32."""
-    _, _, h, w = shape_nchw
-    pixels, _, (py, px) = fit(image, recipe, (h, w))
-    canvas = np.full((h, w, 3), recipe.pad_value, np.uint8)
-    canvas[py:py + pixels.shape[0], px:px + pixels.shape[1]] = pixels
-    if recipe.color == "rgb":
-        canvas = canvas[..., ::-1]
-    x = (canvas.astype(np.float32) - np.array(recipe.mean, np.float32)) / np.array(
-        recipe.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-
-
 def load_calibration(
     paths: Sequence[Path],
     recipe: PreprocessRecipe,
@@ -109,7 +99,7 @@ def load_calibration(
     samples = []
     for i, path in enumerate(paths):
         try:
-            samples.append(float_input(decode_image(path), recipe, shape_nchw))
+            samples.append(network_input(decode_image(path), recipe, shape_nchw[2:])[0])
         except InputError as exc:
             log.warning("calibration: skipping %s", exc)
         if on_progress:

@@ -110,13 +110,15 @@ class Classifier:
             scores = dequantize(flat[order], self.spec.scale, self.spec.zero_point)
         return self._top_k(order, scores)
 
-    def classify_scores(self, values: np.ndarray) -> Classification:
-        """Top-k from one image's float scores (a postamble's output), ties to the lower
-        class id; softmax applied for logits."""
+    def classify_scores(self, values: np.ndarray, score_kind: str | None = None) -> \
+            Classification:
+        """Top-k from one image's float scores (a postamble's output, or a float
+        network's), ties to the lower class id; softmax applied for logits.
+        ``score_kind``: what ``values`` are (default: this model's :attr:`score_kind`)."""
         flat = values.reshape(-1)
         order = np.argsort(-flat, kind="stable")[: self.top_k]
-        scores = softmax(flat.astype(np.float64))[order] if self.score_kind == "logits" \
-            else flat[order]
+        scores = softmax(flat.astype(np.float64))[order] \
+            if (score_kind or self.score_kind) == "logits" else flat[order]
         return self._top_k(order, scores)
 
     def _top_k(self, order: np.ndarray, scores: np.ndarray) -> Classification:

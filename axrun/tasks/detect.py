@@ -465,7 +465,7 @@ class Detector:
                                   f"classes" + (f", in {origin}" if "yolox" in fmt else ""))
         if fmt == "boxes-scores":
             assert self.postamble is not None
-            self._box_output = self._boxes_scores_layout(shapes, self.postamble.output_names)
+            self._box_output = self.boxes_scores_layout(shapes, self.postamble.output_names)
             classes = shapes[1 - self._box_output][2]  # the scores' columns
         elif len(shapes) > 1:
             raise ModelError(f"the postamble gives {len(shapes)} outputs; format {fmt} reads "
@@ -499,7 +499,7 @@ class Detector:
             raise ParameterError("classes", f"ids must be below {classes} (the model's classes)")
 
     @staticmethod
-    def _boxes_scores_layout(shapes: list[list[int]], names: list[str]) -> int:
+    def boxes_scores_layout(shapes: list[list[int]], names: list[str]) -> int:
         """Which of the two postamble outputs holds the boxes ``[N, A, 4]`` (the other:
         scores ``[N, A, C]``): the one of 4 columns, or when both have 4 (4 classes),
         the one whose name says ``box``."""
@@ -602,22 +602,56 @@ class Detector:
                     acc.append(self._dequantized(outputs, idx, slot).transpose(2, 0, 1))
             return decode_dfl(boxes, logits, self.input_hw, self.strides, self.options.conf)
         assert post is not None
-        if self.format == "boxes-scores":
-            corners = post[self._box_output][slot]
-            class_scores = post[1 - self._box_output][slot]
+        return self.decode(post, slot)
+
+    def decode(self, post: list[np.ndarray], slot: int, fmt: str | None = None,
+               box_output: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes xyxy (input pixels) and class scores ``[anchors, C]`` of batch slot
+        ``slot`` from float outputs laid out as ``fmt`` (default: this model's format,
+        which must read a postamble's outputs); ``box_output``: which of two outputs
+        holds the boxes (``boxes-scores``; default: this model's). Used on the postamble's
+        outputs, and on a float network's (:mod:`axrun.fidelity`).
+
+        Raises:
+            ModelError: the values do not look like ``fmt`` (see :func:`check_yolox_layout`).
+        """
+        fmt = fmt or self.format
+        if fmt == "boxes-scores":
+            boxes = self._box_output if box_output is None else box_output
+            corners, class_scores = post[boxes][slot], post[1 - boxes][slot]
             check_corners(corners, class_scores.max(1) > self.options.conf)
             return corners, class_scores
-        if self.format == "ultralytics-transposed":
+        if fmt == "ultralytics-transposed":
             return decode_ultralytics(post[0][slot].T)
-        if self.format in ("yolox", "yolox-decoded"):
-            pred, decoded = post[0][slot], self.format == "yolox-decoded"
+        if fmt in ("yolox", "yolox-decoded"):
+            pred, decoded = post[0][slot], fmt == "yolox-decoded"
             keep = pred[:, 4] > self.options.conf  # once per frame, for the check too
             if self._check:
                 check_yolox_layout(pred[keep, :4], decoded)
             if decoded:
                 return decode_yolox_decoded(pred, keep)
-            return decode_yolox(pred, self.input_hw, self.strides, keep, self._grid)
+            return decode_yolox(pred, self.input_hw, self.strides, keep,
+                                self._grid or grid_points(self.input_hw, self.strides))
         return decode_ultralytics(post[0][slot])
+
+    def detections(self, boxes: np.ndarray, scores: np.ndarray,
+                   geometry: Geometry) -> Detections:
+        """NMS and filters (:func:`select`) on decoded ``boxes`` and ``scores``, the kept
+        boxes mapped to the original image's pixels, with their labels.
+
+        Raises:
+            ModelError: a score above 1 (the output is not laid out as the format reads).
+        """
+        found = select(boxes, scores, self.options)
+        if self._check and len(found) and found.confidence[0] > 1.001:
+            raise ModelError(
+                f"format {self.format}: a score of {found.confidence[0]:.3g}, not a "
+                "probability: the output is not laid out as this format reads it (wrong "
+                "format, or wrong number of classes?); --decoder check=false if it is")
+        labels = tuple(self.labels[i] if i < len(self.labels) else f"class_{i}"
+                       for i in found.class_id)
+        return Detections(geometry.to_original(found.xyxy), found.confidence,
+                          found.class_id, labels)
 
     def postprocess(self, outputs: list[np.ndarray],
                     geometries: list[Geometry | None]) -> list[Prediction | None]:
@@ -628,14 +662,5 @@ class Detector:
                 results.append(None)
                 continue
             boxes, scores = self._decode_slot(slot, outputs, post)
-            found = select(boxes, scores, self.options)
-            if self._check and len(found) and found.confidence[0] > 1.001:
-                raise ModelError(
-                    f"format {self.format}: a score of {found.confidence[0]:.3g}, not a "
-                    "probability: the output is not laid out as this format reads it (wrong "
-                    "format, or wrong number of classes?); --decoder check=false if it is")
-            labels = tuple(self.labels[i] if i < len(self.labels) else f"class_{i}"
-                           for i in found.class_id)
-            results.append(Detections(geometry.to_original(found.xyxy), found.confidence,
-                                      found.class_id, labels))
+            results.append(self.detections(boxes, scores, geometry))
         return results

@@ -15,8 +15,8 @@ import onnxruntime as ort
 from common import CLASSIFIER, DETECTOR, ROOT, photo_folder
 
 from axrun import tune_process
-from axrun.compiler.quantize import float_input
 from axrun.engine import Engine, EngineConfig
+from axrun.preprocess import network_input
 from axrun.sources import Item, expand
 from axrun.tasks.classify import Classifier, softmax
 from axrun.tasks.detect import Detector, decode_yolox, select
@@ -31,7 +31,7 @@ def float_loop(model: Path, items: list[Item], recipe, shape, decode) -> float:
     name = sess.get_inputs()[0].name
     t0 = time.perf_counter()
     for item in items:
-        x = float_input(item.load(), recipe, shape)
+        x = network_input(item.load(), recipe, shape[2:])[0]
         decode(sess.run(None, {name: x})[0][0])
     return len(items) / (time.perf_counter() - t0)
 

@@ -47,6 +47,7 @@ def detector_onnx(tmp_path_factory) -> Path:
 
 def options(src: Path, out: Path, calib: Path, **kw) -> CompileOptions:
     kw.setdefault("task", "detect")  # the test networks' outputs do not say it for sure
+    kw.setdefault("holdout", 0)  # their outputs are no real classes or boxes to compare
     return CompileOptions(model=src, output=out, calibration=calib, recipe=RECIPE, **kw)
 
 
@@ -195,18 +196,18 @@ def test_rerun_replaces_atomically_and_failure_keeps_old(detector_onnx, calib, t
 
 
 def test_cli_errors_are_one_line(detector_onnx, calib, tmp_path) -> None:
-    result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(tmp_path / "m"),
+    result = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(tmp_path / "m"),
                                  "--calibration", str(calib), "--postamble-from", "zzz",
                                  "--preset", "yolox"])
     assert result.exit_code == 3 and len(result.stderr.strip().splitlines()) == 1
-    result = runner.invoke(app, ["compile", str(tmp_path / "missing.onnx"), "-o",
+    result = runner.invoke(app, ["compile", "--holdout", "0", str(tmp_path / "missing.onnx"), "-o",
                                  str(tmp_path / "m"), "--calibration", str(calib),
                                  "--preset", "yolox"])
     assert result.exit_code == 3 and "no such file" in result.stderr
-    result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(tmp_path / "m"),
+    result = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(tmp_path / "m"),
                                  "--calibration", str(calib), "--preprocess", "mode"])
     assert result.exit_code == 2 and "expected key=value" in result.stderr
-    ok = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(tmp_path / "m"),
+    ok = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(tmp_path / "m"),
                              "--calibration", str(calib), "--postamble-from", "head_a",
                              "--postamble-from", "head_b", "--task", "detect",
                              "--preprocess", "mode=letterbox,color=bgr,std=255",
@@ -251,11 +252,11 @@ def test_compile_without_a_recipe_is_refused(detector_onnx, calib, tmp_path) -> 
     """Raw 0-255 pixels into a network trained on normalized ones makes a model that
     calls a bus a bath towel: compile does not guess the recipe."""
     out = tmp_path / "m"
-    result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(out),
+    result = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(out),
                                  "--calibration", str(calib), "--task", "detect"])
     assert result.exit_code == 2 and "--preprocess" in result.stderr
     assert "imagenet-torchvision" in result.stderr and not out.exists()
-    result = runner.invoke(app, ["compile", str(detector_onnx), "-o", str(out),
+    result = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(out),
                                  "--calibration", str(calib), "--preset", "nope"])
     assert result.exit_code == 2 and "--preset must be one of" in result.stderr
     # the model may say it itself
@@ -263,7 +264,7 @@ def test_compile_without_a_recipe_is_refused(detector_onnx, calib, tmp_path) -> 
     onnx.helper.set_model_props(model, {"axrun.preprocess": "mode=letterbox,std=255"})
     tagged = tmp_path / "tagged.onnx"
     onnx.save(model, str(tagged))
-    ok = runner.invoke(app, ["compile", str(tagged), "-o", str(out), "--calibration",
+    ok = runner.invoke(app, ["compile", "--holdout", "0", str(tagged), "-o", str(out), "--calibration",
                              str(calib), "--postamble-from", "head_a",
                              "--postamble-from", "head_b", "--decoder",
                              "format=yolox,strides=[8,16]", "--task", "detect"])
@@ -274,7 +275,7 @@ def test_compile_without_a_recipe_is_refused(detector_onnx, calib, tmp_path) -> 
 def test_the_task_is_read_from_the_outputs_only_when_they_say_it(calib, tmp_path) -> None:
     src = tmp_path / "cls.onnx"
     onnx.save(classifier_network(1, 16, 10), src)
-    ok = runner.invoke(app, ["compile", str(src), "-o", str(tmp_path / "c"), "--calibration",
+    ok = runner.invoke(app, ["compile", "--holdout", "0", str(src), "-o", str(tmp_path / "c"), "--calibration",
                              str(calib), "--preset", "imagenet-torchvision"])
     assert ok.exit_code == 0, ok.stderr
     assert "task: classify (one output [1, 10]: class scores; --task to say otherwise)" \
@@ -283,7 +284,7 @@ def test_the_task_is_read_from_the_outputs_only_when_they_say_it(calib, tmp_path
     # a flattened [N, k] output with decoder settings: both readings fit, so it asks
     det = tmp_path / "det.onnx"
     onnx.save(tiny_detector_network(16), det)
-    refused = runner.invoke(app, ["compile", str(det), "-o", str(tmp_path / "d"),
+    refused = runner.invoke(app, ["compile", "--holdout", "0", str(det), "-o", str(tmp_path / "d"),
                                   "--calibration", str(calib), "--preset", "yolox",
                                   "--postamble-from", "head_a", "--postamble-from", "head_b",
                                   "--decoder", "format=yolox"])
@@ -294,7 +295,8 @@ def test_the_task_is_read_from_the_outputs_only_when_they_say_it(calib, tmp_path
 def test_calibration_is_spread_over_sub_folders(tmp_path) -> None:
     """250 dark images in a_night/ and 250 bright ones in b_day/: the first 200 names
     in sorted order were all night ones (pixel values 0-59); now both halves."""
-    from axrun.compiler.quantize import calibration_images, check_calibration, float_input
+    from axrun.compiler.quantize import calibration_images, check_calibration
+    from axrun.preprocess import network_input
 
     rng = np.random.default_rng(0)
     for name, low, high in (("a_night", 0, 60), ("b_day", 150, 256)):
@@ -302,13 +304,14 @@ def test_calibration_is_spread_over_sub_folders(tmp_path) -> None:
         for i in range(250):
             pixels = rng.integers(low, high, (8, 8, 3), dtype=np.uint8)
             cv2.imwrite(str(tmp_path / name / f"{i:03d}.png"), pixels)
-    paths, said = calibration_images(tmp_path, 200)
+    paths, held_out, said = calibration_images(tmp_path, 200)
+    assert held_out == []
     assert sum(p.parent.name == "a_night" for p in paths) == 100
     assert sum(p.parent.name == "b_day" for p in paths) == 100
     assert said == "calibration: 200 of 500 images (a_night/ 100 of 250, b_day/ 100 of 250)"
     assert calibration_images(tmp_path, 200)[0] == paths  # the same sample every time
     recipe = PreprocessRecipe(mode="stretch", mean=(0.0,) * 3, std=(1.0,) * 3)
-    samples = [float_input(cv2.imread(str(p)), recipe, (1, 3, 8, 8)) for p in paths]
+    samples = [network_input(cv2.imread(str(p)), recipe, (8, 8))[0] for p in paths]
     values = np.concatenate(samples)
     assert values.min() <= 5 and values.max() >= 250  # the input range covers 0-250
     assert check_calibration(samples, recipe) == []

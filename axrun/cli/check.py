@@ -1,0 +1,162 @@
+"""``axrun check``: does an INT8 model still agree with its float model on these images,
+and where does it lose precision?"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from axrun.cli._common import (
+    configure_logging,
+    global_options,
+    handle_errors,
+    print_json,
+    stderr_console,
+)
+from axrun.errors import EXIT_INPUT_FAILED, InputError, UsageError
+from axrun.fidelity import FIDELITY_FILE, Comparison, check_model, disagreement_text, layer_report
+from axrun.modelfolder import load_model_folder
+from axrun.sources import expand, is_video
+
+MIN_AGREEMENT = 0.9
+
+
+def check_command(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(
+        help="The INT8 model: a folder, its model.json, or a model's name (axrun models).")],
+    images: Annotated[list[str], typer.Argument(
+        help="Images, folders of images, globs or list files (videos are not compared).",
+        show_default=False)],
+    float_model: Annotated[Path | None, typer.Option(
+        "--float", metavar="FLOAT.onnx",
+        help="The float ONNX model the INT8 one was compiled from.")] = None,
+    min_agreement: Annotated[float, typer.Option(
+        "--min-agreement", min=0.0, max=1.0,
+        help="Exit 1 below this agreement: top-1 agreement (classify) or box F1 "
+        "(detect), 0-1.")] = MIN_AGREEMENT,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON document: the figures, every disagreement and "
+        "failure, and the per-layer ranking.")] = False,
+    save: Annotated[bool, typer.Option(
+        "--save", help=f"Store the figures in the model folder ({FIDELITY_FILE}), where "
+        "axrun info shows them.")] = False,
+    per_layer: Annotated[bool, typer.Option(
+        "--per-layer", help="Rank the 8-bit activations by what their rounding costs "
+        "(needs a folder axrun compile wrote; no --float needed).")] = False,
+    layer_images: Annotated[int, typer.Option(
+        "--layer-images", min=1, metavar="N",
+        help="Images the per-layer ranking runs on: it runs the model once per activation "
+        "and image (YOLOX-Nano, 4 images: about a minute).")] = 4,
+    top: Annotated[int, typer.Option(
+        "--top", min=1, metavar="N", help="Activations to show in the per-layer ranking.")] = 10,
+    conf: Annotated[float | None, typer.Option(
+        "--conf", help="Detect: confidence threshold for both models (default 0.25).")] = None,
+    iou: Annotated[float | None, typer.Option(
+        "--iou", help="Detect: NMS IoU threshold for both models (default 0.45).")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "-q", "--quiet", help="Only the summary (and errors).")] = False,
+) -> None:
+    """Compare an INT8 model with its float model on your images: the same
+    preprocessing and decoding on both sides, only the quantization differs.
+
+    classify: top-1 agreement, top-5 agreement (the float top-1 among INT8's top 5)
+    and the mean absolute difference of the float top-1's probability. detect: float
+    and INT8 boxes matched by class at IoU >= 0.5; recall, precision, mean IoU and
+    their F1. Each image where they differ is listed.
+
+    Examples:
+
+      axrun check yolox-nano-coco --float yolox-nano.onnx photos/
+
+      axrun check my-effnet --float effnet.onnx val/ --min-agreement 0.95 --json
+
+      axrun check my-yolox photos/ --per-layer
+
+    Exit status: 0 agreement at or above --min-agreement, 1 below it or an image
+    failed, 2 usage error, 3 model error.
+    """
+    if float_model is None and not per_layer:
+        raise UsageError("give --float FLOAT.onnx (the float model to compare with), or "
+                         "--per-layer")
+    configure_logging(quiet)
+    backend = global_options(ctx).backend
+    folder = load_model_folder(model)
+    task_options: dict[str, Any] = {k: v for k, v in (("conf", conf), ("iou", iou))
+                                    if v is not None}
+    err = stderr_console()
+    document: dict[str, Any] = {"model": str(folder.root)}
+    ok = True
+
+    def items() -> Any:
+        said: set[str] = set()
+        for spec in images:
+            if is_video(Path(spec)):
+                print(f"{spec}: a video, skipped (check compares images)", file=sys.stderr)
+        for item in expand([s for s in images if not is_video(Path(s))],
+                           stdin=sys.stdin.buffer):
+            if item.frame is not None and item.page is None:  # a video in a folder
+                if item.source not in said:
+                    said.add(item.source)
+                    print(f"{item.source}: a video, skipped (check compares images)",
+                          file=sys.stderr)
+                continue
+            yield item
+
+    if float_model is not None:
+        def on_image(outcome: Comparison | tuple[str, InputError]) -> None:
+            if isinstance(outcome, tuple):
+                print(f"{outcome[0]}: {outcome[1]}", file=sys.stderr)
+            elif not outcome.agrees and not quiet and not as_json:
+                print(f"differs: {disagreement_text(outcome.to_dict())}", flush=True)
+
+        fidelity = check_model(folder, float_model, items(), backend=backend,
+                               images_from=" ".join(images), on_image=on_image,
+                               **task_options)
+        tally = fidelity.tally
+        if as_json:
+            document["fidelity"] = fidelity.to_dict()
+        else:
+            print(tally.summary())
+        if save:
+            err.print(f"wrote {fidelity.save(folder.root)}", markup=False)
+        if tally.agreement is None:
+            raise InputError("no image could be compared", "decode")
+        below = tally.agreement < min_agreement
+        if below:
+            err.print(f"agreement {tally.agreement:.3f} is below --min-agreement "
+                      f"{min_agreement:g}", markup=False)
+        ok = not below and not tally.failed
+    if per_layer:
+        progress = Progress(TextColumn("per layer"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err, redirect_stdout=False,
+                            redirect_stderr=False, disable=quiet or not err.is_terminal)
+        with progress:
+            bar = progress.add_task("per layer", total=None)
+            report = layer_report(folder, items(), layer_images,
+                                  lambda done, total: progress.update(bar, completed=done,
+                                                                      total=total))
+        if as_json:
+            document["per_layer"] = report.to_dict()
+        else:
+            print(f"per layer, on {report.images} image(s): the device outputs' SQNR is "
+                  f"{report.int8_sqnr_db:.1f} dB with every activation 8-bit; rounded alone "
+                  "(the others unrounded), these cost the most:")
+            for layer in report.layers[:top]:
+                print(f"  {layer.sqnr_db:6.1f} dB  {layer.tensor}  ({layer.op})")
+            worst = report.worst(min(top, 4))
+            print("candidates for 16 bits: axrun compile ... "
+                  + " ".join(f"--int16 {t}" for t in worst)
+                  + f" (or --auto-int16 {len(worst)})")
+    if as_json:
+        print_json(document)
+    if not ok:
+        raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(handle_errors(check_command))
