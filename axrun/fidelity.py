@@ -36,7 +36,7 @@ from axrun.compiler.sensitivity import LayerReport
 from axrun.engine import Engine, EngineConfig
 from axrun.errors import InputError, ModelError
 from axrun.modelfolder import ModelFolder, load_model_folder
-from axrun.preprocess import Geometry, network_input
+from axrun.preprocess import Geometry, PreprocessRecipe, network_input
 from axrun.results import Classification, Detections
 from axrun.sources import Item
 from axrun.tasks import make_task, task_name
@@ -123,6 +123,7 @@ def compare_detections(float_: Detections, int8: Detections) -> dict[str, Any]:
     matched_f = {i for i, _, _ in pairs}
     matched_q = {j for _, j, _ in pairs}
     return {"float_boxes": len(float_), "int8_boxes": len(int8), "matched": len(pairs),
+            "float_labels": sorted(set(float_.label)), "int8_labels": sorted(set(int8.label)),
             "mean_iou": round(float(np.mean([p[2] for p in pairs])), 4) if pairs else None,
             "missed": [_box(float_, i) for i in range(len(float_)) if i not in matched_f],
             "extra": [_box(int8, j) for j in range(len(int8)) if j not in matched_q]}
@@ -228,19 +229,23 @@ def disagreement_text(d: dict[str, Any]) -> str:
 
 class FloatNetwork:
     """The float ONNX model the INT8 one was compiled from, run by ONNX Runtime on the
-    INT8 task's preprocessing (in float) and decoded by the same task.
+    INT8 task's preprocessing (in float; ``recipe`` to give the float model's own, so
+    that a wrong recipe in the INT8 folder shows) and decoded by the same task.
 
     Raises:
         ModelError: the float model cannot be loaded, or does not fit the INT8 model
             (input size, number of classes, an output layout the task cannot read).
     """
 
-    def __init__(self, path: str | os.PathLike[str], task: Classifier | Detector) -> None:
+    def __init__(self, path: str | os.PathLike[str], task: Classifier | Detector,
+                 recipe: PreprocessRecipe | None = None) -> None:
         import onnx
         import onnxruntime as ort
 
         self.path = Path(path)
         self.task = task
+        #: the float model's preprocessing: given, else the INT8 model's
+        self.recipe = recipe or task.preprocessor.recipe
         try:
             graph = onnx.load(str(self.path), load_external_data=False).graph
             self.session = ort.InferenceSession(str(self.path),
@@ -298,8 +303,7 @@ class FloatNetwork:
         Raises:
             ModelError: the outputs do not read as the format says.
         """
-        x, geometry = network_input(image, self.task.preprocessor.recipe,
-                                    self.task.preprocessor.size_hw)
+        x, geometry = network_input(image, self.recipe, self.task.preprocessor.size_hw)
         if self.batch > 1:
             x = np.repeat(x, self.batch, 0)
         outputs = self.session.run(None, {self.input_name: x})
@@ -366,13 +370,16 @@ def check_model(
     *,
     backend: str | None = None,
     images_from: str = "",
+    float_recipe: PreprocessRecipe | None = None,
     on_image: Callable[[Comparison | tuple[str, InputError]], None] | None = None,
     **task_options: Any,
 ) -> Fidelity:
     """Compare the INT8 model ``model`` (a folder, or a name :func:`axrun.load` takes)
     with ``float_model`` (the float ONNX it was compiled from) on ``items`` (see
     :func:`axrun.sources.items_from`), through ``backend`` (default: the real runtime
-    when present, else the emulator). ``task_options`` go to
+    when present, else the emulator). ``float_recipe``: the float model's preprocessing
+    (default: the INT8 folder's; then only the quantization is compared, not the
+    recipe the folder holds). ``task_options`` go to
     :func:`axrun.tasks.make_task` (``conf``, ``iou``... for detect). ``on_image`` is
     called with each image's comparison (or its input error) as it comes; only the
     disagreements and failures are kept.
@@ -386,7 +393,7 @@ def check_model(
     if task_name(folder, None) == "classify":
         options["top_k"] = ALL_CLASSES
     task = make_task(folder, None, **options)
-    reference = FloatNetwork(float_model, task)
+    reference = FloatNetwork(float_model, task, float_recipe)
     kind = "classify" if isinstance(task, Classifier) else "detect"
     fidelity = Fidelity(Tally(kind), Path(float_model).name, images_from)
     with Engine(folder, backend=backend, config=EngineConfig(decode="full")) as engine:

@@ -1,144 +1,93 @@
-"""INT8-vs-float fidelity of the bundled models on real photos (run by ``make models``).
-
-INT8 results come from the real axrun path (engine + emulator + tasks); float
-results from ONNX Runtime on the float models with the same preprocessing and the
-same decoding.
+"""INT8-vs-float fidelity of the bundled models on the sample photos (run by ``make
+models``), through the same code as ``axrun check`` (:mod:`axrun.fidelity`): the table
+goes into models/README.md, and the build fails when a required result is missed.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import onnxruntime as ort
-
-from axrun.compiler.quantize import float_input
-from axrun.engine import Engine, EngineConfig
-from axrun.images import decode_image
-from axrun.sources import Item
-from axrun.tasks.classify import Classifier, softmax
-from axrun.tasks.detect import Detections, Detector, decode_yolox, select
+from axrun.fidelity import Comparison, check_model
+from axrun.sources import expand
 
 MARK_BEGIN = "<!-- fidelity:begin -->"
 MARK_END = "<!-- fidelity:end -->"
-# What the bundled models must get right (issue: INT8 top-1 equals float top-1 on
-# these; the detector finds these objects within 0.5 IoU of the float box).
+# What the bundled models must get right: INT8 top-1 equals float top-1 and is one of
+# these class ids; the detector finds an object of this class where float does.
 CLASSIFY_MUST = {"coffee": {967}, "camera": {872}, "chelsea": {281, 282, 285}}
 DETECT_MUST = {"astronaut": "person", "camera": "person", "coffee": "cup", "chelsea": "cat",
                "stereo_motorcycle": "motorcycle"}
 
 
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with each of ``boxes`` (N, 4), pixels."""
-    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = w * h
-    union = ((box[2] - box[0]) * (box[3] - box[1])
-             + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+def _run(folder: Path, float_model: Path, samples: Path) -> tuple[list[Comparison], str]:
+    """Compare, and store the figures in the folder (``fidelity.json``, which ``axrun
+    info`` shows)."""
+    seen: list[Comparison] = []
+    fidelity = check_model(folder, float_model, expand([str(samples)]), backend="emulator",
+                           images_from=f"the {samples.name} photos (also calibrated on)",
+                           on_image=lambda c: seen.append(c) if isinstance(c, Comparison)
+                           else None)
+    fidelity.save(folder)
+    return seen, fidelity.tally.summary()
 
 
-def _photos(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.jpg"))
+def _verdict(passed: bool) -> str:
+    return "pass" if passed else "FAIL"
 
 
-def classification_rows(float_model: Path, folder: Path, samples: Path) -> tuple[list[str], bool]:
-    sess = ort.InferenceSession(str(float_model), providers=["CPUExecutionProvider"])
-    rows, ok = [], True
-    with Engine(folder, backend="emulator", config=EngineConfig(decode="full")) as engine:
-        task = Classifier(engine.folder, top_k=5)
-        photos = _photos(samples)
-        int8 = list(engine.run(task, [Item(str(p)) for p in photos]))
-        for path, res in zip(photos, int8, strict=True):
-            x = float_input(decode_image(path), task.preprocessor.recipe, (1, 3, 224, 224))
-            probs = softmax(sess.run(None, {sess.get_inputs()[0].name: x})[0][0])
-            f_top = list(np.argsort(-probs)[:5])
-            top = res.classification
-            assert top is not None
-            q_top = list(top.class_id)
-            agree = f_top[0] == q_top[0]
-            overlap = len(set(f_top) & set(q_top))
-            must = CLASSIFY_MUST.get(path.stem)
-            passed = must is None or (agree and q_top[0] in must)
-            ok &= passed
-            rows.append(
-                f"| {path.stem} | {task.labels[f_top[0]]} {probs[f_top[0]]:.2f} | "
-                f"{top.label[0]} {top.confidence[0]:.2f} | "
-                f"{'yes' if agree else 'no'} | {overlap}/5 |"
-                + (f" {'pass' if passed else 'FAIL'} |" if must else " |")
-            )
-    return rows, ok
+def classification_row(c: Comparison) -> tuple[str, bool]:
+    d: dict[str, Any] = c.detail
+    name = Path(c.source).stem
+    must = CLASSIFY_MUST.get(name)
+    passed = must is None or (c.agrees and d["int8"]["id"] in must)
+    return (f"| {name} | {d['float']['label']} {d['float']['score']:.2f} | "
+            f"{d['int8']['label']} {d['int8']['score']:.2f} | {'yes' if c.agrees else 'no'} | "
+            f"{'yes' if d['float_top1_in_int8_top5'] else 'no'} | {d['score_diff']:.3f} | "
+            f"{_verdict(passed) if must else ''} |"), passed
 
 
-def _float_detections(sess: ort.InferenceSession, image: np.ndarray, task: Detector) -> \
-        Detections:
-    x = float_input(image, task.preprocessor.recipe, (1, 3, *task.input_hw))
-    pred = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]
-    boxes, scores = decode_yolox(pred, task.input_hw, task.strides)
-    found = select(boxes, scores, task.options)
-    geometry = task.preprocessor(image, task.preprocessor.new_buffer()[0])
-    return Detections(geometry.to_original(found.xyxy), found.confidence, found.class_id)
-
-
-def _class_names(labels: tuple[str, ...], found: Detections) -> str:
-    return ", ".join(sorted({labels[c] for c in found.class_id})) or "-"
-
-
-def detection_rows(float_model: Path, folder: Path, samples: Path) -> tuple[list[str], bool]:
-    sess = ort.InferenceSession(str(float_model), providers=["CPUExecutionProvider"])
-    rows, ok = [], True
-    with Engine(folder, backend="emulator", config=EngineConfig(decode="full")) as engine:
-        task = Detector(engine.folder)
-        photos = _photos(samples)
-        int8 = list(engine.run(task, [Item(str(p)) for p in photos]))
-        for path, res in zip(photos, int8, strict=True):
-            ref = _float_detections(sess, decode_image(path), task)
-            got = res.detections
-            assert got is not None
-            ious, same = [], 0
-            for box, cls in zip(ref.xyxy, ref.class_id, strict=True):
-                if len(got):
-                    iou = iou_one_to_many(box, got.xyxy)
-                    best = int(iou.argmax())
-                    ious.append(float(iou[best]))
-                    same += int(got.class_id[best] == cls)
-            must = DETECT_MUST.get(path.stem)
-            verdict = ""
-            if must:
-                cid = task.labels.index(must)
-                f_boxes = ref.xyxy[ref.class_id == cid]
-                q_boxes = got.xyxy[got.class_id == cid]
-                best = float(iou_one_to_many(f_boxes[0], q_boxes).max()) \
-                    if len(f_boxes) and len(q_boxes) else 0.0
-                passed = best >= 0.5
-                ok &= passed
-                verdict = f"{must} IoU {best:.2f} {'pass' if passed else 'FAIL'}"
-            rows.append(
-                f"| {path.stem} | {len(ref)}: {_class_names(task.labels, ref)} | "
-                f"{len(got)}: {_class_names(task.labels, got)} | "
-                f"{np.mean(ious) if ious else float('nan'):.2f} | {same}/{len(ref)} | {verdict} |"
-            )
-    return rows, ok
+def detection_row(c: Comparison) -> tuple[str, bool]:
+    d: dict[str, Any] = c.detail
+    name = Path(c.source).stem
+    must = DETECT_MUST.get(name)
+    missed = {b["label"] for b in d["missed"]}
+    passed = must is None or (must in d["float_labels"] and must not in missed)
+    differs = "; ".join([f"missed {', '.join(b['label'] for b in d['missed'])}"] * bool(d["missed"])
+                        + [f"added {', '.join(b['label'] for b in d['extra'])}"] * bool(d["extra"]))
+    iou = "-" if d["mean_iou"] is None else f"{d['mean_iou']:.2f}"
+    return (f"| {name} | {d['float_boxes']}: {', '.join(d['float_labels']) or '-'} | "
+            f"{d['int8_boxes']}: {', '.join(d['int8_labels']) or '-'} | {d['matched']} | {iou} | "
+            f"{differs or '-'} | {f'{must} {_verdict(passed)}' if must else ''} |"), passed
 
 
 def report(effnet: Path, yolox: Path, cls: Path, det: Path, samples: Path, readme: Path) -> None:
-    c_rows, c_ok = classification_rows(effnet, cls, samples)
-    d_rows, d_ok = detection_rows(yolox, det, samples)
+    c_seen, c_summary = _run(cls, effnet, samples)
+    d_seen, d_summary = _run(det, yolox, samples)
+    c_rows = [classification_row(c) for c in c_seen]
+    d_rows = [detection_row(c) for c in d_seen]
     text = "\n".join([
         MARK_BEGIN,
-        "Classification, `efficientnet-lite0-imagenet` (float ONNX vs INT8 on the emulator):",
+        "Classification, `efficientnet-lite0-imagenet` (`axrun check efficientnet-lite0-imagenet "
+        "--float build/models-cache/efficientnet-lite0.onnx models/samples/`):",
         "",
-        "| photo | float top-1 | INT8 top-1 | top-1 agrees | top-5 overlap | required |",
-        "|---|---|---|---|---|---|",
-        *c_rows,
+        "| photo | float top-1 | INT8 top-1 | top-1 agrees | float top-1 in INT8 top-5 | "
+        "score difference | required |",
+        "|---|---|---|---|---|---|---|",
+        *(row for row, _ in c_rows),
         "",
-        "Detection, `yolox-nano-coco` (conf 0.25, IoU 0.45; each float box matched to the "
-        "INT8 box of highest IoU):",
+        f"Summary: {c_summary}.",
         "",
-        "| photo | float boxes | INT8 boxes | mean matched IoU | class agrees | required |",
-        "|---|---|---|---|---|---|",
-        *d_rows,
+        "Detection, `yolox-nano-coco` (`axrun check yolox-nano-coco --float "
+        "build/models-cache/yolox-nano.onnx models/samples/`; conf 0.25, NMS IoU 0.45; boxes "
+        "matched by class at IoU ≥ 0.5):",
+        "",
+        "| photo | float boxes | INT8 boxes | matched | mean IoU | INT8 differs | required |",
+        "|---|---|---|---|---|---|---|",
+        *(row for row, _ in d_rows),
+        "",
+        f"Summary: {d_summary}.",
         MARK_END,
     ])
     print(text)
@@ -146,5 +95,5 @@ def report(effnet: Path, yolox: Path, cls: Path, det: Path, samples: Path, readm
     pattern = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
     readme.write_text(pattern.sub(lambda _: text, body) if pattern.search(body)
                       else body + "\n" + text + "\n", encoding="utf-8")
-    if not (c_ok and d_ok):
+    if not all(ok for _, ok in c_rows + d_rows):
         raise SystemExit("error: the INT8 models miss a required result (see FAIL above)")

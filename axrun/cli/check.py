@@ -17,12 +17,27 @@ from axrun.cli._common import (
     print_json,
     stderr_console,
 )
+from axrun.cli.compile import choose_recipe
 from axrun.errors import EXIT_INPUT_FAILED, InputError, UsageError
 from axrun.fidelity import FIDELITY_FILE, Comparison, check_model, disagreement_text, layer_report
 from axrun.modelfolder import load_model_folder
+from axrun.preprocess import PreprocessRecipe
 from axrun.sources import expand, is_video
 
 MIN_AGREEMENT = 0.9
+
+
+def float_recipe(model: Path, preset: str | None, preprocess: str | None) -> \
+        tuple[PreprocessRecipe | None, str]:
+    """The float model's preprocessing and where it came from: ``--preset`` and
+    ``--preprocess``, else its ONNX metadata, else None (the INT8 folder's)."""
+    if preset is None and preprocess is None:
+        try:
+            return choose_recipe(model, None, None)
+        except UsageError:
+            return None, ("the INT8 model's (give --preset or --preprocess to check the "
+                          "folder's recipe too)")
+    return choose_recipe(model, preset, preprocess)
 
 
 def check_command(
@@ -54,6 +69,14 @@ def check_command(
         "and image (YOLOX-Nano, 4 images: about a minute).")] = 4,
     top: Annotated[int, typer.Option(
         "--top", min=1, metavar="N", help="Activations to show in the per-layer ranking.")] = 10,
+    preset: Annotated[str | None, typer.Option(
+        "--preset", metavar="NAME", help="The float model's preprocessing, as for axrun "
+        "compile (default: its axrun.preprocess metadata, else the INT8 folder's, and then "
+        "a wrong recipe in the folder goes unseen).")] = None,
+    preprocess: Annotated[str | None, typer.Option(
+        "--preprocess", metavar="K=V,...",
+        help="The float model's preprocessing as key=value pairs (see axrun compile "
+        "--help); over --preset.")] = None,
     conf: Annotated[float | None, typer.Option(
         "--conf", help="Detect: confidence threshold for both models (default 0.25).")] = None,
     iou: Annotated[float | None, typer.Option(
@@ -108,6 +131,10 @@ def check_command(
             yield item
 
     if float_model is not None:
+        recipe, origin = float_recipe(float_model, preset, preprocess)
+        if not quiet:
+            err.print(f"float model preprocessing: {origin}", markup=False)
+
         def on_image(outcome: Comparison | tuple[str, InputError]) -> None:
             if isinstance(outcome, tuple):
                 print(f"{outcome[0]}: {outcome[1]}", file=sys.stderr)
@@ -115,7 +142,8 @@ def check_command(
                 print(f"differs: {disagreement_text(outcome.to_dict())}", flush=True)
 
         fidelity = check_model(folder, float_model, items(), backend=backend,
-                               images_from=" ".join(images), on_image=on_image,
+                               images_from=" ".join(images), float_recipe=recipe,
+                               on_image=on_image,
                                **task_options)
         tally = fidelity.tally
         if as_json:

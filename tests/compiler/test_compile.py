@@ -23,6 +23,7 @@ from axrun.preprocess import Preprocessor, PreprocessRecipe
 from axrun.tensors import depad, dequantize
 
 runner = CliRunner()
+COMPILE = ["compile", "--holdout", "0"]  # no fidelity report: the test networks are no real ones
 RECIPE = PreprocessRecipe(mode="letterbox", color="bgr", std=(255.0, 255.0, 255.0))
 
 
@@ -196,18 +197,18 @@ def test_rerun_replaces_atomically_and_failure_keeps_old(detector_onnx, calib, t
 
 
 def test_cli_errors_are_one_line(detector_onnx, calib, tmp_path) -> None:
-    result = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(tmp_path / "m"),
+    result = runner.invoke(app, [*COMPILE, str(detector_onnx), "-o", str(tmp_path / "m"),
                                  "--calibration", str(calib), "--postamble-from", "zzz",
                                  "--preset", "yolox"])
     assert result.exit_code == 3 and len(result.stderr.strip().splitlines()) == 1
-    result = runner.invoke(app, ["compile", "--holdout", "0", str(tmp_path / "missing.onnx"), "-o",
+    result = runner.invoke(app, [*COMPILE, str(tmp_path / "missing.onnx"), "-o",
                                  str(tmp_path / "m"), "--calibration", str(calib),
                                  "--preset", "yolox"])
     assert result.exit_code == 3 and "no such file" in result.stderr
-    result = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(tmp_path / "m"),
+    result = runner.invoke(app, [*COMPILE, str(detector_onnx), "-o", str(tmp_path / "m"),
                                  "--calibration", str(calib), "--preprocess", "mode"])
     assert result.exit_code == 2 and "expected key=value" in result.stderr
-    ok = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(tmp_path / "m"),
+    ok = runner.invoke(app, [*COMPILE, str(detector_onnx), "-o", str(tmp_path / "m"),
                              "--calibration", str(calib), "--postamble-from", "head_a",
                              "--postamble-from", "head_b", "--task", "detect",
                              "--preprocess", "mode=letterbox,color=bgr,std=255",
@@ -252,11 +253,11 @@ def test_compile_without_a_recipe_is_refused(detector_onnx, calib, tmp_path) -> 
     """Raw 0-255 pixels into a network trained on normalized ones makes a model that
     calls a bus a bath towel: compile does not guess the recipe."""
     out = tmp_path / "m"
-    result = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(out),
+    result = runner.invoke(app, [*COMPILE, str(detector_onnx), "-o", str(out),
                                  "--calibration", str(calib), "--task", "detect"])
     assert result.exit_code == 2 and "--preprocess" in result.stderr
     assert "imagenet-torchvision" in result.stderr and not out.exists()
-    result = runner.invoke(app, ["compile", "--holdout", "0", str(detector_onnx), "-o", str(out),
+    result = runner.invoke(app, [*COMPILE, str(detector_onnx), "-o", str(out),
                                  "--calibration", str(calib), "--preset", "nope"])
     assert result.exit_code == 2 and "--preset must be one of" in result.stderr
     # the model may say it itself
@@ -264,7 +265,7 @@ def test_compile_without_a_recipe_is_refused(detector_onnx, calib, tmp_path) -> 
     onnx.helper.set_model_props(model, {"axrun.preprocess": "mode=letterbox,std=255"})
     tagged = tmp_path / "tagged.onnx"
     onnx.save(model, str(tagged))
-    ok = runner.invoke(app, ["compile", "--holdout", "0", str(tagged), "-o", str(out), "--calibration",
+    ok = runner.invoke(app, [*COMPILE, str(tagged), "-o", str(out), "--calibration",
                              str(calib), "--postamble-from", "head_a",
                              "--postamble-from", "head_b", "--decoder",
                              "format=yolox,strides=[8,16]", "--task", "detect"])
@@ -275,7 +276,7 @@ def test_compile_without_a_recipe_is_refused(detector_onnx, calib, tmp_path) -> 
 def test_the_task_is_read_from_the_outputs_only_when_they_say_it(calib, tmp_path) -> None:
     src = tmp_path / "cls.onnx"
     onnx.save(classifier_network(1, 16, 10), src)
-    ok = runner.invoke(app, ["compile", "--holdout", "0", str(src), "-o", str(tmp_path / "c"), "--calibration",
+    ok = runner.invoke(app, [*COMPILE, str(src), "-o", str(tmp_path / "c"), "--calibration",
                              str(calib), "--preset", "imagenet-torchvision"])
     assert ok.exit_code == 0, ok.stderr
     assert "task: classify (one output [1, 10]: class scores; --task to say otherwise)" \
@@ -284,7 +285,7 @@ def test_the_task_is_read_from_the_outputs_only_when_they_say_it(calib, tmp_path
     # a flattened [N, k] output with decoder settings: both readings fit, so it asks
     det = tmp_path / "det.onnx"
     onnx.save(tiny_detector_network(16), det)
-    refused = runner.invoke(app, ["compile", "--holdout", "0", str(det), "-o", str(tmp_path / "d"),
+    refused = runner.invoke(app, [*COMPILE, str(det), "-o", str(tmp_path / "d"),
                                   "--calibration", str(calib), "--preset", "yolox",
                                   "--postamble-from", "head_a", "--postamble-from", "head_b",
                                   "--decoder", "format=yolox"])

@@ -1,0 +1,193 @@
+"""``axrun check``, the compile-time fidelity report and the per-layer ranking, on the
+bundled models against the float models they were compiled from (built as ``make
+models`` builds them: ``models/build.py --float-only``, cached in build/models-cache)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from typer.testing import CliRunner
+
+from axrun.cli.commands import app
+from axrun.compiler import CompileOptions, compile_model
+from axrun.compiler.sensitivity import gated_graph
+from axrun.errors import ModelError
+from axrun.fidelity import Tally, compare_detections, disagreement_text, match_boxes
+from axrun.preprocess import PreprocessRecipe
+from axrun.results import Detections
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "models" / "samples"
+runner = CliRunner()
+# YOLOX-Nano's head convolutions (reg, obj, cls at strides 8, 16, 32), as models/build.py cuts
+YOLOX_CUT = ("1062", "1063", "1045", "1104", "1105", "1087", "1146", "1147", "1129")
+
+
+@pytest.fixture(scope="module")
+def float_models() -> dict[str, Path]:
+    """The float EfficientNet-Lite0 and YOLOX-Nano, from the cache or built (pinned,
+    hashes checked; the first build exports EfficientNet with torch, about a minute)."""
+    done = subprocess.run([sys.executable, str(ROOT / "models" / "build.py"), "--float-only"],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        pytest.fail(f"models/build.py --float-only failed:\n{done.stdout}\n{done.stderr}")
+    effnet, yolox = (Path(line) for line in done.stdout.split())
+    return {"efficientnet-lite0-imagenet": effnet, "yolox-nano-coco": yolox}
+
+
+def readme_summary(which: int) -> str:
+    """The summary line models/README.md records (0: classify, 1: detect)."""
+    found = re.findall(r"^Summary: (.*)\.$", (ROOT / "models" / "README.md").read_text(), re.M)
+    return found[which]
+
+
+def same_figures(got: str, recorded: str) -> bool:
+    """The same counts, and the same decimals within 0.002 (another CPU may round an
+    int8 product differently)."""
+    numbers = re.compile(r"\d+\.\d+|\d+")
+    a, b = numbers.findall(got), numbers.findall(recorded)
+    return numbers.sub("#", got) == numbers.sub("#", recorded) and all(
+        x == y if "." not in x else abs(float(x) - float(y)) <= 0.002
+        for x, y in zip(a, b, strict=True))
+
+
+def check(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["--backend", "emulator", "check", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_classifier_gives_the_figures_models_readme_records(float_models) -> None:
+    model = "efficientnet-lite0-imagenet"
+    code, out, err = check(model, str(SAMPLES), "--float", str(float_models[model]))
+    assert code == 1  # 5 of 6 is below the default --min-agreement 0.9
+    assert "agreement 0.833 is below --min-agreement 0.9" in err
+    assert out.splitlines()[0] == ("differs: " + str(SAMPLES / "chelsea.jpg")
+                                   + ": float Egyptian cat 0.38, INT8 tiger cat 0.40")
+    assert same_figures(out.splitlines()[-1], readme_summary(0))
+    code, out, _ = check(model, str(SAMPLES), "--float", str(float_models[model]), "--json",
+                         "--min-agreement", "0.8")
+    assert code == 0
+    fidelity = json.loads(out)["fidelity"]
+    assert fidelity["images"] == 6 and fidelity["metrics"]["top1_agreement"] == 0.8333
+    assert fidelity["metrics"]["top5_agreement"] == 1.0
+    (differs,) = fidelity["disagreements"]
+    assert (differs["float"]["label"], differs["int8"]["label"]) == ("Egyptian cat", "tiger cat")
+
+
+def test_check_detector_gives_the_figures_models_readme_records(float_models) -> None:
+    model = "yolox-nano-coco"
+    code, out, _ = check(model, str(SAMPLES), "--float", str(float_models[model]), "--json")
+    assert code == 0  # box F1 0.941
+    fidelity = json.loads(out)["fidelity"]
+    assert same_figures(fidelity["summary"], readme_summary(1))
+    m = fidelity["metrics"]
+    assert (m["float_boxes"], m["int8_boxes"], m["matched_boxes"]) == (8, 9, 8)
+    assert m["recall"] == 1.0 and m["precision"] == 0.8889
+    (differs,) = fidelity["disagreements"]
+    assert Path(differs["source"]).name == "chelsea.jpg"
+    assert [b["label"] for b in differs["extra"]] == ["dog"] and differs["missed"] == []
+
+
+def test_a_model_compiled_with_the_wrong_recipe_fails_check(float_models, tmp_path) -> None:
+    """The reported failure: raw 0-255 pixels where the network wants (x - 127) / 128.
+    Compared under the float model's own recipe, it disagrees; exit 1."""
+    effnet = float_models["efficientnet-lite0-imagenet"]
+    broken = compile_model(CompileOptions(
+        model=effnet, output=tmp_path / "broken", calibration=ROOT / "models" / "calibration",
+        recipe=PreprocessRecipe(mode="crop", resize=256, color="rgb"), task="classify",
+        labels=ROOT / "models" / "labels" / "imagenet-1k.txt", holdout=0))
+    code, out, err = check(str(broken), str(SAMPLES), "--float", str(effnet), "--preprocess",
+                           "mode=crop,resize=256,color=rgb,mean=127,std=128", "--json")
+    assert code == 1
+    assert json.loads(out)["fidelity"]["agreement"] <= 0.5
+    assert "float model preprocessing: --preprocess" in err
+
+
+def test_compile_auto_int16_finds_the_yolox_stem_and_reports_fidelity(float_models,
+                                                                        tmp_path) -> None:
+    """The hand study kept 1177 687 1180 691 (stem conv, its SiLU, first depthwise conv,
+    its SiLU) at 16 bits; the ranking names the first three as the costliest, then 721
+    (a later SiLU) before 691. Held-out images give fidelity.json, which info shows."""
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for photo in [*sorted(SAMPLES.glob("*.jpg")),
+                  *sorted((ROOT / "models" / "calibration").glob("*.jpg"))]:
+        (calibration / f"{photo.parent.name}-{photo.name}").symlink_to(photo)
+    out = tmp_path / "yolox"
+    result = runner.invoke(app, [
+        "compile", str(float_models["yolox-nano-coco"]), "-o", str(out), "--calibration",
+        str(calibration), "--task", "detect", "--labels",
+        str(ROOT / "models" / "labels" / "coco-80.txt"), "--decoder", "format=yolox",
+        "--preset", "yolox", "--auto-int16", "4",
+        *[arg for name in YOLOX_CUT for arg in ("--postamble-from", name)]])
+    assert result.exit_code == 0, result.output
+    side = json.loads((out / "axrun.json").read_text())
+    assert side["int16_tensors"][:3] == ["1177", "687", "1180"]
+    assert "--auto-int16: keeping 1177 687 1180" in result.stderr
+    assert "3 others held out" in result.stderr
+    fidelity = json.loads((out / "fidelity.json").read_text())
+    assert fidelity["images"] == 3 and fidelity["images_from"].startswith("3 held-out")
+    assert fidelity["metrics"]["recall"] > 0.7  # all 8-bit, it is 0.41 on these photos
+    info = runner.invoke(app, ["info", str(out)])
+    assert "fidelity against yolox-nano.onnx on 3 held-out images" in info.stdout
+
+
+@pytest.mark.parametrize("model", ["efficientnet-lite0-imagenet", "yolox-nano-coco"])
+def test_per_layer_ranks_the_bundled_models_activations(model) -> None:
+    code, out, _ = check(model, str(SAMPLES / "chelsea.jpg"), "--per-layer",
+                         "--layer-images", "1", "--top", "5")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("per layer, on 1 image(s): the device outputs' SQNR is")
+    ranked = [float(line.split()[0]) for line in lines[1:6]]
+    assert ranked == sorted(ranked)  # the costliest first
+    assert lines[6].startswith("candidates for 16 bits: axrun compile ... --int16 ")
+    if model == "yolox-nano-coco":  # its 16-bit stem is not ranked again
+        assert not {"1177", "687", "1180", "691"} & {line.split()[2] for line in lines[1:6]}
+
+
+def test_check_needs_a_float_model_or_per_layer() -> None:
+    code, _, err = check("yolox-nano-coco", str(SAMPLES))
+    assert code == 2 and "give --float FLOAT.onnx" in err
+
+
+def test_a_graph_without_qdq_activations_has_no_per_layer_report() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])],
+                                                "g", [x], [y]))
+    with pytest.raises(ModelError, match="a model folder axrun compile wrote"):
+        gated_graph(onnx.shape_inference.infer_shapes(model))
+
+
+def boxes(*rows: tuple[float, float, float, float, int, float]) -> Detections:
+    a = np.array(rows, np.float32).reshape(-1, 6)
+    return Detections(a[:, :4], a[:, 5], a[:, 4].astype(np.int64),
+                      tuple(f"c{int(c)}" for c in a[:, 4]))
+
+
+def test_boxes_match_by_class_at_iou_one_half_best_first() -> None:
+    ref = boxes((0, 0, 10, 10, 1, 0.9), (20, 20, 30, 30, 2, 0.8), (0, 0, 10, 10, 3, 0.5))
+    got = boxes((1, 0, 11, 10, 1, 0.7),   # c1, IoU 0.82
+                (20, 20, 30, 30, 5, 0.9),  # right place, wrong class
+                (0, 0, 10, 4, 3, 0.6))     # c3, IoU 0.4: too little
+    assert [(i, j) for i, j, _ in match_boxes(ref, got)] == [(0, 0)]
+    detail = compare_detections(ref, got)
+    assert (detail["matched"], len(detail["missed"]), len(detail["extra"])) == (1, 2, 2)
+    text = disagreement_text({"source": "a.jpg", "frame": 3, **detail})
+    assert text == "a.jpg frame 3: INT8 missed c2 0.80, c3 0.50; INT8 added c5 0.90, c3 0.60"
+
+
+def test_no_boxes_on_either_side_is_agreement() -> None:
+    tally = Tally("detect")
+    assert tally.agreement is None
+    tally.images = 2
+    assert tally.agreement == 1.0 and tally.metrics()["recall"] is None
