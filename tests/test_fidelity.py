@@ -114,8 +114,9 @@ def test_a_model_compiled_with_the_wrong_recipe_fails_check(float_models, tmp_pa
 def test_compile_auto_int16_finds_the_yolox_stem_and_reports_fidelity(float_models,
                                                                         tmp_path) -> None:
     """The hand study kept 1177 687 1180 691 (stem conv, its SiLU, first depthwise conv,
-    its SiLU) at 16 bits; the ranking names the first three as the costliest, then 721
-    (a later SiLU) before 691. Held-out images give fidelity.json, which info shows."""
+    its SiLU) at 16 bits; the ranking names the first three as the costliest (then 1183,
+    the pointwise conv after them, before 691). Held-out images give fidelity.json,
+    which info shows."""
     calibration = tmp_path / "calibration"
     calibration.mkdir()
     for photo in [*sorted(SAMPLES.glob("*.jpg")),

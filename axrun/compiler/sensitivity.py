@@ -4,8 +4,10 @@ by how much each one's rounding alone costs the device outputs.
 The device graph ``axrun compile`` writes (``model.onnx``) is an ONNX QDQ graph:
 every 8-bit activation ``x`` is written ``QuantizeLinear(x) → DequantizeLinear``.
 :func:`gated_graph` adds, for each such activation, a switch (``Where``) that passes
-``x`` on unrounded instead, all switches fed from one boolean input. The reference is
-the graph with every activation unrounded (int8 weights, float activations); each
+``x`` on unrounded instead (clipped to the same range, as a 16-bit activation would
+be), all switches fed from one boolean input. The reference is
+the graph with every activation unrounded (int8 weights, float activations within
+the calibrated ranges); each
 activation is then rounded alone, the others left unrounded, and the device outputs
 compared with the reference: the lower their SQNR, the more that activation's 8 bits
 cost, and the better a candidate for ``--int16``. (Rounding all but one and leaving
@@ -80,10 +82,23 @@ def _candidates(model: onnx.ModelProto, input_names: set[str]) -> list[onnx.Node
         if node.input[0] in input_names or node.input[0].startswith("axrun_"):
             continue
         zp = _constant(model, node.input[2]) if len(node.input) > 2 else None
-        if zp is None or zp.dtype not in (np.uint8, np.int8) or zp.size != 1:
+        scale = _constant(model, node.input[1])
+        if zp is None or zp.dtype not in (np.uint8, np.int8) or zp.size != 1 or \
+                scale is None or scale.size != 1:
             continue  # 16-bit, or not an activation written by the quantizer
         out.append(node)
     return out
+
+
+def _grid_range(model: onnx.ModelProto, q: onnx.NodeProto) -> tuple[float, float]:
+    """The float range an 8-bit QuantizeLinear ``q`` represents: ``(qmin - zp) * scale``
+    to ``(qmax - zp) * scale``."""
+    scale = _constant(model, q.input[1])
+    zp = _constant(model, q.input[2])
+    assert scale is not None and zp is not None  # checked by _candidates
+    info = np.iinfo(zp.dtype)
+    s, z = float(scale.reshape(())), int(zp.reshape(()))
+    return (info.min - z) * s, (info.max - z) * s
 
 
 def _unrounded(producers: dict[str, onnx.NodeProto], name: str) -> str:
@@ -134,10 +149,21 @@ def gated_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple[str
         g.initializer.append(numpy_helper.from_array(np.array([len(switches) - 1], np.int64),
                                                      index))
         extra.append(helper.make_node("Gather", [GATES, index], [f"axrun_gate/{k}/on"]))
+        # Unrounded, but clipped to the same range: the quantizer drops a Relu or Clip
+        # before an activation whose range starts at 0 (the range does the clipping),
+        # and a 16-bit activation keeps the range. Only the rounding is switched off.
+        low, high = _grid_range(model, q)
+        for bound, value in (("low", low), ("high", high)):
+            g.initializer.append(numpy_helper.from_array(np.array(value, np.float32),
+                                                         f"axrun_gate/{k}/{bound}"))
+        extra.append(helper.make_node("Clip", [x, f"axrun_gate/{k}/low",
+                                               f"axrun_gate/{k}/high"],
+                                      [f"axrun_gate/{k}/clipped"]))
         for j, dq in enumerate(dqs):
             rounded = dq.output[0]
             passed = f"axrun_gate/{k}/{j}"
-            extra.append(helper.make_node("Where", [f"axrun_gate/{k}/on", x, rounded],
+            extra.append(helper.make_node("Where", [f"axrun_gate/{k}/on",
+                                                    f"axrun_gate/{k}/clipped", rounded],
                                           [passed]))
             for user in consumers.get(rounded, []):
                 user.input[:] = [passed if n == rounded else n for n in user.input]
