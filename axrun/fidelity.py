@@ -159,13 +159,14 @@ class Tally:
 
     @property
     def agreement(self) -> float | None:
-        """Top-1 agreement (classify) or box F1 (detect), 0-1; None before any image."""
+        """Top-1 agreement (classify) or box F1 (detect), 0-1; None before any image, or
+        when neither side found a box (nothing was compared)."""
         if not self.images:
             return None
         if self.task == "classify":
             return self.agreeing / self.images
         boxes = self.float_boxes + self.int8_boxes
-        return 1.0 if boxes == 0 else 2 * self.matched / boxes
+        return None if boxes == 0 else 2 * self.matched / boxes  # no boxes: nothing compared
 
     def metrics(self) -> dict[str, float | None]:
         n = self.images or None
@@ -187,7 +188,8 @@ class Tally:
     def summary(self) -> str:
         """One line, e.g. ``6 images: top-1 agreement 5/6 (83.3%), top-5 6/6, mean
         score difference 0.021``."""
-        head = f"{self.images} image(s)" + (f", {self.failed} failed" if self.failed else "")
+        head = f"{self.images} image(s) compared" + (
+            f", {self.failed} could not be read" if self.failed else "")
         if not self.images:
             return head
         if self.task == "classify":
@@ -201,7 +203,7 @@ class Tally:
                 f"{'-' if m['recall'] is None else fmt(m['recall'])}, precision "
                 f"{'-' if m['precision'] is None else fmt(m['precision'])}, mean IoU "
                 f"{'-' if m['mean_iou'] is None else fmt(m['mean_iou'])}, box F1 "
-                f"{fmt(self.agreement)}")
+                f"{'-' if self.agreement is None else fmt(self.agreement)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "summary": self.summary(), "images": self.images,
@@ -256,6 +258,10 @@ class FloatNetwork:
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ModelError(f"{self.path}: the float model must take one NCHW image input, "
                              f"not {[list(i.shape) for i in inputs]}")
+        if inputs[0].type != "tensor(float)":
+            raise ModelError(f"{self.path}: the float model takes {inputs[0].type} input; "
+                             "axrun feeds float32 (pixel - mean) / std, as the INT8 model's "
+                             "recipe says")
         shape = inputs[0].shape
         self.input_name = inputs[0].name
         self.batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 1
@@ -306,7 +312,10 @@ class FloatNetwork:
         x, geometry = network_input(image, self.recipe, self.task.preprocessor.size_hw)
         if self.batch > 1:
             x = np.repeat(x, self.batch, 0)
-        outputs = self.session.run(None, {self.input_name: x})
+        try:
+            outputs = self.session.run(None, {self.input_name: x})
+        except Exception as exc:  # ONNX Runtime's errors have no common base
+            raise ModelError(f"{self.path}: the float model failed: {exc}") from exc
         if isinstance(self.task, Classifier):
             return self.task.classify_scores(outputs[0][0], self.score_kind), geometry
         boxes, scores = self.task.decode(outputs, 0, self.format, self.box_output)
@@ -320,13 +329,15 @@ class Fidelity:
     tally: Tally
     float_model: str
     images_from: str
+    float_recipe: str = "the INT8 folder's"
     disagreements: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """What ``fidelity.json`` and ``axrun check --json`` hold."""
         return {"v": FIDELITY_VERSION, "float_model": self.float_model,
-                "images_from": self.images_from, **self.tally.to_dict(),
+                "images_from": self.images_from, "float_recipe": self.float_recipe,
+                **self.tally.to_dict(),
                 "disagreements": self.disagreements, "failures": self.failures}
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -371,6 +382,7 @@ def check_model(
     backend: str | None = None,
     images_from: str = "",
     float_recipe: PreprocessRecipe | None = None,
+    float_recipe_from: str | None = None,
     on_image: Callable[[Comparison | tuple[str, InputError]], None] | None = None,
     **task_options: Any,
 ) -> Fidelity:
@@ -379,7 +391,8 @@ def check_model(
     :func:`axrun.sources.items_from`), through ``backend`` (default: the real runtime
     when present, else the emulator). ``float_recipe``: the float model's preprocessing
     (default: the INT8 folder's; then only the quantization is compared, not the
-    recipe the folder holds). ``task_options`` go to
+    recipe the folder holds); ``float_recipe_from`` says where it came from (stored
+    with the figures). ``task_options`` go to
     :func:`axrun.tasks.make_task` (``conf``, ``iou``... for detect). ``on_image`` is
     called with each image's comparison (or its input error) as it comes; only the
     disagreements and failures are kept.
@@ -395,7 +408,10 @@ def check_model(
     task = make_task(folder, None, **options)
     reference = FloatNetwork(float_model, task, float_recipe)
     kind = "classify" if isinstance(task, Classifier) else "detect"
-    fidelity = Fidelity(Tally(kind), Path(float_model).name, images_from)
+    fidelity = Fidelity(Tally(kind), Path(float_model).name, images_from,
+                        float_recipe_from or ("given" if float_recipe else
+                                              "the INT8 folder's: a wrong recipe in it does "
+                                              "not show in these figures"))
     with Engine(folder, backend=backend, config=EngineConfig(decode="full")) as engine:
         for outcome in compare(engine.run(task, items, keep_images=True), reference):
             if isinstance(outcome, Comparison):
@@ -446,18 +462,44 @@ def layer_report(model: str | os.PathLike[str] | ModelFolder, items: Iterable[It
         ModelError: not a folder axrun compile wrote (no QDQ device graph).
         InputError: none of the images could be read.
     """
-    import onnx
-
     from axrun.compiler.sensitivity import layer_sensitivity
 
     folder = model if isinstance(model, ModelFolder) else load_model_folder(model)
-    task = make_task(folder, None)
-    graph_file = folder.root / "model.onnx"
+    graph = qdq_graph(folder)
+    inputs = device_inputs(make_task(folder, None), folder.manifest.inputs[0], items, images)
+    return layer_sensitivity(graph, inputs, on_progress)
+
+
+def qdq_graph(folder: ModelFolder) -> Any:
+    """The QDQ device graph (an ``onnx.ModelProto``) of a folder ``axrun compile`` wrote,
+    checked to have 8-bit activations a per-layer report can switch.
+
+    Raises:
+        ModelError: no such graph (a folder compiled for Metis by the Voyager SDK, say).
+    """
+    import onnx
+
+    from axrun.compiler.sensitivity import gated_graph
+
+    graph_file = folder.root / str(_read_json(folder.model_json).get("device_graph", ""))
     if not graph_file.is_file():
-        raise ModelError(f"{folder.root}: no model.onnx (the QDQ graph axrun compile writes): "
-                         "a per-layer report needs a folder axrun compile wrote")
-    inputs = device_inputs(task, folder.manifest.inputs[0], items, images)
-    return layer_sensitivity(onnx.load(str(graph_file)), inputs, on_progress)
+        raise ModelError(f"{folder.root}: no device graph (the QDQ graph axrun compile "
+                         "writes): a per-layer report needs a folder axrun compile wrote")
+    try:
+        graph = onnx.load(str(graph_file))
+    except Exception as exc:
+        raise ModelError(f"{graph_file}: cannot read the device graph: {exc}") from exc
+    gated_graph(graph)  # raises when it has nothing to switch
+    return graph
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; empty when it is missing or not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_fidelity(folder: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -126,14 +126,14 @@ def compile_models(effnet: Path, yolox: Path) -> tuple[Path, Path]:
         recipe=PreprocessRecipe(mode="crop", resize=256, color="rgb",
                                 mean=(127.0,) * 3, std=(128.0,) * 3),
         task="classify", labels=HERE / "labels" / "imagenet-1k.txt",
-        decoder={"scores": "logits"},
+        decoder={"scores": "logits"}, holdout=0,  # all 19 photos, as the folders were built
     ))
     det = compile_model(CompileOptions(
         model=yolox, output=OUT / "yolox-nano-coco", calibration=calibration,
         recipe=PreprocessRecipe(mode="letterbox", color="bgr", pad_value=114, align="topleft"),
         task="detect", labels=HERE / "labels" / "coco-80.txt",
         decoder={"format": "yolox", "strides": [8, 16, 32]}, postamble_from=YOLOX_CUT,
-        int16=YOLOX_INT16,
+        int16=YOLOX_INT16, holdout=0,
     ))
     return cls, det
 

@@ -187,8 +187,49 @@ def test_boxes_match_by_class_at_iou_one_half_best_first() -> None:
     assert text == "a.jpg frame 3: INT8 missed c2 0.80, c3 0.50; INT8 added c5 0.90, c3 0.60"
 
 
-def test_no_boxes_on_either_side_is_agreement() -> None:
+def test_no_boxes_on_either_side_is_nothing_compared(float_models) -> None:
+    """Not a perfect score: exit 1, and the JSON document still printed."""
     tally = Tally("detect")
-    assert tally.agreement is None
     tally.images = 2
-    assert tally.agreement == 1.0 and tally.metrics()["recall"] is None
+    assert tally.agreement is None and tally.metrics()["recall"] is None
+    model = "yolox-nano-coco"
+    code, out, err = check(model, str(SAMPLES / "rocket.jpg"), "--float",
+                           str(float_models[model]), "--json", "--min-agreement", "0")
+    assert code == 1 and "nothing was compared: no boxes on either side" in err
+    assert json.loads(out)["fidelity"]["agreement"] is None
+
+
+def test_check_refusals(float_models, tmp_path) -> None:
+    effnet = float_models["efficientnet-lite0-imagenet"]
+    code, _, err = check("efficientnet-lite0-imagenet", str(SAMPLES), "--float", str(effnet),
+                         "--save")
+    assert code == 2 and "is a bundled model" in err
+    model = onnx.load(str(effnet))  # the same network taking uint8 pixels
+    name = model.graph.input[0].name
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.UINT8
+    model.graph.node.insert(0, helper.make_node("Cast", [name], ["as_float"],
+                                                to=TensorProto.FLOAT))
+    for node in model.graph.node[1:]:
+        node.input[:] = ["as_float" if n == name else n for n in node.input]
+    onnx.save(model, str(tmp_path / "u8.onnx"))
+    code, _, err = check("efficientnet-lite0-imagenet", str(SAMPLES), "--float",
+                         str(tmp_path / "u8.onnx"))
+    assert code == 3 and "takes tensor(uint8) input" in err
+    (tmp_path / "bad.jpg").write_text("not a picture")
+    code, out, err = check("efficientnet-lite0-imagenet", str(tmp_path / "bad.jpg"), "--float",
+                           str(effnet), "--json")
+    assert code == 1 and "nothing was compared: no image could be read" in err
+    assert json.loads(out)["fidelity"]["failures"][0]["source"].endswith("bad.jpg")
+
+
+def test_check_runs_the_device_path_of_a_card(float_models, monkeypatch) -> None:
+    """With axrun.runtime present (here the strict stand-in for it), check runs the INT8
+    side through the real backend's path: the same figures."""
+    import metis_standin
+
+    metis_standin.install(monkeypatch)
+    model = "yolox-nano-coco"
+    result = runner.invoke(app, ["--backend", "metis", "check", model, str(SAMPLES),
+                                 "--float", str(float_models[model]), "-q"])
+    assert result.exit_code == 0, result.output
+    assert same_figures(result.stdout.strip(), readme_summary(1))

@@ -3,7 +3,9 @@ and where does it lose precision?"""
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,11 +20,19 @@ from axrun.cli._common import (
     stderr_console,
 )
 from axrun.cli.compile import choose_recipe
+from axrun.compiler.sensitivity import LayerReport
 from axrun.errors import EXIT_INPUT_FAILED, InputError, UsageError
-from axrun.fidelity import FIDELITY_FILE, Comparison, check_model, disagreement_text, layer_report
-from axrun.modelfolder import load_model_folder
+from axrun.fidelity import (
+    FIDELITY_FILE,
+    Comparison,
+    check_model,
+    disagreement_text,
+    layer_report,
+    qdq_graph,
+)
+from axrun.modelfolder import load_model_folder, package_models_dir
 from axrun.preprocess import PreprocessRecipe
-from axrun.sources import expand, is_video
+from axrun.sources import Item, expand, is_video
 
 MIN_AGREEMENT = 0.9
 
@@ -100,8 +110,9 @@ def check_command(
 
       axrun check my-yolox photos/ --per-layer
 
-    Exit status: 0 agreement at or above --min-agreement, 1 below it or an image
-    failed, 2 usage error, 3 model error.
+    Exit status: 0 agreement at or above --min-agreement, 1 below it, an image could
+    not be read or nothing was compared, 2 usage error, 3 model error, 4 --save could
+    not write.
     """
     if float_model is None and not per_layer:
         raise UsageError("give --float FLOAT.onnx (the float model to compare with), or "
@@ -109,81 +120,111 @@ def check_command(
     configure_logging(quiet)
     backend = global_options(ctx).backend
     folder = load_model_folder(model)
+    bundled = package_models_dir()
+    if save and bundled is not None and folder.root.resolve().is_relative_to(bundled.resolve()):
+        raise UsageError(f"--save: {folder.name} is a bundled model, part of axrun's "
+                         "installation; copy its folder (axrun models --path NAME) to store "
+                         "figures with it")
+    recipe, origin = float_recipe(float_model, preset, preprocess) if float_model else \
+        (None, "")
+    if per_layer:
+        qdq_graph(folder)  # refused now, not after the comparison
     task_options: dict[str, Any] = {k: v for k, v in (("conf", conf), ("iou", iou))
                                     if v is not None}
     err = stderr_console()
     document: dict[str, Any] = {"model": str(folder.root)}
-    ok = True
-
-    def items() -> Any:
-        said: set[str] = set()
-        for spec in images:
-            if is_video(Path(spec)):
-                print(f"{spec}: a video, skipped (check compares images)", file=sys.stderr)
-        for item in expand([s for s in images if not is_video(Path(s))],
-                           stdin=sys.stdin.buffer):
-            if item.frame is not None and item.page is None:  # a video in a folder
-                if item.source not in said:
-                    said.add(item.source)
-                    print(f"{item.source}: a video, skipped (check compares images)",
-                          file=sys.stderr)
-                continue
-            yield item
-
+    stream = _images(images)
+    # The per-layer ranking runs on the first images; kept here so that a stream
+    # (stdin) is read once.
+    first = list(itertools.islice(stream, layer_images + SPARE_IMAGES)) if per_layer else []
+    exit_code = 0
     if float_model is not None:
-        recipe, origin = float_recipe(float_model, preset, preprocess)
         if not quiet:
             err.print(f"float model preprocessing: {origin}", markup=False)
 
         def on_image(outcome: Comparison | tuple[str, InputError]) -> None:
             if isinstance(outcome, tuple):
-                print(f"{outcome[0]}: {outcome[1]}", file=sys.stderr)
+                print(f"error: {outcome[1]}", file=sys.stderr)
             elif not outcome.agrees and not quiet and not as_json:
                 print(f"differs: {disagreement_text(outcome.to_dict())}", flush=True)
 
-        fidelity = check_model(folder, float_model, items(), backend=backend,
-                               images_from=" ".join(images), float_recipe=recipe,
-                               on_image=on_image,
-                               **task_options)
+        fidelity = check_model(folder, float_model, itertools.chain(first, stream),
+                               backend=backend, images_from=" ".join(images),
+                               float_recipe=recipe, float_recipe_from=origin,
+                               on_image=on_image, **task_options)
         tally = fidelity.tally
         if as_json:
             document["fidelity"] = fidelity.to_dict()
         else:
             print(tally.summary())
-        if save:
-            err.print(f"wrote {fidelity.save(folder.root)}", markup=False)
         if tally.agreement is None:
-            raise InputError("no image could be compared", "decode")
-        below = tally.agreement < min_agreement
-        if below:
-            err.print(f"agreement {tally.agreement:.3f} is below --min-agreement "
-                      f"{min_agreement:g}", markup=False)
-        ok = not below and not tally.failed
+            exit_code = EXIT_INPUT_FAILED
+            err.print("nothing was compared: " + (
+                "no boxes on either side (lower --conf, or give images with objects)"
+                if tally.images else "no image could be read"), markup=False)
+        else:
+            if save:
+                err.print(f"wrote {fidelity.save(folder.root)}", markup=False)
+            if tally.agreement < min_agreement:
+                err.print(f"agreement {tally.agreement:.3f} is below --min-agreement "
+                          f"{min_agreement:g}", markup=False)
+                exit_code = EXIT_INPUT_FAILED
+            if tally.failed:
+                exit_code = EXIT_INPUT_FAILED
     if per_layer:
         progress = Progress(TextColumn("per layer"), BarColumn(), MofNCompleteColumn(),
                             TimeRemainingColumn(), console=err, redirect_stdout=False,
                             redirect_stderr=False, disable=quiet or not err.is_terminal)
-        with progress:
-            bar = progress.add_task("per layer", total=None)
-            report = layer_report(folder, items(), layer_images,
-                                  lambda done, total: progress.update(bar, completed=done,
-                                                                      total=total))
-        if as_json:
-            document["per_layer"] = report.to_dict()
+        try:
+            with progress:
+                bar = progress.add_task("per layer", total=None)
+                report = layer_report(folder, first, layer_images,
+                                      lambda done, total: progress.update(
+                                          bar, completed=done, total=total))
+        except InputError as exc:
+            err.print(f"error: --per-layer: {exc}", markup=False)
+            document["per_layer"] = {"error": str(exc)}
+            exit_code = EXIT_INPUT_FAILED
         else:
-            print(f"per layer, on {report.images} image(s): the device outputs' SQNR is "
-                  f"{report.int8_sqnr_db:.1f} dB with every activation 8-bit; rounded alone "
-                  "(the others unrounded), these cost the most:")
-            for layer in report.layers[:top]:
-                print(f"  {layer.sqnr_db:6.1f} dB  {layer.tensor}  ({layer.op})")
-            worst = report.worst(min(top, 4))
-            print("candidates for 16 bits: axrun compile ... "
-                  + " ".join(f"--int16 {t}" for t in worst)
-                  + f" (or --auto-int16 {len(worst)})")
+            _print_layers(report, top, document if as_json else None)
     if as_json:
         print_json(document)
-    if not ok:
-        raise typer.Exit(EXIT_INPUT_FAILED)
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+SPARE_IMAGES = 8  # images kept beyond --layer-images, in case some cannot be read
+
+
+def _images(specs: list[str]) -> Iterator[Item]:
+    """The images of ``specs``; videos are skipped with a line each."""
+    said: set[str] = set()
+    for spec in specs:
+        if is_video(Path(spec)):
+            print(f"{spec}: a video, skipped (check compares images)", file=sys.stderr)
+    for item in expand([s for s in specs if not is_video(Path(s))], stdin=sys.stdin.buffer):
+        if item.frame is not None and item.page is None:  # a video in a folder
+            if item.source not in said:
+                said.add(item.source)
+                print(f"{item.source}: a video, skipped (check compares images)",
+                      file=sys.stderr)
+            continue
+        yield item
+
+
+def _print_layers(report: LayerReport, top: int, document: dict[str, Any] | None) -> None:
+    """The ranking: into ``document`` (--json), else as lines."""
+    if document is not None:
+        document["per_layer"] = report.to_dict()
+        return
+    print(f"per layer, on {report.images} image(s): the device outputs' SQNR is "
+          f"{report.int8_sqnr_db:.1f} dB with every activation 8-bit; rounded alone "
+          "(the others unrounded), these cost the most:")
+    for layer in report.layers[:top]:
+        print(f"  {layer.sqnr_db:6.1f} dB  {layer.tensor}  ({layer.op})")
+    worst = report.worst(min(top, 4))
+    print("candidates for 16 bits: axrun compile ... "
+          + " ".join(f"--int16 {t}" for t in worst) + f" (or --auto-int16 {len(worst)})")
 
 
 def register(app: typer.Typer) -> None:

@@ -145,13 +145,15 @@ def compile_command(
     auto_int16: Annotated[int, typer.Option(
         "--auto-int16", metavar="N", min=0,
         help="Mixed precision, chosen for you: rank the 8-bit activations by what their "
-        "rounding costs the outputs (as axrun check --per-layer does, on held-out images) "
-        "and keep the N costliest at 16 bits. Compiles twice.")] = 0,
+        "rounding costs the outputs (as axrun check --per-layer does, on up to 4 held-out "
+        "images, else calibration images) and keep the N costliest at 16 bits. Compiles "
+        "twice.")] = 0,
     holdout: Annotated[int, typer.Option(
         "--holdout", metavar="N", min=0,
         help="Images of the calibration folder set aside (at most a fifth of it) to "
-        "compare the INT8 model with the float one after compiling; the figures go to "
-        "fidelity.json. 0: no comparison.")] = 20,
+        "compare the INT8 model with the float one after compiling, with the same "
+        "recipe on both sides (what quantization changed; axrun check --preset/--preprocess "
+        "checks the recipe too); the figures go to fidelity.json. 0: no comparison.")] = 20,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Quantize a float ONNX model to INT8 and write a model folder the emulator runs.

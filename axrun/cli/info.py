@@ -102,9 +102,13 @@ def info(
     if "decoder_used" in data:
         used = data["decoder_used"]
         out.print(f"decoder: {used['format'] or 'none'} — {used['why']}")
-    if fidelity is not None:
-        out.print(f"fidelity against {fidelity.get('float_model')} on "
-                  f"{fidelity.get('images_from')}: {fidelity.get('summary')}", markup=False)
+    if fidelity is not None and "float_model" in fidelity:
+        out.print(f"fidelity against {fidelity['float_model']} on "
+                  f"{fidelity.get('images_from')}: {fidelity.get('summary')} (float "
+                  f"preprocessing: {fidelity.get('float_recipe', 'not recorded')})",
+                  markup=False)
+    elif fidelity is not None:
+        out.print(f"fidelity: {fidelity.get('summary')}", markup=False)
     else:
         out.print("fidelity: not measured (axrun check MODEL --float FLOAT.onnx IMAGES... "
                   "--save)")

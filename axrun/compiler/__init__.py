@@ -33,6 +33,7 @@ from axrun.compiler.writer import FolderContents, write_model_folder
 from axrun.errors import AxrunError, CompileError, ModelError
 from axrun.modelfolder import TASKS, read_labels
 from axrun.preprocess import PreprocessRecipe
+from axrun.tasks.postamble import last_computing_op
 from axrun.tensors import TensorSpec, pad, quantize
 
 __all__ = ["CompileOptions", "compile_model"]
@@ -118,10 +119,22 @@ def compile_model(
     device, in_spec, out_specs = _device_graph(graph, batches, int16, options)
     ranking: list[dict[str, object]] = []
     if options.auto_int16:
-        checked = (load_calibration(held_out, options.recipe, graph.input_shape)
-                   if held_out else batches)[:LAYER_IMAGES]
+        checked = batches[:LAYER_IMAGES]
+        if held_out:
+            try:
+                checked = load_calibration(held_out[:LAYER_IMAGES], options.recipe,
+                                           graph.input_shape)
+            except CompileError:  # none of them readable: the calibration images then
+                log.warning("warning: --auto-int16 ranks on calibration images: the "
+                            "held-out ones could not be read")
         report = layer_sensitivity(device, [_device_input(b, in_spec) for b in checked])
-        chosen = report.worst(options.auto_int16)  # 8-bit ones: --int16 ones are not ranked
+        produced = {o for node in graph.device.graph.node for o in node.output}
+        ranked = [t for t in report.worst(len(report.layers)) if t in produced]
+        chosen = ranked[:options.auto_int16]  # 8-bit ones: --int16 ones are not ranked
+        if len(chosen) < options.auto_int16:
+            log.warning("warning: --auto-int16 %d: the device part has %d 8-bit "
+                        "activations that can be kept at 16 bits; keeping all of them",
+                        options.auto_int16, len(chosen))
         log.info("--auto-int16: output SQNR %.1f dB with every activation 8-bit; rounded "
                  "alone, these cost the most: %s", report.int8_sqnr_db,
                  ", ".join(f"{layer.tensor} ({layer.op}) {layer.sqnr_db:.1f} dB"
@@ -130,6 +143,11 @@ def compile_model(
         ranking = [layer.to_dict() for layer in report.layers[:options.auto_int16 + 3]]
         int16 += tuple(chosen)
         device, in_spec, out_specs = _device_graph(graph, batches, int16, options)
+    decoder = dict(options.decoder)
+    if task == "classify" and graph.postamble is None and "scores" not in decoder and \
+            last_computing_op(graph.device.graph, graph.output_names[0]) == "Softmax":
+        decoder["scores"] = "probabilities"  # a second softmax would flatten them
+        log.info("scores: probabilities (the network ends in Softmax)")
     if labels is not None and task == "classify":
         classes = graph.output_shapes[0][1] if graph.postamble is None else None
         if classes is not None and classes != len(labels):
@@ -138,7 +156,7 @@ def compile_model(
     sidecar = {
         "task": task,
         "preprocess": options.recipe.to_dict(),
-        "decoder": options.decoder,
+        "decoder": decoder,
         "source_model": options.model.name,
         "calibration_images": len(paths),
         "int16_tensors": list(int16),
@@ -205,12 +223,14 @@ def _report_fidelity(folder: Path, float_model: Path, held_out: list[Path],
     try:
         fidelity = check_model(folder, float_model, [Item(str(p)) for p in held_out],
                                backend="emulator",
-                               images_from=f"{len(held_out)} held-out images of {calibration}")
+                               images_from=f"{len(held_out)} held-out images of {calibration}",
+                               float_recipe_from="compile's, on both sides: these figures "
+                               "measure the quantization, not the recipe")
     except AxrunError as exc:
         raise CompileError(f"{folder} was written, but running it against the float model "
                            f"failed: {exc}") from exc
     fidelity.save(folder)
-    log.info("fidelity against the float model, %s: %s", fidelity.images_from,
-             fidelity.tally.summary())
+    log.info("fidelity against the float model (the same recipe on both sides), %s: %s",
+             fidelity.images_from, fidelity.tally.summary())
     for entry in fidelity.disagreements[:5]:
         log.info("  differs: %s", disagreement_text(entry))

@@ -28,7 +28,8 @@ def calibration_images(folder: Path, limit: int, seed: int = 0, holdout: int = 0
     set aside to check the result on, both spread over the whole folder: its
     sub-folders take turns (each in a seeded shuffle of its own), so that a folder of
     ``a_night/`` and ``b_day/`` gives both, not the first ``limit`` names in sorted
-    order. The held-out images come first, at most a fifth of the folder. The same
+    order. The held-out images, at most a fifth of the folder, come from each
+    sub-folder in proportion to its size, never its last image. The same
     sample for the same folder and ``seed``. Also a line saying how many of how many
     were taken for calibration, and from where.
 
@@ -50,17 +51,39 @@ def calibration_images(folder: Path, limit: int, seed: int = 0, holdout: int = 0
     rng = np.random.default_rng(seed)
     queues = {name: [paths[i] for i in rng.permutation(len(paths))]
               for name, paths in sorted(groups.items())}
-    longest = max(len(q) for q in queues.values())
-    order = [(name, queue[i]) for i in range(longest) for name, queue in queues.items()
+    held = _held_out_shares({n: len(q) for n, q in queues.items()},
+                            min(holdout, len(found) // 5))
+    kept = {name: queue[held[name]:] for name, queue in queues.items()}
+    longest = max(len(q) for q in kept.values())
+    order = [queue[i] for i in range(longest) for queue in kept.values()
              if i < len(queue)]  # the sub-folders taking turns
-    held = min(holdout, len(found) // 5)
-    chosen = order[held:held + limit]
-    taken = {name: sum(n == name for n, _ in chosen) for name in queues}
+    chosen = order[:limit]
+    taken = dict.fromkeys(queues, 0)
+    for path in chosen:
+        taken[path.parent.relative_to(folder).as_posix()] += 1
     where = ", ".join(f"{'top level' if n == '.' else n + '/'} {taken[n]} of {len(q)}"
                       for n, q in queues.items())
+    total_held = sum(held.values())
     said = f"calibration: {len(chosen)} of {len(found)} images ({where})" + (
-        f"; {held} others held out to check the result" if held else "")
-    return sorted(p for _, p in chosen), sorted(p for _, p in order[:held]), said
+        f"; {total_held} others held out to check the result" if total_held else "")
+    held_out = [p for name, queue in queues.items() for p in queue[:held[name]]]
+    return sorted(chosen), sorted(held_out), said
+
+
+def _held_out_shares(sizes: dict[str, int], total: int) -> dict[str, int]:
+    """How many images of each sub-folder to hold out, ``total`` in all: in proportion
+    to their sizes (largest remainders first), and never a sub-folder's last image, so
+    that calibration sees every sub-folder."""
+    count = sum(sizes.values())
+    exact = {n: total * size / count for n, size in sizes.items()}
+    shares = {n: min(int(e), max(sizes[n] - 1, 0)) for n, e in exact.items()}
+    for name in sorted(exact, key=lambda n: exact[n] - int(exact[n]), reverse=True):
+        if sum(shares.values()) >= total:
+            break
+        if shares[name] < sizes[name] - 1:
+            shares[name] += 1
+    return shares
+
 
 
 def check_calibration(samples: Sequence[np.ndarray], recipe: PreprocessRecipe) -> list[str]:

@@ -122,8 +122,10 @@ def gated_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple[str
     graph = model.graph
     inputs = {v.name for v in graph.input}
     producers = {o: n for n in graph.node for o in n.output}
-    candidates = _candidates(model, inputs | {f"{i}{FLOAT_SUFFIX}" for i in inputs})
     outputs = [_unrounded(producers, f"{o.name}{FLOAT_SUFFIX}") for o in graph.output]
+    # the device outputs' own quantization is the int8 boundary: not a candidate
+    candidates = [q for q in _candidates(model, inputs | {f"{i}{FLOAT_SUFFIX}" for i in inputs})
+                  if q.input[0] not in outputs]
     if not candidates or any(o not in producers for o in outputs):
         raise ModelError("the device graph has no 8-bit activations axrun can switch "
                          "(QuantizeLinear → DequantizeLinear): a per-layer report needs a "

@@ -318,3 +318,39 @@ def test_calibration_is_spread_over_sub_folders(tmp_path) -> None:
     assert check_calibration(samples, recipe) == []
     night = [s for s, p in zip(samples, paths, strict=True) if p.parent.name == "a_night"]
     assert "span pixel values" in check_calibration(night, recipe)[0]
+
+
+def test_held_out_images_keep_every_sub_folder_in_calibration(tmp_path) -> None:
+    """40 day images and 2 night ones: the 8 held out come from day/ in proportion,
+    and never a sub-folder's last image; none of them is calibrated on."""
+    from axrun.compiler.quantize import calibration_images
+
+    for name, count in (("a_day", 40), ("b_night", 2)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            cv2.imwrite(str(tmp_path / name / f"{i:02d}.png"), np.zeros((4, 4, 3), np.uint8))
+    paths, held_out, said = calibration_images(tmp_path, 200, holdout=20)
+    assert said == ("calibration: 34 of 42 images (a_day/ 32 of 40, b_night/ 2 of 2); "
+                    "8 others held out to check the result")
+    assert len(held_out) == 8 and not set(held_out) & set(paths)
+    assert {p.parent.name for p in held_out} == {"a_day"}
+
+
+def test_compile_compares_held_out_images_and_records_softmax_scores(calib, tmp_path) -> None:
+    """A classifier ending in Softmax gives probabilities (no second softmax in
+    classify); one of the 6 images is held out and compared: fidelity.json, which
+    info shows, and which names where the float side's recipe came from."""
+    net = classifier_network(1, 16, 10)
+    net.graph.node[-1].output[0] = "logits_raw"
+    net.graph.node.append(helper.make_node("Softmax", ["logits_raw"], ["logits"], axis=1))
+    src = tmp_path / "softmax.onnx"
+    onnx.save(net, src)
+    out = compile_model(options(src, tmp_path / "m", calib, task="classify", holdout=20))
+    side = json.loads((out / "axrun.json").read_text())
+    assert side["decoder"] == {"scores": "probabilities"} and side["calibration_images"] == 5
+    fidelity = json.loads((out / "fidelity.json").read_text())
+    assert fidelity["images"] == 1 and fidelity["metrics"]["top1_agreement"] in (0.0, 1.0)
+    assert fidelity["metrics"]["mean_abs_score_diff"] < 0.2  # probabilities, not re-softmaxed
+    assert fidelity["float_recipe"].startswith("compile's, on both sides")
+    info = runner.invoke(app, ["info", str(out)])
+    assert "fidelity against softmax.onnx on 1 held-out images" in info.stdout
