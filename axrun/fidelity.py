@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 
 from axrun.compiler.sensitivity import LayerReport
+from axrun.compiler.writer import FIDELITY
 from axrun.engine import Engine, EngineConfig
-from axrun.errors import InputError, ModelError
-from axrun.modelfolder import ModelFolder, load_model_folder
-from axrun.preprocess import Geometry, PreprocessRecipe, network_input
+from axrun.errors import InputError, ModelError, OutputError
+from axrun.modelfolder import ModelFolder, load_model_folder, read_json
+from axrun.preprocess import PreprocessRecipe, network_input
 from axrun.results import Classification, Detections
 from axrun.sources import Item
 from axrun.tasks import make_task, task_name
@@ -45,8 +46,10 @@ from axrun.tasks.detect import Detector, detect_format
 from axrun.tasks.postamble import last_computing_op
 from axrun.tensors import TensorSpec
 
-FIDELITY_FILE = "fidelity.json"  # written into a model folder by compile and check --save
+FIDELITY_FILE = FIDELITY  # written into a model folder by compile and check --save
 IOU_MATCH = 0.5
+# where the float side's recipe came from, when it is the INT8 folder's own
+FOLDER_RECIPE = "the INT8 folder's: a wrong recipe in it does not show in these figures"
 TOP_K = 5
 FIDELITY_VERSION = 1
 
@@ -101,8 +104,9 @@ class Comparison:
     detail: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "frame": self.frame, "agrees": self.agrees,
-                **self.detail}
+        """JSON-ready, figures rounded to 4 decimals."""
+        rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in self.detail.items()}
+        return {"source": self.source, "frame": self.frame, "agrees": self.agrees, **rounded}
 
 
 def compare_classification(float_: Classification, int8: Classification) -> dict[str, Any]:
@@ -113,7 +117,7 @@ def compare_classification(float_: Classification, int8: Classification) -> dict
     int8_score = float(int8.confidence[where[0]]) if len(where) else 0.0
     return {"float": _top(float_), "int8": _top(int8),
             "float_top1_in_int8_top5": bool(len(where) and where[0] < TOP_K),
-            "score_diff": round(abs(int8_score - float(float_.confidence[0])), 4)}
+            "score_diff": abs(int8_score - float(float_.confidence[0]))}
 
 
 def compare_detections(float_: Detections, int8: Detections) -> dict[str, Any]:
@@ -124,7 +128,7 @@ def compare_detections(float_: Detections, int8: Detections) -> dict[str, Any]:
     matched_q = {j for _, j, _ in pairs}
     return {"float_boxes": len(float_), "int8_boxes": len(int8), "matched": len(pairs),
             "float_labels": sorted(set(float_.label)), "int8_labels": sorted(set(int8.label)),
-            "mean_iou": round(float(np.mean([p[2] for p in pairs])), 4) if pairs else None,
+            "mean_iou": float(np.mean([p[2] for p in pairs])) if pairs else None,
             "missed": [_box(float_, i) for i in range(len(float_)) if i not in matched_f],
             "extra": [_box(int8, j) for j in range(len(int8)) if j not in matched_q]}
 
@@ -189,7 +193,7 @@ class Tally:
         """One line, e.g. ``6 images: top-1 agreement 5/6 (83.3%), top-5 6/6, mean
         score difference 0.021``."""
         head = f"{self.images} image(s) compared" + (
-            f", {self.failed} could not be read" if self.failed else "")
+            f", {self.failed} input(s) failed" if self.failed else "")
         if not self.images:
             return head
         if self.task == "classify":
@@ -303,7 +307,7 @@ class FloatNetwork:
             raise ModelError(f"{self.path}: the float model's output: {exc}") from exc
         return fmt, None
 
-    def predict(self, image: np.ndarray) -> tuple[Classification | Detections, Geometry]:
+    def predict(self, image: np.ndarray) -> Classification | Detections:
         """The float answer for one BGR ``uint8`` image (H, W, 3).
 
         Raises:
@@ -317,9 +321,9 @@ class FloatNetwork:
         except Exception as exc:  # ONNX Runtime's errors have no common base
             raise ModelError(f"{self.path}: the float model failed: {exc}") from exc
         if isinstance(self.task, Classifier):
-            return self.task.classify_scores(outputs[0][0], self.score_kind), geometry
+            return self.task.classify_scores(outputs[0][0], self.score_kind)
         boxes, scores = self.task.decode(outputs, 0, self.format, self.box_output)
-        return self.task.detections(boxes, scores, geometry), geometry
+        return self.task.detections(boxes, scores, geometry)
 
 
 @dataclass
@@ -329,7 +333,7 @@ class Fidelity:
     tally: Tally
     float_model: str
     images_from: str
-    float_recipe: str = "the INT8 folder's"
+    float_recipe: str  # where the float side's preprocessing came from
     disagreements: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
 
@@ -341,11 +345,20 @@ class Fidelity:
                 "disagreements": self.disagreements, "failures": self.failures}
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_dict` as ``folder/fidelity.json`` (replacing it whole)."""
+        """Write :meth:`to_dict` as ``folder/fidelity.json`` (replacing it whole).
+
+        Raises:
+            OutputError: it cannot be written (nothing is left behind).
+        """
         path = Path(folder) / FIDELITY_FILE
         tmp = path.with_name(f".{FIDELITY_FILE}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            if tmp.is_file():
+                tmp.unlink()
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
         return path
 
 
@@ -358,7 +371,7 @@ def compare(results: Iterable[Any], reference: FloatNetwork) -> Iterator[
         if result.error is not None:
             yield result.source, result.error
             continue
-        float_, _ = reference.predict(result.image)
+        float_ = reference.predict(result.image)
         int8 = result.prediction
         if isinstance(int8, Classification) and isinstance(float_, Classification):
             detail = compare_classification(float_, int8)
@@ -409,9 +422,7 @@ def check_model(
     reference = FloatNetwork(float_model, task, float_recipe)
     kind = "classify" if isinstance(task, Classifier) else "detect"
     fidelity = Fidelity(Tally(kind), Path(float_model).name, images_from,
-                        float_recipe_from or ("given" if float_recipe else
-                                              "the INT8 folder's: a wrong recipe in it does "
-                                              "not show in these figures"))
+                        float_recipe_from or ("given" if float_recipe else FOLDER_RECIPE))
     with Engine(folder, backend=backend, config=EngineConfig(decode="full")) as engine:
         for outcome in compare(engine.run(task, items, keep_images=True), reference):
             if isinstance(outcome, Comparison):
@@ -427,10 +438,11 @@ def check_model(
 
 
 def device_inputs(task: Classifier | Detector, spec: TensorSpec, items: Iterable[Item],
-                  limit: int) -> list[np.ndarray]:
+                  limit: int, on_error: Callable[[InputError], None] | None = None) -> \
+        list[np.ndarray]:
     """At most ``limit`` readable images of ``items`` written as the device input (a
-    whole padded int8 batch, the image in slot 0): what :func:`layer_sensitivity`
-    runs on. Unreadable ones are skipped.
+    whole padded int8 batch, the image in every slot): what :func:`layer_sensitivity`
+    runs on. Unreadable ones are skipped, each given to ``on_error``.
 
     Raises:
         InputError: none of them could be read.
@@ -441,10 +453,13 @@ def device_inputs(task: Classifier | Detector, spec: TensorSpec, items: Iterable
             break
         try:
             image = item.load()
-        except InputError:
+        except InputError as exc:
+            if on_error is not None:
+                on_error(exc)
             continue
         buffer = np.full(spec.shape, spec.zero_point, np.int8)
         task.preprocess(image, [buffer[0]])
+        buffer[1:] = buffer[0]
         out.append(buffer)
     if not out:
         raise InputError("none of the images could be read", "decode")
@@ -452,11 +467,13 @@ def device_inputs(task: Classifier | Detector, spec: TensorSpec, items: Iterable
 
 
 def layer_report(model: str | os.PathLike[str] | ModelFolder, items: Iterable[Item],
-                 images: int = 8, on_progress: Callable[[int, int], None] | None = None) -> \
-        LayerReport:
+                 images: int = 4, on_progress: Callable[[int, int], None] | None = None,
+                 on_error: Callable[[InputError], None] | None = None,
+                 graph: Any = None) -> LayerReport:
     """Where the INT8 model ``model`` (a folder ``axrun compile`` wrote) loses
     precision, activation by activation (:func:`~axrun.compiler.sensitivity.layer_sensitivity`),
-    on the first ``images`` readable images of ``items``.
+    on the first ``images`` readable images of ``items`` (``on_error`` gets each
+    unreadable one); ``graph``: its :func:`qdq_graph`, when already loaded.
 
     Raises:
         ModelError: not a folder axrun compile wrote (no QDQ device graph).
@@ -465,8 +482,9 @@ def layer_report(model: str | os.PathLike[str] | ModelFolder, items: Iterable[It
     from axrun.compiler.sensitivity import layer_sensitivity
 
     folder = model if isinstance(model, ModelFolder) else load_model_folder(model)
-    graph = qdq_graph(folder)
-    inputs = device_inputs(make_task(folder, None), folder.manifest.inputs[0], items, images)
+    graph = graph if graph is not None else qdq_graph(folder)
+    inputs = device_inputs(make_task(folder, None), folder.manifest.inputs[0], items, images,
+                           on_error)
     return layer_sensitivity(graph, inputs, on_progress)
 
 
@@ -481,7 +499,7 @@ def qdq_graph(folder: ModelFolder) -> Any:
 
     from axrun.compiler.sensitivity import gated_graph
 
-    graph_file = folder.root / str(_read_json(folder.model_json).get("device_graph", ""))
+    graph_file = folder.root / str(read_json(folder.model_json).get("device_graph", ""))
     if not graph_file.is_file():
         raise ModelError(f"{folder.root}: no device graph (the QDQ graph axrun compile "
                          "writes): a per-layer report needs a folder axrun compile wrote")
@@ -491,15 +509,6 @@ def qdq_graph(folder: ModelFolder) -> Any:
         raise ModelError(f"{graph_file}: cannot read the device graph: {exc}") from exc
     gated_graph(graph)  # raises when it has nothing to switch
     return graph
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; empty when it is missing or not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def read_fidelity(folder: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -59,6 +59,7 @@ class Sidecar:
     labels_file: str | None
     decoder: dict[str, Any]
     device_config: dict[str, int] = field(default_factory=dict)
+    int16: tuple[str, ...] = ()  # activations compile kept at 16 bits
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,7 @@ def read_model_info(path: Path) -> ModelInfo:
     Raises:
         ModelError: the file or one of those fields is malformed.
     """
-    f = _Fields(path, _read_json(path))
+    f = _Fields(path, read_json(path))
     category = f.text("task_category", "")
     labels = f.get("labels", None)
     if labels is not None and (not isinstance(labels, list)
@@ -300,7 +301,7 @@ def read_model_info(path: Path) -> ModelInfo:
     return ModelInfo(path, categories, tuple(labels) if labels else None, num_classes)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -461,7 +462,7 @@ def read_manifest(path: Path) -> Manifest:
     Raises:
         ModelError: naming the file and the field that is missing or malformed.
     """
-    f = _Fields(path, _read_json(path))
+    f = _Fields(path, read_json(path))
     specs: dict[str, tuple[TensorSpec, ...]] = {}
     for kind in ("input", "output"):
         shapes = f.shapes(f"{kind}_shapes")
@@ -514,7 +515,7 @@ def read_sidecar(path: Path) -> Sidecar:
     Raises:
         ModelError: naming the file and the field that is malformed.
     """
-    f = _Fields(path, _read_json(path))
+    f = _Fields(path, read_json(path))
     task = f.get("task", None)
     if task is not None and task not in TASKS:
         raise f.fail("task", f"must be one of {', '.join(TASKS)}, not {task!r}")
@@ -534,8 +535,11 @@ def read_sidecar(path: Path) -> Sidecar:
     if not isinstance(device_config, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in device_config.values()):
         raise f.fail("device_config", "must be an object of integer settings")
+    int16 = f.get("int16_tensors", [])
+    if not isinstance(int16, list) or not all(isinstance(t, str) for t in int16):
+        raise f.fail("int16_tensors", "must be a list of tensor names")
     return Sidecar(task=task, preprocess=recipe, labels_file=labels, decoder=decoder,
-                   device_config=device_config)
+                   device_config=device_config, int16=tuple(int16))
 
 
 def manifest_dict(

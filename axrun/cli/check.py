@@ -19,11 +19,12 @@ from axrun.cli._common import (
     print_json,
     stderr_console,
 )
-from axrun.cli.compile import choose_recipe
+from axrun.cli.compile import choose_recipe, metadata_recipe
 from axrun.compiler.sensitivity import LayerReport
-from axrun.errors import EXIT_INPUT_FAILED, InputError, UsageError
+from axrun.errors import EXIT_INPUT_FAILED, EXIT_OUTPUT, InputError, OutputError, UsageError
 from axrun.fidelity import (
     FIDELITY_FILE,
+    FOLDER_RECIPE,
     Comparison,
     check_model,
     disagreement_text,
@@ -42,11 +43,9 @@ def float_recipe(model: Path, preset: str | None, preprocess: str | None) -> \
     """The float model's preprocessing and where it came from: ``--preset`` and
     ``--preprocess``, else its ONNX metadata, else None (the INT8 folder's)."""
     if preset is None and preprocess is None:
-        try:
-            return choose_recipe(model, None, None)
-        except UsageError:
-            return None, ("the INT8 model's (give --preset or --preprocess to check the "
-                          "folder's recipe too)")
+        recipe = metadata_recipe(model)  # a recipe there that cannot be read: an error
+        if recipe is None:
+            return None, FOLDER_RECIPE
     return choose_recipe(model, preset, preprocess)
 
 
@@ -117,6 +116,13 @@ def check_command(
     if float_model is None and not per_layer:
         raise UsageError("give --float FLOAT.onnx (the float model to compare with), or "
                          "--per-layer")
+    if float_model is None:
+        given = [name for name, value in (("--save", save), ("--preset", preset),
+                                          ("--preprocess", preprocess), ("--conf", conf),
+                                          ("--iou", iou)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)}: for the comparison with --float; "
+                             "--per-layer alone does not use them")
     configure_logging(quiet)
     backend = global_options(ctx).backend
     folder = load_model_folder(model)
@@ -127,8 +133,7 @@ def check_command(
                          "figures with it")
     recipe, origin = float_recipe(float_model, preset, preprocess) if float_model else \
         (None, "")
-    if per_layer:
-        qdq_graph(folder)  # refused now, not after the comparison
+    graph = qdq_graph(folder) if per_layer else None  # refused now, not after comparing
     task_options: dict[str, Any] = {k: v for k, v in (("conf", conf), ("iou", iou))
                                     if v is not None}
     err = stderr_console()
@@ -138,9 +143,18 @@ def check_command(
     # (stdin) is read once.
     first = list(itertools.islice(stream, layer_images + SPARE_IMAGES)) if per_layer else []
     exit_code = 0
+    write_failed = False
+    unreadable: list[str] = []
+
+    def on_error(exc: InputError) -> None:
+        unreadable.append(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+
     if float_model is not None:
         if not quiet:
-            err.print(f"float model preprocessing: {origin}", markup=False)
+            err.print(f"float model preprocessing: {origin}" + (
+                " (--preset or --preprocess checks it too)" if recipe is None else ""),
+                markup=False)
 
         def on_image(outcome: Comparison | tuple[str, InputError]) -> None:
             if isinstance(outcome, tuple):
@@ -164,9 +178,13 @@ def check_command(
                 if tally.images else "no image could be read"), markup=False)
         else:
             if save:
-                err.print(f"wrote {fidelity.save(folder.root)}", markup=False)
+                try:
+                    err.print(f"wrote {fidelity.save(folder.root)}", markup=False)
+                except OutputError as exc:  # after the --json document, with its status
+                    err.print(f"error: {exc}", markup=False)
+                    write_failed = True
             if tally.agreement < min_agreement:
-                err.print(f"agreement {tally.agreement:.3f} is below --min-agreement "
+                err.print(f"agreement {tally.agreement:.4f} is below --min-agreement "
                           f"{min_agreement:g}", markup=False)
                 exit_code = EXIT_INPUT_FAILED
             if tally.failed:
@@ -180,17 +198,21 @@ def check_command(
                 bar = progress.add_task("per layer", total=None)
                 report = layer_report(folder, first, layer_images,
                                       lambda done, total: progress.update(
-                                          bar, completed=done, total=total))
+                                          bar, completed=done, total=total),
+                                      on_error if float_model is None else None, graph)
         except InputError as exc:
             err.print(f"error: --per-layer: {exc}", markup=False)
             document["per_layer"] = {"error": str(exc)}
             exit_code = EXIT_INPUT_FAILED
         else:
-            _print_layers(report, top, document if as_json else None)
+            kept = folder.sidecar.int16 if folder.sidecar else ()
+            _print_layers(report, top, kept, document if as_json else None)
     if as_json:
         print_json(document)
-    if exit_code:
-        raise typer.Exit(exit_code)
+    if write_failed:
+        raise typer.Exit(EXIT_OUTPUT)
+    if exit_code or unreadable:
+        raise typer.Exit(EXIT_INPUT_FAILED)
 
 
 SPARE_IMAGES = 8  # images kept beyond --layer-images, in case some cannot be read
@@ -212,19 +234,25 @@ def _images(specs: list[str]) -> Iterator[Item]:
         yield item
 
 
-def _print_layers(report: LayerReport, top: int, document: dict[str, Any] | None) -> None:
-    """The ranking: into ``document`` (--json), else as lines."""
+def _print_layers(report: LayerReport, top: int, kept: tuple[str, ...],
+                  document: dict[str, Any] | None) -> None:
+    """The ranking: into ``document`` (--json), else as lines; ``kept``: the
+    activations already at 16 bits (not ranked), which the suggestion keeps."""
     if document is not None:
         document["per_layer"] = report.to_dict()
         return
     print(f"per layer, on {report.images} image(s): the device outputs' SQNR is "
-          f"{report.int8_sqnr_db:.1f} dB with every activation 8-bit; rounded alone "
-          "(the others unrounded), these cost the most:")
+          f"{report.int8_sqnr_db:.1f} dB as compiled; rounded alone (the others unrounded), "
+          "these 8-bit activations cost the most:")
     for layer in report.layers[:top]:
         print(f"  {layer.sqnr_db:6.1f} dB  {layer.tensor}  ({layer.op})")
     worst = report.worst(min(top, 4))
-    print("candidates for 16 bits: axrun compile ... "
-          + " ".join(f"--int16 {t}" for t in worst) + f" (or --auto-int16 {len(worst)})")
+    already = "".join(f" --int16 {t}" for t in kept)
+    if kept:
+        print(f"already 16-bit (not ranked): {' '.join(kept)}")
+    print(f"candidates for 16 bits: axrun compile ...{already}"
+          + "".join(f" --int16 {t}" for t in worst)
+          + f" (or ...{already} --auto-int16 {len(worst)})")
 
 
 def register(app: typer.Typer) -> None:

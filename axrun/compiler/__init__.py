@@ -29,7 +29,7 @@ from axrun.compiler.quantize import (
     quantize_device,
 )
 from axrun.compiler.sensitivity import layer_sensitivity
-from axrun.compiler.writer import FolderContents, write_model_folder
+from axrun.compiler.writer import FolderContents, check_replaceable, write_model_folder
 from axrun.errors import AxrunError, CompileError, ModelError
 from axrun.modelfolder import TASKS, read_labels
 from axrun.preprocess import PreprocessRecipe
@@ -94,6 +94,7 @@ def compile_model(
         CompileError: one line saying what is wrong (shapes, cut names, calibration
             folder, unsupported operators...).
     """
+    check_replaceable(options.output)  # before the work, as well as at the end
     labels = None
     if options.labels is not None:
         try:
@@ -128,15 +129,13 @@ def compile_model(
                 log.warning("warning: --auto-int16 ranks on calibration images: the "
                             "held-out ones could not be read")
         report = layer_sensitivity(device, [_device_input(b, in_spec) for b in checked])
-        produced = {o for node in graph.device.graph.node for o in node.output}
-        ranked = [t for t in report.worst(len(report.layers)) if t in produced]
-        chosen = ranked[:options.auto_int16]  # 8-bit ones: --int16 ones are not ranked
+        chosen = report.worst(options.auto_int16)  # 8-bit ones: --int16 ones are not ranked
         if len(chosen) < options.auto_int16:
             log.warning("warning: --auto-int16 %d: the device part has %d 8-bit "
                         "activations that can be kept at 16 bits; keeping all of them",
                         options.auto_int16, len(chosen))
-        log.info("--auto-int16: output SQNR %.1f dB with every activation 8-bit; rounded "
-                 "alone, these cost the most: %s", report.int8_sqnr_db,
+        log.info("--auto-int16: output SQNR %.1f dB as first quantized; rounded alone, "
+                 "these 8-bit activations cost the most: %s", report.int8_sqnr_db,
                  ", ".join(f"{layer.tensor} ({layer.op}) {layer.sqnr_db:.1f} dB"
                            for layer in report.layers[:options.auto_int16 + 3]))
         log.info("--auto-int16: keeping %s at 16 bits", " ".join(chosen))
@@ -177,6 +176,7 @@ def compile_model(
 
 
 LAYER_IMAGES = 4  # images the --auto-int16 ranking runs on (one graph run per activation)
+FIDELITY_WARNING = 0.9  # held-out agreement below which compile warns (also with -q)
 
 
 def _device_graph(graph: PreparedGraph, batches: list[np.ndarray], int16: tuple[str, ...],
@@ -216,9 +216,9 @@ def _report_fidelity(folder: Path, float_model: Path, held_out: list[Path],
 
     log = logging.getLogger("axrun")
     if not held_out:
-        log.info("fidelity: no images held out (the calibration folder is small, or "
-                 "--holdout 0); run axrun check %s --float %s IMAGES... on other images",
-                 folder, float_model)
+        log.info("fidelity: no images held out (--holdout 0, fewer than 5 images, or "
+                 "sub-folders of one image each, which calibration keeps); run axrun check "
+                 "%s --float %s IMAGES... on other images", folder, float_model)
         return
     try:
         fidelity = check_model(folder, float_model, [Item(str(p)) for p in held_out],
@@ -234,3 +234,9 @@ def _report_fidelity(folder: Path, float_model: Path, held_out: list[Path],
              fidelity.images_from, fidelity.tally.summary())
     for entry in fidelity.disagreements[:5]:
         log.info("  differs: %s", disagreement_text(entry))
+    agreement = fidelity.tally.agreement
+    if agreement is not None and agreement < FIDELITY_WARNING:
+        log.warning("warning: on the held-out images INT8 agrees with float %.0f%% (%s): "
+                    "see axrun check --per-layer and --auto-int16, or calibrate on more "
+                    "images like these", 100 * agreement,
+                    "top-1" if fidelity.tally.task == "classify" else "box F1")

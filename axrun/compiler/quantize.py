@@ -24,8 +24,8 @@ from axrun.sources import IMAGE_SUFFIXES
 def calibration_images(folder: Path, limit: int, seed: int = 0, holdout: int = 0) -> \
         tuple[list[Path], list[Path], str]:
     """At most ``limit`` image files under ``folder`` (those with a suffix
-    :mod:`axrun.sources` reads as an image) for calibration, and ``holdout`` others
-    set aside to check the result on, both spread over the whole folder: its
+    :mod:`axrun.sources` reads as an image) for calibration, and up to ``holdout``
+    others set aside to check the result on, both spread over the whole folder: its
     sub-folders take turns (each in a seeded shuffle of its own), so that a folder of
     ``a_night/`` and ``b_day/`` gives both, not the first ``limit`` names in sorted
     order. The held-out images, at most a fifth of the folder, come from each
@@ -77,10 +77,14 @@ def _held_out_shares(sizes: dict[str, int], total: int) -> dict[str, int]:
     count = sum(sizes.values())
     exact = {n: total * size / count for n, size in sizes.items()}
     shares = {n: min(int(e), max(sizes[n] - 1, 0)) for n, e in exact.items()}
-    for name in sorted(exact, key=lambda n: exact[n] - int(exact[n]), reverse=True):
-        if sum(shares.values()) >= total:
+    # what is still owed goes one image at a time, largest remainder first, to the
+    # sub-folders that can give one more (a capped one's share passes on)
+    order = sorted(exact, key=lambda n: exact[n] - shares[n], reverse=True)
+    while sum(shares.values()) < total:
+        open_ = [n for n in order if shares[n] < sizes[n] - 1]
+        if not open_:
             break
-        if shares[name] < sizes[name] - 1:
+        for name in open_[:total - sum(shares.values())]:
             shares[name] += 1
     return shares
 
@@ -144,14 +148,22 @@ class QuantParams:
     zero_point: int
 
 
-def _param_value(model: onnx.ModelProto, name: str) -> np.ndarray:
+def constant_value(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    """The value of initializer or ``Constant`` ``name`` in ``model``; None if neither."""
     for init in model.graph.initializer:
         if init.name == name:
             return numpy_helper.to_array(init)
     for node in model.graph.node:
         if node.op_type == "Constant" and node.output[0] == name:
             return numpy_helper.to_array(node.attribute[0].t)
-    raise CompileError(f"quantized model: no constant {name!r}")
+    return None
+
+
+def _param_value(model: onnx.ModelProto, name: str) -> np.ndarray:
+    value = constant_value(model, name)
+    if value is None:
+        raise CompileError(f"quantized model: no constant {name!r}")
+    return value
 
 
 def params_from_range(lo: float, hi: float) -> QuantParams:

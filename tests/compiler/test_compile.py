@@ -186,9 +186,8 @@ def test_calibration_folder_errors(detector_onnx, tmp_path) -> None:
 def test_rerun_replaces_atomically_and_failure_keeps_old(detector_onnx, calib, tmp_path) -> None:
     dest = tmp_path / "m"
     compile_model(options(detector_onnx, dest, calib, postamble_from=("head_a", "head_b")))
-    (dest / "stale.txt").write_text("from before")
     compile_model(options(detector_onnx, dest, calib))
-    assert not (dest / "stale.txt").exists() and not (dest / "postprocess_graph.onnx").exists()
+    assert not (dest / "postprocess_graph.onnx").exists()  # the old folder's, gone
     before = sorted(p.name for p in dest.iterdir())
     with pytest.raises(CompileError):
         compile_model(options(detector_onnx, dest, calib, postamble_from=("nope",)))
@@ -336,6 +335,15 @@ def test_held_out_images_keep_every_sub_folder_in_calibration(tmp_path) -> None:
     assert {p.parent.name for p in held_out} == {"a_day"}
 
 
+def test_held_out_shares_pass_on_what_single_image_folders_cannot_give() -> None:
+    from axrun.compiler.quantize import _held_out_shares
+
+    sizes = {f"one{i:02d}": 1 for i in range(50)} | {"big": 50}
+    assert _held_out_shares(sizes, 20) == {**dict.fromkeys(sizes, 0), "big": 20}
+    assert sum(_held_out_shares({"a": 3, "b": 2}, 5).values()) == 3  # each keeps one
+    assert _held_out_shares({"a": 10}, 0) == {"a": 0}
+
+
 def test_compile_compares_held_out_images_and_records_softmax_scores(calib, tmp_path) -> None:
     """A classifier ending in Softmax gives probabilities (no second softmax in
     classify); one of the 6 images is held out and compared: fidelity.json, which
@@ -354,3 +362,20 @@ def test_compile_compares_held_out_images_and_records_softmax_scores(calib, tmp_
     assert fidelity["float_recipe"].startswith("compile's, on both sides")
     info = runner.invoke(app, ["info", str(out)])
     assert "fidelity against softmax.onnx on 1 held-out images" in info.stdout
+
+
+def test_compile_never_replaces_a_folder_with_other_files(detector_onnx, calib, tmp_path) -> None:
+    """compile replaces its output folder whole: a folder holding anything it did not
+    write (notes, the calibration photos themselves) is refused before any work."""
+    dest = tmp_path / "m"
+    compile_model(options(detector_onnx, dest, calib, postamble_from=("head_a", "head_b")))
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(CompileError, match=r"holds files axrun compile did not write "
+                                           r"\(notes.txt\)"):
+        compile_model(options(detector_onnx, dest, calib))
+    assert (dest / "notes.txt").read_text() == "mine"
+    photos = sorted(p.name for p in calib.iterdir())
+    result = runner.invoke(app, [*COMPILE, str(detector_onnx), "-o", str(calib),
+                                 "--calibration", str(calib), "--preset", "yolox"])
+    assert result.exit_code == 3 and "holds files axrun compile did not write" in result.stderr
+    assert sorted(p.name for p in calib.iterdir()) == photos
