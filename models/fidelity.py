@@ -26,7 +26,7 @@ def _run(folder: Path, float_model: Path, samples: Path) -> tuple[list[Compariso
     info`` shows)."""
     seen: list[Comparison] = []
     fidelity = check_model(folder, float_model, expand([str(samples)]), backend="emulator",
-                           images_from=f"the {samples.name} photos (also calibrated on)",
+                           images_from=f"models/{samples.name}/ (also calibrated on)",
                            on_image=lambda c: seen.append(c) if isinstance(c, Comparison)
                            else None)
     fidelity.save(folder)
