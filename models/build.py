@@ -69,8 +69,8 @@ def check(path: Path, expected: str) -> Path:
 
 
 def run(*cmd: str | Path) -> None:
-    print("+", " ".join(map(str, cmd)), flush=True)
-    subprocess.run([str(c) for c in cmd], check=True)
+    print("+", " ".join(map(str, cmd)), file=sys.stderr, flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, stdout=sys.stderr)
 
 
 def download(requirement: str) -> Path:

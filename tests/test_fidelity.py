@@ -39,7 +39,7 @@ def float_models() -> dict[str, Path]:
                           capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         pytest.fail(f"models/build.py --float-only failed:\n{done.stdout}\n{done.stderr}")
-    effnet, yolox = (Path(line) for line in done.stdout.split())
+    effnet, yolox = (Path(line) for line in done.stdout.splitlines()[-2:])  # the paths
     return {"efficientnet-lite0-imagenet": effnet, "yolox-nano-coco": yolox}
 
 

@@ -109,6 +109,11 @@ def compile_model(
         task, reason = infer_task(graph.model_output_shapes, bool(options.postamble_from),
                                   bool(options.decoder))
         log.info("task: %s (%s; --task to say otherwise)", task, reason)
+    if labels is not None and task == "classify":
+        classes = graph.output_shapes[0][1] if graph.postamble is None else None
+        if classes is not None and classes != len(labels):
+            raise CompileError(f"--labels has {len(labels)} names but the model outputs "
+                               f"{classes} classes")
     paths, held_out, sample = calibration_images(options.calibration,
                                                  options.calibration_limit,
                                                  holdout=options.holdout)
@@ -120,26 +125,7 @@ def compile_model(
     device, in_spec, out_specs = _device_graph(graph, batches, int16, options)
     ranking: list[dict[str, object]] = []
     if options.auto_int16:
-        checked = batches[:LAYER_IMAGES]
-        if held_out:
-            try:
-                checked = load_calibration(held_out[:LAYER_IMAGES], options.recipe,
-                                           graph.input_shape)
-            except CompileError:  # none of them readable: the calibration images then
-                log.warning("warning: --auto-int16 ranks on calibration images: the "
-                            "held-out ones could not be read")
-        report = layer_sensitivity(device, [_device_input(b, in_spec) for b in checked])
-        chosen = report.worst(options.auto_int16)  # 8-bit ones: --int16 ones are not ranked
-        if len(chosen) < options.auto_int16:
-            log.warning("warning: --auto-int16 %d: the device part has %d 8-bit "
-                        "activations that can be kept at 16 bits; keeping all of them",
-                        options.auto_int16, len(chosen))
-        log.info("--auto-int16: output SQNR %.1f dB as first quantized; rounded alone, "
-                 "these 8-bit activations cost the most: %s", report.int8_sqnr_db,
-                 ", ".join(f"{layer.tensor} ({layer.op}) {layer.sqnr_db:.1f} dB"
-                           for layer in report.layers[:options.auto_int16 + 3]))
-        log.info("--auto-int16: keeping %s at 16 bits", " ".join(chosen))
-        ranking = [layer.to_dict() for layer in report.layers[:options.auto_int16 + 3]]
+        chosen, ranking = _auto_int16(device, in_spec, graph, batches, held_out, options)
         int16 += tuple(chosen)
         device, in_spec, out_specs = _device_graph(graph, batches, int16, options)
     decoder = dict(options.decoder)
@@ -147,11 +133,6 @@ def compile_model(
             last_computing_op(graph.device.graph, graph.output_names[0]) == "Softmax":
         decoder["scores"] = "probabilities"  # a second softmax would flatten them
         log.info("scores: probabilities (the network ends in Softmax)")
-    if labels is not None and task == "classify":
-        classes = graph.output_shapes[0][1] if graph.postamble is None else None
-        if classes is not None and classes != len(labels):
-            raise CompileError(f"--labels has {len(labels)} names but the model outputs "
-                               f"{classes} classes")
     sidecar = {
         "task": task,
         "preprocess": options.recipe.to_dict(),
@@ -195,6 +176,36 @@ def _device_graph(graph: PreparedGraph, batches: list[np.ndarray], int16: tuple[
     device = wrap_device_graph(qdq, [in_spec], out_specs, [len(s) for s in graph.output_shapes])
     _smoke_test(device, in_spec.shape)
     return device, in_spec, out_specs
+
+
+def _auto_int16(device: Any, in_spec: TensorSpec, graph: PreparedGraph,
+                batches: list[np.ndarray], held_out: list[Path], options: CompileOptions) -> \
+        tuple[list[str], list[dict[str, object]]]:
+    """The ``options.auto_int16`` 8-bit activations of the quantized ``device`` graph
+    whose rounding alone costs the outputs most, ranked on up to :data:`LAYER_IMAGES`
+    held-out images (else calibration ones), and the top of the ranking (for
+    ``axrun.json``), logged."""
+    log = logging.getLogger("axrun")
+    checked = batches[:LAYER_IMAGES]
+    if held_out:
+        try:
+            checked = load_calibration(held_out[:LAYER_IMAGES], options.recipe,
+                                       graph.input_shape)
+        except CompileError:  # none of them readable: the calibration images then
+            log.warning("warning: --auto-int16 ranks on calibration images: the held-out "
+                        "ones could not be read")
+    report = layer_sensitivity(device, [_device_input(b, in_spec) for b in checked])
+    chosen = report.worst(options.auto_int16)  # 8-bit ones: --int16 ones are not ranked
+    if len(chosen) < options.auto_int16:
+        log.warning("warning: --auto-int16 %d: the device part has %d 8-bit activations "
+                    "that can be kept at 16 bits; keeping all of them", options.auto_int16,
+                    len(chosen))
+    shown = report.layers[:options.auto_int16 + 3]
+    log.info("--auto-int16: output SQNR %.1f dB as first quantized; rounded alone, these "
+             "8-bit activations cost the most: %s", report.int8_sqnr_db,
+             ", ".join(f"{layer.tensor} ({layer.op}) {layer.sqnr_db:.1f} dB" for layer in shown))
+    log.info("--auto-int16: keeping %s at 16 bits", " ".join(chosen))
+    return chosen, [layer.to_dict() for layer in shown]
 
 
 def _device_input(batch: np.ndarray, spec: TensorSpec) -> np.ndarray:
