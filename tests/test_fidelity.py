@@ -248,3 +248,46 @@ def test_check_runs_the_device_path_of_a_card(float_models, monkeypatch) -> None
                                  "--float", str(float_models[model]), "-q"])
     assert result.exit_code == 0, result.output
     assert same_figures(result.stdout.strip(), readme_summary(1))
+
+
+def test_an_sdk_folder_without_postamble_is_checked_against_an_ultralytics_export(
+        tmp_path, monkeypatch) -> None:
+    """The SDK cuts YOLOv8 at its DFL heads (no postamble); its float export decodes
+    to ``[1, 4 + classes, anchors]``. check reads each side by its own layout: the
+    same bird in the same place agrees, through the card's path."""
+    import metis_standin
+    from sdkfolder import Planted, fixed_graph, sdk_folder
+
+    from axrun.fidelity import check_model
+    from axrun.sources import items_from
+
+    metis_standin.install(monkeypatch)
+    size, scale = 32, 0.25
+
+    def heads(channels: int, fill: float) -> list[Planted]:
+        return [Planted(np.full((size // s, size // s, channels), fill, np.float32), scale)
+                for s in (8, 16, 32)]
+
+    boxes, classes = heads(64, 0.0), heads(3, -32.0)
+    cell = np.full(64, -32.0, np.float32)  # every side one stride (8 px) from the centre
+    cell[[1, 17, 33, 49]] = 31.75
+    boxes[0].values[2, 1] = cell  # stride 8, row 2, column 1: centre (12, 20)
+    classes[0].values[2, 1, 2] = 2.0  # bird, logit 2
+    folder = sdk_folder(tmp_path, boxes + classes, model_info={
+        "task_category": "ObjectDetection", "labels": ["cat", "dog", "bird"],
+        "num_classes": 3})
+    pred = np.zeros((1, 7, 21), np.float32)  # 16 + 4 + 1 anchors
+    pred[0, :, 2 * 4 + 1] = [12, 20, 16, 16, 0, 0, 1 / (1 + np.exp(-2.0))]
+    float_model = tmp_path / "yolov8.onnx"
+    onnx.save(fixed_graph({"images": [1, 3, size, size]}, output0=pred), str(float_model))
+    photo = np.full((56, 64, 3), 90, np.uint8)
+    fidelity = check_model(folder, float_model, items_from([photo, photo]), backend="metis")
+    assert fidelity.tally.float_boxes == fidelity.tally.int8_boxes == 2
+    assert fidelity.tally.agreement == 1.0 and fidelity.tally.metrics()["mean_iou"] > 0.99
+    pred[0, 6, 2 * 4 + 1], pred[0, 5, 2 * 4 + 1] = 0.0, 0.9  # float says dog
+    onnx.save(fixed_graph({"images": [1, 3, size, size]}, output0=pred), str(float_model))
+    fidelity = check_model(folder, float_model, items_from([photo]), backend="metis")
+    assert fidelity.tally.agreement == 0.0
+    (differs,) = fidelity.disagreements
+    assert [b["label"] for b in differs["missed"]] == ["dog"]
+    assert [b["label"] for b in differs["extra"]] == ["bird"]
