@@ -253,7 +253,6 @@ class FloatNetwork:
         #: the float model's preprocessing: given, else the INT8 model's
         self.recipe = recipe or task.preprocessor.recipe
         try:
-            graph = onnx.load(str(self.path), load_external_data=False).graph
             self.session = ort.InferenceSession(str(self.path),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:
@@ -283,6 +282,7 @@ class FloatNetwork:
                 raise ModelError(f"{self.path}: the float model's first output {self.shapes[0]}"
                                  f" holds {counts[0]} values; the INT8 model has "
                                  f"{task.classes} classes")
+            graph = onnx.load(str(self.path), load_external_data=False).graph  # the ops
             last = last_computing_op(graph, outputs[0].name)
             self.score_kind = SCORE_KINDS[1] if last == "Softmax" else SCORE_KINDS[0]
         else:

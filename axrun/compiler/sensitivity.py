@@ -72,10 +72,12 @@ class LayerReport:
                 "layers": [layer.to_dict() for layer in self.layers]}
 
 
-def _candidates(model: onnx.ModelProto, input_names: set[str]) -> list[onnx.NodeProto]:
-    """The QuantizeLinear nodes of 8-bit activations inside the graph: not the device
-    interface's (the input's, the outputs'), not 16-bit ones."""
-    out: list[onnx.NodeProto] = []
+def _candidates(model: onnx.ModelProto, input_names: set[str]) -> \
+        list[tuple[onnx.NodeProto, float, float]]:
+    """The QuantizeLinear nodes of 8-bit activations inside the graph (not the device
+    interface's, the input's or the outputs', not 16-bit ones), each with the float
+    range its grid represents: ``(qmin - zp) * scale`` to ``(qmax - zp) * scale``."""
+    out: list[tuple[onnx.NodeProto, float, float]] = []
     for node in model.graph.node:
         if node.op_type != "QuantizeLinear" or node.name.startswith("axrun_") or \
                 node.output[0].startswith("axrun_"):
@@ -87,19 +89,10 @@ def _candidates(model: onnx.ModelProto, input_names: set[str]) -> list[onnx.Node
         if zp is None or zp.dtype not in (np.uint8, np.int8) or zp.size != 1 or \
                 scale is None or scale.size != 1:
             continue  # 16-bit, or not an activation written by the quantizer
-        out.append(node)
+        info = np.iinfo(zp.dtype)
+        s, z = float(scale.reshape(())), int(zp.reshape(()))
+        out.append((node, (info.min - z) * s, (info.max - z) * s))
     return out
-
-
-def _grid_range(model: onnx.ModelProto, q: onnx.NodeProto) -> tuple[float, float]:
-    """The float range an 8-bit QuantizeLinear ``q`` represents: ``(qmin - zp) * scale``
-    to ``(qmax - zp) * scale``."""
-    scale = constant_value(model, q.input[1])
-    zp = constant_value(model, q.input[2])
-    assert scale is not None and zp is not None  # checked by _candidates
-    info = np.iinfo(zp.dtype)
-    s, z = float(scale.reshape(())), int(zp.reshape(()))
-    return (info.min - z) * s, (info.max - z) * s
 
 
 def _unrounded(producers: dict[str, onnx.NodeProto], name: str) -> str:
@@ -126,7 +119,7 @@ def gated_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple[str
     outputs = [_unrounded(producers, f"{o.name}{FLOAT_SUFFIX}") for o in graph.output]
     # the device outputs' own quantization is the int8 boundary: not a candidate
     candidates = [q for q in _candidates(model, inputs | {f"{i}{FLOAT_SUFFIX}" for i in inputs})
-                  if q.input[0] not in outputs]
+                  if q[0].input[0] not in outputs]
     if not candidates or any(o not in producers for o in outputs):
         raise ModelError("the device graph has no 8-bit activations axrun can switch "
                          "(QuantizeLinear → DequantizeLinear): a per-layer report needs a "
@@ -140,7 +133,7 @@ def gated_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple[str
     for node in g.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    for k, q in enumerate(candidates):
+    for k, (q, low, high) in enumerate(candidates):
         x = q.input[0]
         dqs = [n for n in consumers.get(q.output[0], []) if n.op_type == "DequantizeLinear"]
         if not dqs:
@@ -154,7 +147,6 @@ def gated_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple[str
         # Unrounded, but clipped to the same range: the quantizer drops a Relu or Clip
         # before an activation whose range starts at 0 (the range does the clipping),
         # and a 16-bit activation keeps the range. Only the rounding is switched off.
-        low, high = _grid_range(model, q)
         for bound, value in (("low", low), ("high", high)):
             g.initializer.append(numpy_helper.from_array(np.array(value, np.float32),
                                                          f"axrun_gate/{k}/{bound}"))
